@@ -1,0 +1,245 @@
+//! What a line means on its own, before knowing which command is in flight: final result
+//! codes, busy rejections, boot banners and the table of known unsolicited messages of the
+//! three module families. Pure functions over one line of text.
+
+/// A final result code that ends a command.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FinalCode {
+    /// `OK`, `SEND OK`, `SET OK`, or a command's own success line.
+    Ok,
+    /// `ERROR`.
+    Error,
+    /// `+CME ERROR: <n|text>`.
+    Cme { code: Option<u32>, text: String },
+    /// `+CMS ERROR: <n|text>`.
+    Cms { code: Option<u32>, text: String },
+    /// `COMMAND NOT SUPPORT` (Huawei and others).
+    NotSupported,
+    /// `SEND FAIL`.
+    SendFail,
+    /// `NO CARRIER`, `BUSY`, `NO ANSWER`, `NO DIALTONE`, `MODEM ERROR`.
+    CallFailed { reason: String },
+    /// A command's own failure line, e.g. `+MQTTPUB:FAIL` or Luat's `TimeOut`.
+    Failed,
+}
+
+impl FinalCode {
+    pub fn is_ok(&self) -> bool {
+        matches!(self, FinalCode::Ok)
+    }
+}
+
+/// Classifies a standard final result line. Command-specific finals are the caller's business.
+pub fn final_code(line: &str) -> Option<FinalCode> {
+    Some(match line {
+        "OK" | "SEND OK" | "SET OK" => FinalCode::Ok,
+        "ERROR" => FinalCode::Error,
+        "COMMAND NOT SUPPORT" => FinalCode::NotSupported,
+        "SEND FAIL" => FinalCode::SendFail,
+        "NO CARRIER" | "BUSY" | "NO ANSWER" | "NO DIALTONE" | "MODEM ERROR" => {
+            FinalCode::CallFailed {
+                reason: line.to_string(),
+            }
+        }
+        _ => {
+            if let Some(rest) = line.strip_prefix("+CME ERROR:") {
+                let (code, text) = code_and_text(rest);
+                FinalCode::Cme { code, text }
+            } else if let Some(rest) = line.strip_prefix("+CMS ERROR:") {
+                let (code, text) = code_and_text(rest);
+                FinalCode::Cms { code, text }
+            } else {
+                return None;
+            }
+        }
+    })
+}
+
+fn code_and_text(rest: &str) -> (Option<u32>, String) {
+    let text = rest.trim().to_string();
+    (text.parse().ok(), text)
+}
+
+/// ESP-AT's answer to a command sent while another one is still running (`busy p...`), and the
+/// ESP8266 NonOS variant (`busy s...`). The new command was discarded.
+pub fn is_busy(line: &str) -> bool {
+    line == "busy p..." || line == "busy s..."
+}
+
+/// A boot banner: the module has just (re)started. `ready` is ESP-AT's, `RDY` the cellular one.
+pub fn is_boot_banner(line: &str) -> bool {
+    line == "ready" || line == "RDY"
+}
+
+/// Lines that explain the error that follows them: ESP-AT `ERR CODE:0x...` (with
+/// `AT+SYSLOG=1`) and `+ERRNO:`.
+pub fn is_error_detail(line: &str) -> bool {
+    line.starts_with("ERR CODE:") || line.starts_with("+ERRNO:")
+}
+
+/// Exact unsolicited lines of the three families.
+const URC_LINES: &[&str] = &[
+    // ESP-AT
+    "ready",
+    "WIFI CONNECTED",
+    "WIFI GOT IP",
+    "WIFI DISCONNECT",
+    "+TIME_UPDATED",
+    "Will force to restart!!!",
+    "NO CERT FOUND",
+    "NO PRVT_KEY FOUND",
+    "NO CA FOUND",
+    "CLOSED",
+    // Luat
+    "RDY",
+    "+E_UTRAN Service",
+    "CONNECT OK",
+    "CONNECT FAIL",
+    "ALREADY CONNECT",
+    "CONNACK OK",
+    "SUBACK",
+    "UNSUBACK",
+    "PUBACK",
+    "PUBREC",
+    "PUBCOMP",
+    "+PDP DEACT",
+    // Quectel
+    "POWERED DOWN",
+];
+
+/// Prefixes of unsolicited lines of the three families.
+const URC_PREFIXES: &[&str] = &[
+    // ESP-AT
+    "+MQTTCONNECTED:",
+    "+MQTTDISCONNECTED:",
+    "+MQTTSUBRECV:",
+    "+MQTTPUB:",
+    "+IPD,",
+    "+STA_CONNECTED:",
+    "+STA_DISCONNECTED:",
+    "+DIST_STA_IP:",
+    "+LINK_CONN:",
+    // Luat
+    "^MODE:",
+    "+CGEV:",
+    "+NITZ:",
+    "+MSUB:",
+    "+HTTPACTION:",
+    "+CNTP:",
+    "STATE:",
+    // 3GPP registration and SIM (also info lines of their own queries)
+    "+CREG:",
+    "+CEREG:",
+    "+CGREG:",
+    "+CPIN:",
+    "+CFUN:",
+    // Quectel
+    "+QUSIM:",
+    "+QIND:",
+    "+QIURC:",
+    "+QMTOPEN:",
+    "+QMTCONN:",
+    "+QMTSUB:",
+    "+QMTUNS:",
+    "+QMTPUB:",
+    "+QMTPUBEX:",
+    "+QMTDISC:",
+    "+QMTCLOSE:",
+    "+QMTRECV:",
+    "+QMTSTAT:",
+    "+QMTPING:",
+    "+QNTP:",
+    "+QHTTPGET:",
+    "+QHTTPPOST:",
+    "+QHTTPREAD:",
+];
+
+/// Whether a line is a documented unsolicited message of one of the families.
+pub fn is_known_urc(line: &str) -> bool {
+    URC_LINES.contains(&line)
+        || URC_PREFIXES.iter().any(|p| line.starts_with(p))
+        || is_link_event(line)
+}
+
+/// ESP-AT multi-link socket events: `0,CONNECT`, `1,CLOSED`, `2,CONNECT FAIL`.
+fn is_link_event(line: &str) -> bool {
+    let Some((id, event)) = line.split_once(',') else {
+        return false;
+    };
+    !id.is_empty()
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && matches!(event, "CONNECT" | "CLOSED" | "CONNECT FAIL")
+}
+
+/// Whether a line looks like an information line of some command (`+NAME:`), used to report a
+/// line that belongs to no command in flight as an unknown unsolicited message.
+pub fn has_plus_prefix(line: &str) -> bool {
+    line.starts_with('+') && line.contains(':')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finals() {
+        assert_eq!(final_code("OK"), Some(FinalCode::Ok));
+        assert_eq!(final_code("SEND OK"), Some(FinalCode::Ok));
+        assert_eq!(final_code("ERROR"), Some(FinalCode::Error));
+        assert_eq!(
+            final_code("+CME ERROR: 100"),
+            Some(FinalCode::Cme {
+                code: Some(100),
+                text: "100".into()
+            })
+        );
+        assert_eq!(
+            final_code("+CME ERROR: SIM not inserted"),
+            Some(FinalCode::Cme {
+                code: None,
+                text: "SIM not inserted".into()
+            })
+        );
+        assert!(matches!(
+            final_code("+CMS ERROR: 500"),
+            Some(FinalCode::Cms {
+                code: Some(500),
+                ..
+            })
+        ));
+        assert_eq!(
+            final_code("COMMAND NOT SUPPORT"),
+            Some(FinalCode::NotSupported)
+        );
+        assert_eq!(final_code("SEND FAIL"), Some(FinalCode::SendFail));
+        for l in ["NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE"] {
+            assert!(matches!(final_code(l), Some(FinalCode::CallFailed { .. })));
+        }
+        for l in [
+            "CONNECT OK",
+            "OK then",
+            "+CME ERRORS",
+            "CONNACK OK",
+            "okay",
+            "CONNECT",
+        ] {
+            assert_eq!(final_code(l), None, "{l}");
+        }
+    }
+
+    #[test]
+    fn urcs_and_banners() {
+        assert!(is_known_urc("WIFI GOT IP"));
+        assert!(is_known_urc("+MQTTDISCONNECTED:0"));
+        assert!(is_known_urc("+QMTOPEN: 0,-1"));
+        assert!(is_known_urc("0,CLOSED"));
+        assert!(is_known_urc("CONNECT OK"));
+        assert!(!is_known_urc("OK"));
+        assert!(!is_known_urc("+MQTTCONN:0,4,1,\"\",\"\",\"\",0"));
+        assert!(!is_known_urc("x,CLOSED"));
+        assert!(is_boot_banner("ready") && is_boot_banner("RDY"));
+        assert!(is_busy("busy p..."));
+        assert!(is_error_detail("ERR CODE:0x010a6009"));
+    }
+}

@@ -1,0 +1,370 @@
+//! A command and everything the engine must know to run it: its line, its final codes, its
+//! info-line prefix, its prompt phase and the payload to send after it, the URC that completes
+//! it, its timeouts, and how it shows in transcripts.
+//!
+//! [`Command::new`] fills in what the AT grammar of the three families implies for a command
+//! line (the catalog below), so `AT+QFUPL="ca.pem",1188,100` knows it waits for `CONNECT` and
+//! then 1188 bytes. Flows override what they need with the builder methods.
+
+use std::time::Duration;
+
+/// The prompt a command waits for before its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptKind {
+    /// A raw `>` (or `> `) with no line ending.
+    Raw,
+    /// A whole line, `DOWNLOAD` (Luat HTTPDATA) or `CONNECT` (Quectel QFUPL).
+    Line(String),
+}
+
+impl PromptKind {
+    /// The prompt as the device shows it.
+    pub fn text(&self) -> &str {
+        match self {
+            PromptKind::Raw => ">",
+            PromptKind::Line(l) => l,
+        }
+    }
+}
+
+/// A prompt phase: what to wait for, when, and what to send then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptPhase {
+    pub kind: PromptKind,
+    /// ESP-AT's two-phase commands answer `OK` first, then the prompt.
+    pub after_ok: bool,
+    /// The number of bytes the command line announces, when it does.
+    pub announced_len: Option<usize>,
+    /// The bytes to send after the prompt; `None` means the caller has none (the engine then
+    /// sends `announced_len` filler bytes, which only replays use).
+    pub payload: Option<Vec<u8>>,
+}
+
+/// A URC that completes a command after its `OK` (`CONNECT OK`, `+QMTOPEN: 0,0`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// Lines starting with any of these complete the command; the flow judges the result.
+    pub prefixes: Vec<String>,
+    /// How long to wait for it after the `OK`.
+    pub timeout: Duration,
+}
+
+/// One AT command with its expectations.
+#[derive(Debug, Clone)]
+pub struct Command {
+    /// The command line without its terminator, e.g. `AT+GMR`.
+    pub line: String,
+    /// Sent after the line. `\r\n` by default.
+    pub terminator: &'static str,
+    /// Time for the final result (and for the prompt) after sending.
+    pub timeout: Duration,
+    /// Lines starting with this belong to the command even when a URC shares the prefix.
+    pub info_prefix: Option<String>,
+    pub prompt: Option<PromptPhase>,
+    /// Command-specific success finals (`+MQTTPUB:OK`, `CONNECT` for `ATD`).
+    pub success: Vec<String>,
+    /// Command-specific failure finals (`+MQTTPUB:FAIL`, `TimeOut`).
+    pub failure: Vec<String>,
+    pub completion: Option<Completion>,
+    /// Retry after `busy p...`, with bounded backoff.
+    pub retry_busy: bool,
+    /// How the command line appears in transcripts and logs when it carries a secret.
+    pub shown_as: Option<String>,
+    /// The payload is secret (a private key, a password): transcripts show its length only.
+    pub secret_payload: bool,
+    /// The response carries a secret (reading a key back): transcripts show lengths only.
+    pub secret_response: bool,
+}
+
+impl Command {
+    /// A command with the expectations its line implies; see the module docs.
+    pub fn new(line: impl Into<String>) -> Command {
+        let line = line.into();
+        let mut cmd = Command {
+            info_prefix: info_prefix_of(&line),
+            line,
+            terminator: "\r\n",
+            timeout: Duration::from_secs(5),
+            prompt: None,
+            success: Vec::new(),
+            failure: Vec::new(),
+            completion: None,
+            retry_busy: true,
+            shown_as: None,
+            secret_payload: false,
+            secret_response: false,
+        };
+        apply_catalog(&mut cmd);
+        cmd
+    }
+
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+
+    /// Sets the bytes sent after the prompt. A command without a known prompt gets a raw `>`.
+    pub fn payload(mut self, data: impl Into<Vec<u8>>) -> Self {
+        let data = data.into();
+        match &mut self.prompt {
+            Some(p) => p.payload = Some(data),
+            None => {
+                self.prompt = Some(PromptPhase {
+                    kind: PromptKind::Raw,
+                    after_ok: false,
+                    announced_len: Some(data.len()),
+                    payload: Some(data),
+                })
+            }
+        }
+        self
+    }
+
+    pub fn info_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.info_prefix = Some(prefix.into());
+        self
+    }
+
+    pub fn success_line(mut self, line: impl Into<String>) -> Self {
+        self.success.push(line.into());
+        self
+    }
+
+    pub fn failure_line(mut self, line: impl Into<String>) -> Self {
+        self.failure.push(line.into());
+        self
+    }
+
+    /// Waits, after the `OK`, for a line starting with one of `prefixes`.
+    pub fn completes_on(mut self, prefixes: &[&str], timeout: Duration) -> Self {
+        self.completion = Some(Completion {
+            prefixes: prefixes.iter().map(|s| s.to_string()).collect(),
+            timeout,
+        });
+        self
+    }
+
+    /// Shows the command as `shown` in transcripts (for lines that carry a secret).
+    pub fn shown_as(mut self, shown: impl Into<String>) -> Self {
+        self.shown_as = Some(shown.into());
+        self
+    }
+
+    pub fn secret_payload(mut self) -> Self {
+        self.secret_payload = true;
+        self
+    }
+
+    pub fn secret_response(mut self) -> Self {
+        self.secret_response = true;
+        self
+    }
+
+    pub fn no_busy_retry(mut self) -> Self {
+        self.retry_busy = false;
+        self
+    }
+
+    /// The line as it may be shown: the redacted form when there is one.
+    pub fn display(&self) -> &str {
+        self.shown_as.as_deref().unwrap_or(&self.line)
+    }
+
+    /// The bytes written for the command line.
+    pub fn wire_bytes(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.line.len() + 2);
+        v.extend_from_slice(self.line.as_bytes());
+        v.extend_from_slice(self.terminator.as_bytes());
+        v
+    }
+}
+
+/// `AT+NAME=...`, `AT+NAME?`, `AT+NAME` → `+NAME:`. Basic commands (`ATE0`, `ATI`) have none.
+pub fn info_prefix_of(line: &str) -> Option<String> {
+    let name = command_name(line)?;
+    Some(format!("{name}:"))
+}
+
+/// `AT+QFUPL="x",1` → `+QFUPL`; `AT^SYSINFO` → `^SYSINFO`.
+pub fn command_name(line: &str) -> Option<&str> {
+    let rest = line.get(2..)?;
+    if !line[..2].eq_ignore_ascii_case("AT") {
+        return None;
+    }
+    let first = rest.chars().next()?;
+    if first != '+' && first != '^' && first != '$' {
+        return None;
+    }
+    let end = rest
+        .find(['=', '?'])
+        .unwrap_or(rest.len());
+    (end > 1).then(|| &rest[..end])
+}
+
+/// The parameters of a set command, split on commas outside quotes, quotes kept.
+pub fn params(line: &str) -> Vec<&str> {
+    let Some((_, args)) = line.split_once('=') else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in args.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                out.push(args[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(args[start..].trim());
+    out
+}
+
+fn param_len(line: &str, index_from_end: usize) -> Option<usize> {
+    let p = params(line);
+    p.len()
+        .checked_sub(index_from_end + 1)
+        .and_then(|i| p[i].parse().ok())
+}
+
+fn param_at(line: &str, index: usize) -> Option<usize> {
+    params(line).get(index).and_then(|p| p.parse().ok())
+}
+
+fn raw_prompt(after_ok: bool, len: Option<usize>) -> Option<PromptPhase> {
+    Some(PromptPhase {
+        kind: PromptKind::Raw,
+        after_ok,
+        announced_len: len,
+        payload: None,
+    })
+}
+
+fn line_prompt(text: &str, len: Option<usize>) -> Option<PromptPhase> {
+    Some(PromptPhase {
+        kind: PromptKind::Line(text.to_string()),
+        after_ok: false,
+        announced_len: len,
+        payload: None,
+    })
+}
+
+/// What the AT grammar of the three families says about a command line.
+fn apply_catalog(cmd: &mut Command) {
+    let line = cmd.line.clone();
+    let upper = line.to_ascii_uppercase();
+    let name = command_name(&upper).unwrap_or("");
+    let set = upper.contains('=') && !upper.ends_with("=?");
+    match name {
+        // ESP-AT: SYSFLASH write answers a bare '>' (no OK first).
+        "+SYSFLASH" if set && param_at(&line, 0) == Some(1) => {
+            cmd.prompt = raw_prompt(false, param_len(&line, 0));
+        }
+        // ESP-AT: SYSMFG binary/string write answers OK, then '>'.
+        "+SYSMFG" if set && param_at(&line, 0) == Some(2) => {
+            if matches!(param_at(&line, 3), Some(7 | 8)) {
+                cmd.prompt = raw_prompt(true, param_len(&line, 0));
+            }
+        }
+        "+MQTTPUBRAW" if set => {
+            cmd.prompt = raw_prompt(true, param_at(&line, 2));
+            cmd.success.push("+MQTTPUB:OK".into());
+            cmd.failure.push("+MQTTPUB:FAIL".into());
+            cmd.info_prefix = Some("+MQTTPUB:".into());
+        }
+        "+MQTTLONGCLIENTID" | "+MQTTLONGUSERNAME" | "+MQTTLONGPASSWORD" if set => {
+            cmd.prompt = raw_prompt(true, param_len(&line, 0));
+        }
+        "+CIPSEND" | "+CIPSENDEX" if set => {
+            cmd.prompt = raw_prompt(true, param_len(&line, 0));
+        }
+        // Luat
+        "+FSWRITE" if set => {
+            cmd.prompt = raw_prompt(false, param_at(&line, 2));
+            cmd.failure.push("TimeOut".into());
+        }
+        "+MPUBEX" if set => cmd.prompt = raw_prompt(false, param_len(&line, 0)),
+        "+HTTPDATA" if set => cmd.prompt = line_prompt("DOWNLOAD", param_at(&line, 0)),
+        // Quectel
+        "+QFUPL" if set => cmd.prompt = line_prompt("CONNECT", param_at(&line, 1)),
+        "+QHTTPURL" | "+QHTTPPOST" if set => {
+            cmd.prompt = line_prompt("CONNECT", param_at(&line, 0))
+        }
+        "+QMTPUBEX" | "+QMTPUB" | "+QISEND" if set && params(&line).len() >= 6 => {
+            cmd.prompt = raw_prompt(false, param_len(&line, 0));
+        }
+        _ => {}
+    }
+    if upper.starts_with("ATD") {
+        cmd.success.push("CONNECT".into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(info_prefix_of("AT+GMR").as_deref(), Some("+GMR:"));
+        assert_eq!(info_prefix_of("AT+CGREG?").as_deref(), Some("+CGREG:"));
+        assert_eq!(
+            info_prefix_of("AT+QSSLCFG=\"ignorelocaltime\",1").as_deref(),
+            Some("+QSSLCFG:")
+        );
+        assert_eq!(info_prefix_of("ATE0"), None);
+        assert_eq!(info_prefix_of("ATI"), None);
+        assert_eq!(info_prefix_of("hello"), None);
+    }
+
+    #[test]
+    fn params_respect_quotes() {
+        assert_eq!(
+            params(r#"AT+CWJAP="a,b","p\"q",1"#),
+            vec![r#""a,b""#, r#""p\"q""#, "1"]
+        );
+        assert!(params("AT").is_empty());
+    }
+
+    #[test]
+    fn catalog() {
+        let c = Command::new(r#"AT+SYSFLASH=1,"mqtt_cert",0,1044"#);
+        let p = c.prompt.unwrap();
+        assert_eq!(
+            (p.kind, p.after_ok, p.announced_len),
+            (PromptKind::Raw, false, Some(1044))
+        );
+        let c = Command::new(r#"AT+SYSMFG=2,"mqtt_ca","mqtt_ca",8,1204"#);
+        let p = c.prompt.unwrap();
+        assert!(p.after_ok);
+        assert_eq!(p.announced_len, Some(1204));
+        assert!(Command::new(r#"AT+SYSMFG=2,"ns","k",1,5"#).prompt.is_none());
+        assert!(
+            Command::new(r#"AT+SYSFLASH=2,"mqtt_cert",0,8"#)
+                .prompt
+                .is_none()
+        );
+        let c = Command::new(r#"AT+QFUPL="rootCA.pem",1267,100"#);
+        assert_eq!(c.prompt.unwrap().kind, PromptKind::Line("CONNECT".into()));
+        let c = Command::new("AT+HTTPDATA=112,20000");
+        let p = c.prompt.unwrap();
+        assert_eq!(
+            (p.kind, p.announced_len),
+            (PromptKind::Line("DOWNLOAD".into()), Some(112))
+        );
+        let c = Command::new(r#"AT+MQTTPUBRAW=0,"t",13,1,0"#);
+        assert_eq!(c.prompt.unwrap().announced_len, Some(13));
+        assert_eq!(c.success, vec!["+MQTTPUB:OK".to_string()]);
+        let c = Command::new(r#"AT+QMTPUBEX=0,1,1,0,"t",11"#);
+        assert_eq!(c.prompt.unwrap().announced_len, Some(11));
+        assert!(
+            Command::new("ATD*99#")
+                .success
+                .contains(&"CONNECT".to_string())
+        );
+    }
+}

@@ -1,0 +1,15 @@
+//! The AT layer: framing ([`digest`]), meaning ([`classify`], [`session`]), commands and their
+//! expectations ([`command`]), results ([`response`]) and the async [`engine`] that runs them on
+//! a port. Everything but the engine is pure and synchronous.
+
+pub mod classify;
+pub mod command;
+pub mod digest;
+pub mod engine;
+pub mod response;
+pub mod session;
+pub mod text;
+
+pub use command::Command;
+pub use engine::{Engine, EngineConfig, EngineError, TraceEvent};
+pub use response::{Response, Status, Urc};

@@ -1,0 +1,504 @@
+//! The session: a pure state machine that gives every byte from the device an owner.
+//!
+//! It combines the [`Digester`] (framing) with the command in flight (expectations) and decides,
+//! record by record: echo, info line, prompt, final result, completing URC, or unsolicited. It
+//! does no I/O and knows no time: the engine feeds it bytes, writes what it asks for, and tells
+//! it when a deadline passed. That keeps every rule here testable byte for byte.
+//!
+//! The order of the rules, for a line while a command is in flight:
+//! 1. the first line equal to the bytes sent is the echo;
+//! 2. after the `OK` of a command that completes on a URC, a line with a completing prefix ends it;
+//! 3. a boot banner (`ready`, `RDY`) means the module reset: the command fails;
+//! 4. `busy p...` means the command was discarded: the engine retries it;
+//! 5. the command's own success/failure lines, then the standard final codes;
+//! 6. a line prompt (`DOWNLOAD`, `CONNECT`) the command waits for;
+//! 7. a line with the command's info prefix is its own, even if a URC shares the prefix;
+//! 8. documented URCs, and other `+NAME:` lines, are unsolicited;
+//! 9. anything else (GMR text, an IMEI, `ERR CODE:` details) is an info line.
+
+use std::time::Duration;
+
+use super::classify::{self, FinalCode};
+use super::command::{Command, PromptKind};
+use super::digest::{Digester, Event, PayloadStyle};
+use super::response::{Payload, Phase, Response, Status, Urc};
+use super::text::escape;
+
+/// How a device record was classified, for traces and transcripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxClass {
+    Echo,
+    Info,
+    Prompt,
+    Final,
+    /// The URC that completed a command.
+    Completion,
+    /// A URC that arrived while a command was in flight.
+    Urc,
+    /// A line while no command was in flight.
+    Unsolicited,
+    /// A `busy p...` rejection.
+    Busy,
+}
+
+/// What the session asks of the engine, or tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// A device record and its class (lines escaped; payloads rendered inline).
+    Rx {
+        text: String,
+        class: RxClass,
+        secret: bool,
+    },
+    /// An unsolicited message for subscribers.
+    Urc(Urc),
+    /// The prompt came: write these bytes now.
+    SendPayload(Vec<u8>),
+    /// The command in flight ended.
+    Done(Box<Response>),
+    /// The command in flight was discarded with `busy p...`; resend it after a pause.
+    Busy,
+    /// The module rebooted (a boot banner arrived).
+    Reset,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Waiting for the final result (and the prompt, if any).
+    Final,
+    /// The success final came; waiting for the completing URC.
+    Completion,
+    /// Discarded with `busy p...`; lines until the resend belong to nobody.
+    Rejected,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    cmd: Command,
+    stage: Stage,
+    /// Whether a line may still be the echo.
+    echo_possible: bool,
+    /// The `OK` before an ESP-AT prompt came.
+    first_ok: bool,
+    prompt_done: bool,
+    resp: Response,
+}
+
+/// Owns the digester and the command in flight.
+#[derive(Debug, Default)]
+pub struct Session {
+    digester: Digester,
+    inflight: Option<InFlight>,
+    events: Vec<Event>,
+}
+
+impl Session {
+    pub fn new() -> Session {
+        Session::default()
+    }
+
+    /// Whether a command is in flight.
+    pub fn busy(&self) -> bool {
+        self.inflight.is_some()
+    }
+
+    /// The phase the command in flight is waiting in, for the engine's deadline.
+    pub fn phase(&self) -> Option<Phase> {
+        let f = self.inflight.as_ref()?;
+        Some(match f.stage {
+            Stage::Completion => Phase::Completion,
+            _ if f.cmd.prompt.is_some() && !f.prompt_done => Phase::Prompt,
+            _ => Phase::Final,
+        })
+    }
+
+    /// The completion timeout of the command in flight, once it waits for its URC.
+    pub fn completion_timeout(&self) -> Option<Duration> {
+        let f = self.inflight.as_ref()?;
+        (f.stage == Stage::Completion).then(|| f.cmd.completion.as_ref().map(|c| c.timeout))?
+    }
+
+    /// How often the command in flight was resent after `busy p...`.
+    pub fn busy_retries(&self) -> u32 {
+        self.inflight.as_ref().map_or(0, |f| f.resp.busy_retries)
+    }
+
+    /// Starts a command; returns the bytes to write.
+    pub fn begin(&mut self, cmd: Command) -> Vec<u8> {
+        let raw_prompt = matches!(cmd.prompt.as_ref().map(|p| &p.kind), Some(PromptKind::Raw));
+        self.digester.arm_prompt(raw_prompt);
+        let bytes = cmd.wire_bytes();
+        let resp = Response {
+            command: cmd.display().to_string(),
+            echo: false,
+            info: Vec::new(),
+            payloads: Vec::new(),
+            prompt: None,
+            final_line: None,
+            status: Status::Ok,
+            details: Vec::new(),
+            urcs: Vec::new(),
+            completion: None,
+            busy_retries: 0,
+            elapsed: Duration::ZERO,
+        };
+        self.inflight = Some(InFlight {
+            cmd,
+            stage: Stage::Final,
+            echo_possible: true,
+            first_ok: false,
+            prompt_done: false,
+            resp,
+        });
+        bytes
+    }
+
+    /// Resends a command discarded with `busy p...`; returns the bytes to write.
+    pub fn resend(&mut self) -> Option<Vec<u8>> {
+        let f = self.inflight.as_mut()?;
+        f.stage = Stage::Final;
+        f.echo_possible = true;
+        f.resp.busy_retries += 1;
+        let raw_prompt = matches!(
+            f.cmd.prompt.as_ref().map(|p| &p.kind),
+            Some(PromptKind::Raw)
+        );
+        self.digester.arm_prompt(raw_prompt);
+        Some(f.cmd.wire_bytes())
+    }
+
+    /// Ends the command in flight as timed out (or as busy when it was rejected to the end).
+    pub fn expire(&mut self, elapsed: Duration) -> Option<Response> {
+        let f = self.inflight.take()?;
+        self.digester.arm_prompt(false);
+        let mut resp = f.resp;
+        resp.status = if f.stage == Stage::Rejected {
+            Status::Busy
+        } else {
+            Status::Timeout {
+                phase: match f.stage {
+                    Stage::Completion => Phase::Completion,
+                    _ if f.cmd.prompt.is_some() && !f.prompt_done => Phase::Prompt,
+                    _ => Phase::Final,
+                },
+            }
+        };
+        resp.elapsed = elapsed;
+        Some(resp)
+    }
+
+    /// Feeds device bytes; appends what happened to `out`.
+    pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<Output>) {
+        let mut events = std::mem::take(&mut self.events);
+        self.digester.feed(bytes, &mut events);
+        for ev in events.drain(..) {
+            match ev {
+                Event::Line(raw) => self.on_line(&raw, out),
+                Event::Prompt => self.on_prompt(out),
+                Event::Payload {
+                    header,
+                    data,
+                    style,
+                } => self.on_payload(header, data, style, out),
+                Event::Overflow { dropped } => self.unsolicited(
+                    format!("<line too long: {dropped} more bytes dropped>"),
+                    false,
+                    None,
+                    out,
+                ),
+            }
+        }
+        self.events = events;
+    }
+
+    fn on_prompt(&mut self, out: &mut Vec<Output>) {
+        let Some(f) = self.inflight.as_mut() else {
+            return;
+        };
+        let Some(phase) = f.cmd.prompt.as_ref() else {
+            return;
+        };
+        let text = phase.kind.text().to_string();
+        out.push(Output::Rx {
+            text: text.clone(),
+            class: RxClass::Prompt,
+            secret: false,
+        });
+        f.prompt_done = true;
+        f.echo_possible = false;
+        f.resp.prompt = Some(text);
+        out.push(Output::SendPayload(payload_bytes(&f.cmd)));
+    }
+
+    fn on_payload(
+        &mut self,
+        header: Vec<u8>,
+        data: Vec<u8>,
+        style: PayloadStyle,
+        out: &mut Vec<Output>,
+    ) {
+        let header_text = escape(&header);
+        let rendered = match style {
+            PayloadStyle::Inline => vec![format!("{header_text}{}", escape(&data))],
+            PayloadStyle::NextLine => vec![header_text.clone(), escape(&data)],
+        };
+        let owned = self.inflight.as_ref().is_some_and(|f| {
+            f.stage == Stage::Final
+                && f.cmd
+                    .info_prefix
+                    .as_deref()
+                    .is_some_and(|p| header_text.starts_with(p))
+        });
+        if owned {
+            let f = self.inflight.as_mut().expect("checked above");
+            f.echo_possible = false;
+            let secret = f.cmd.secret_response;
+            for text in &rendered {
+                out.push(Output::Rx {
+                    text: text.clone(),
+                    class: RxClass::Info,
+                    secret,
+                });
+            }
+            f.resp.info.extend(rendered);
+            f.resp.payloads.push(Payload {
+                header: header_text,
+                data,
+            });
+        } else {
+            self.unsolicited(rendered.concat(), true, Some(data), out);
+        }
+    }
+
+    fn on_line(&mut self, raw: &[u8], out: &mut Vec<Output>) {
+        let text = escape(raw);
+        let Some(f) = self.inflight.as_mut() else {
+            if classify::is_boot_banner(&text) {
+                out.push(Output::Reset);
+            }
+            let known = classify::is_known_urc(&text);
+            self.unsolicited(text, known, None, out);
+            return;
+        };
+        let secret = f.cmd.secret_response;
+        let rx = |out: &mut Vec<Output>, text: &str, class| {
+            out.push(Output::Rx {
+                text: text.to_string(),
+                class,
+                secret: secret && class == RxClass::Info,
+            })
+        };
+
+        if f.stage == Stage::Rejected {
+            // Our command was discarded; this is the reply of the one still running.
+            let known = classify::is_known_urc(&text);
+            self.unsolicited(text, known, None, out);
+            return;
+        }
+
+        // 1. Echo: the line we sent, once, before anything of the command's own.
+        if f.echo_possible && raw == f.cmd.line.as_bytes() {
+            f.echo_possible = false;
+            f.resp.echo = true;
+            let shown = f.cmd.display().to_string();
+            rx(out, &shown, RxClass::Echo);
+            return;
+        }
+
+        // 2. The completing URC after the OK.
+        if f.stage == Stage::Completion {
+            let completes = f
+                .cmd
+                .completion
+                .as_ref()
+                .is_some_and(|c| c.prefixes.iter().any(|p| text.starts_with(p.as_str())));
+            if completes {
+                rx(out, &text, RxClass::Completion);
+                f.resp.completion = Some(text);
+                self.finish(Status::Ok, out);
+                return;
+            }
+            if let Some(code) = classify::final_code(&text).filter(|c| !c.is_ok()) {
+                rx(out, &text, RxClass::Final);
+                f.resp.final_line = Some(text);
+                self.finish(Status::Error { code }, out);
+                return;
+            }
+        }
+
+        // 3. A boot banner: the module rebooted under the command.
+        if classify::is_boot_banner(&text) {
+            out.push(Output::Reset);
+            let known = true;
+            self.unsolicited(text, known, None, out);
+            if self.inflight.is_some() {
+                self.finish(Status::Reset, out);
+            }
+            return;
+        }
+
+        if f.stage == Stage::Final {
+            // 4. busy p...: the command was discarded.
+            if classify::is_busy(&text) {
+                rx(out, &text, RxClass::Busy);
+                if f.cmd.retry_busy {
+                    f.stage = Stage::Rejected;
+                    self.digester.arm_prompt(false);
+                    out.push(Output::Busy);
+                } else {
+                    f.resp.final_line = Some(text);
+                    f.resp.status = Status::Busy;
+                    self.finish(Status::Busy, out);
+                }
+                return;
+            }
+
+            // 5. Finals: the command's own, then the standard ones.
+            let code = if f.cmd.success.contains(&text) {
+                Some(FinalCode::Ok)
+            } else if f.cmd.failure.contains(&text) {
+                Some(FinalCode::Failed)
+            } else {
+                classify::final_code(&text)
+            };
+            if let Some(code) = code {
+                self.on_final(text, code, out);
+                return;
+            }
+
+            // 6. A line prompt.
+            let line_prompt = f
+                .cmd
+                .prompt
+                .as_ref()
+                .is_some_and(|p| !f.prompt_done && p.kind == PromptKind::Line(text.clone()));
+            if line_prompt {
+                self.on_prompt(out);
+                return;
+            }
+        }
+
+        // 7. The command's own info lines.
+        let own = f.stage == Stage::Final
+            && f.cmd
+                .info_prefix
+                .as_deref()
+                .is_some_and(|p| text.starts_with(p));
+        if own || (f.stage == Stage::Final && !is_foreign(&text)) {
+            f.echo_possible = false;
+            rx(out, &text, RxClass::Info);
+            if classify::is_error_detail(&text) {
+                f.resp.details.push(text.clone());
+            }
+            f.resp.info.push(text);
+            return;
+        }
+
+        // 8. Everything else is unsolicited.
+        let known = classify::is_known_urc(&text);
+        self.unsolicited(text, known, None, out);
+    }
+
+    fn on_final(&mut self, text: String, code: FinalCode, out: &mut Vec<Output>) {
+        let f = self
+            .inflight
+            .as_mut()
+            .expect("called with a command in flight");
+        out.push(Output::Rx {
+            text: text.clone(),
+            class: RxClass::Final,
+            secret: false,
+        });
+        f.echo_possible = false;
+        let waits_for_prompt = f
+            .cmd
+            .prompt
+            .as_ref()
+            .is_some_and(|p| p.after_ok && !f.prompt_done);
+        if code.is_ok() && waits_for_prompt && !f.first_ok {
+            // ESP-AT: `OK` then `>`; the command goes on.
+            f.first_ok = true;
+            return;
+        }
+        f.resp.final_line = Some(text);
+        if code.is_ok() && f.cmd.completion.is_some() {
+            f.stage = Stage::Completion;
+            self.digester.arm_prompt(false);
+            return;
+        }
+        let status = if code.is_ok() {
+            Status::Ok
+        } else {
+            Status::Error { code }
+        };
+        self.finish(status, out);
+    }
+
+    fn finish(&mut self, status: Status, out: &mut Vec<Output>) {
+        let Some(f) = self.inflight.take() else {
+            return;
+        };
+        self.digester.arm_prompt(false);
+        let mut resp = f.resp;
+        if !matches!(status, Status::Ok) && resp.details.is_empty() {
+            resp.details = resp.info.clone();
+        }
+        resp.status = status;
+        out.push(Output::Done(Box::new(resp)));
+    }
+
+    fn unsolicited(
+        &mut self,
+        line: String,
+        known: bool,
+        payload: Option<Vec<u8>>,
+        out: &mut Vec<Output>,
+    ) {
+        let during = self
+            .inflight
+            .as_ref()
+            .filter(|f| f.stage != Stage::Rejected)
+            .map(|f| f.cmd.display().to_string());
+        let class = if during.is_some() {
+            RxClass::Urc
+        } else {
+            RxClass::Unsolicited
+        };
+        out.push(Output::Rx {
+            text: line.clone(),
+            class,
+            secret: false,
+        });
+        let urc = Urc {
+            line,
+            payload,
+            known,
+            during,
+        };
+        if let Some(f) = self.inflight.as_mut() {
+            if f.stage != Stage::Rejected {
+                f.resp.urcs.push(urc.clone());
+            }
+        }
+        out.push(Output::Urc(urc));
+    }
+}
+
+/// A line that cannot be an info line of another command: a documented URC, or a `+NAME:` line
+/// (the command in flight has its own prefix, checked before).
+fn is_foreign(text: &str) -> bool {
+    classify::is_known_urc(text)
+        || (classify::has_plus_prefix(text) && !classify::is_error_detail(text))
+}
+
+/// The payload to send after the prompt: the caller's, or filler of the announced length.
+fn payload_bytes(cmd: &Command) -> Vec<u8> {
+    let phase = cmd
+        .prompt
+        .as_ref()
+        .expect("only called for prompt commands");
+    match &phase.payload {
+        Some(p) => p.clone(),
+        None => vec![b'0'; phase.announced_len.unwrap_or(0)],
+    }
+}

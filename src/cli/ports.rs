@@ -1,0 +1,47 @@
+//! `atprov ports`: list serial ports.
+
+use crate::exit::{Code, Failure};
+use crate::port::list_ports;
+
+#[derive(Debug, clap::Args)]
+pub struct PortsArgs {
+    /// A JSON array on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: PortsArgs) -> Result<(), Failure> {
+    let ports = list_ports()
+        .map_err(|e| Failure::new(Code::Internal, format!("cannot list ports: {e}")))?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&ports).expect("plain data")
+        );
+        return Ok(());
+    }
+    if ports.is_empty() {
+        println!("no serial ports found");
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:<9} {:<10} {:<20} {:<20} product",
+        "path", "kind", "vid:pid", "serial", "manufacturer"
+    );
+    for p in ports {
+        let ids = match (&p.vid, &p.pid) {
+            (Some(v), Some(pi)) => format!("{v}:{pi}"),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<24} {:<9} {:<10} {:<20} {:<20} {}",
+            p.path,
+            p.kind,
+            ids,
+            p.serial_number.as_deref().unwrap_or("-"),
+            p.manufacturer.as_deref().unwrap_or("-"),
+            p.product.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! Rendering command results for people and for JSON.
+
+use serde_json::{Value, json};
+
+use crate::at::{Response, Status};
+
+/// The JSON object of one command (the replay schema plus status and timing).
+pub fn response_json(r: &Response) -> Value {
+    json!({
+        "command": r.command,
+        "echo": r.echo,
+        "final": r.final_line,
+        "prompt": r.prompt,
+        "info": r.info,
+        "urcs": r.urcs.iter().map(|u| u.line.clone()).collect::<Vec<_>>(),
+        "timeout": matches!(r.status, Status::Timeout { .. }),
+        "status": status_word(&r.status),
+        "completion": r.completion,
+        "busy_retries": r.busy_retries,
+        "elapsed_ms": (r.elapsed.as_secs_f64() * 1e6).round() / 1e3,
+    })
+}
+
+pub fn status_word(s: &Status) -> &'static str {
+    match s {
+        Status::Ok => "ok",
+        Status::Error { .. } => "error",
+        Status::Timeout { .. } => "timeout",
+        Status::Reset => "reset",
+        Status::Busy => "busy",
+    }
+}
+
+/// A readable block for one command.
+pub fn response_text(r: &Response) -> String {
+    let mut s = format!("{}\n", r.command);
+    for l in &r.info {
+        s.push_str(&format!("  | {l}\n"));
+    }
+    if let Some(p) = &r.prompt {
+        s.push_str(&format!("  > prompt {p}\n"));
+    }
+    for u in &r.urcs {
+        s.push_str(&format!("  ~ urc {}\n", u.line));
+    }
+    let end = match &r.status {
+        Status::Ok => r.final_line.clone().unwrap_or_else(|| "OK".into()),
+        _ => r.summary(),
+    };
+    s.push_str(&format!(
+        "  = {end}  ({:.1} ms)\n",
+        r.elapsed.as_secs_f64() * 1e3
+    ));
+    s
+}

@@ -1,0 +1,70 @@
+//! `atprov send`: run commands one after another and show what each produced.
+
+use std::time::Duration;
+
+use crate::at::Command;
+use crate::exit::{Failure, code_for_status};
+
+use super::link::PortArgs;
+use super::report;
+
+#[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub port: PortArgs,
+    /// Time for each command's final result (500ms, 2s, ...).
+    #[arg(long, default_value = "5s", value_parser = crate::util::parse_duration)]
+    pub timeout: Duration,
+    /// One JSON object per command on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep going after a command fails (the exit code is still that of the first failure).
+    #[arg(long)]
+    pub keep_going: bool,
+    /// The commands, e.g. AT AT+GMR 'AT+CWMODE?'.
+    #[arg(required = true, value_name = "CMD")]
+    pub commands: Vec<String>,
+}
+
+pub async fn run(args: SendArgs) -> Result<(), Failure> {
+    for c in &args.commands {
+        if c.contains(['\r', '\n']) {
+            return Err(Failure::usage(format!(
+                "command `{}` contains a line break: pass each command as its own argument",
+                crate::at::text::escape(c.as_bytes())
+            )));
+        }
+    }
+    let link = args.port.open(None).await?;
+    let mut first_failure: Option<Failure> = None;
+    for line in &args.commands {
+        let resp = match link
+            .engine
+            .run(Command::new(line.clone()).timeout(args.timeout))
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                first_failure.get_or_insert(e.into());
+                break;
+            }
+        };
+        if args.json {
+            println!("{}", report::response_json(&resp));
+        } else {
+            print!("{}", report::response_text(&resp));
+        }
+        if !resp.is_ok() {
+            first_failure
+                .get_or_insert(Failure::new(code_for_status(&resp.status), resp.summary()));
+            if !args.keep_going {
+                break;
+            }
+        }
+    }
+    link.close().await;
+    match first_failure {
+        Some(f) => Err(f),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,85 @@
+//! Listing serial ports and resolving `usb:VID:PID[:SERIAL]` selectors.
+
+use serde::Serialize;
+
+use super::{PortError, Selector};
+
+/// One serial port the system knows.
+#[derive(Debug, Clone, Serialize)]
+pub struct PortInfo {
+    pub path: String,
+    /// `usb`, `pci`, `bluetooth` or `unknown`.
+    pub kind: &'static str,
+    pub vid: Option<String>,
+    pub pid: Option<String>,
+    pub serial_number: Option<String>,
+    pub manufacturer: Option<String>,
+    pub product: Option<String>,
+}
+
+/// Lists the serial ports, sorted by path.
+pub fn list_ports() -> Result<Vec<PortInfo>, String> {
+    let ports = serialport::available_ports().map_err(|e| e.to_string())?;
+    let mut out: Vec<PortInfo> = ports
+        .into_iter()
+        .map(|p| {
+            let mut info = PortInfo {
+                path: p.port_name,
+                kind: "unknown",
+                vid: None,
+                pid: None,
+                serial_number: None,
+                manufacturer: None,
+                product: None,
+            };
+            match p.port_type {
+                serialport::SerialPortType::UsbPort(u) => {
+                    info.kind = "usb";
+                    info.vid = Some(format!("{:04x}", u.vid));
+                    info.pid = Some(format!("{:04x}", u.pid));
+                    info.serial_number = u.serial_number;
+                    info.manufacturer = u.manufacturer;
+                    info.product = u.product;
+                }
+                serialport::SerialPortType::PciPort => info.kind = "pci",
+                serialport::SerialPortType::BluetoothPort => info.kind = "bluetooth",
+                serialport::SerialPortType::Unknown => {}
+            }
+            info
+        })
+        .collect();
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// Finds the one device a `usb:` selector names.
+pub(super) fn resolve_usb(selector: &Selector) -> Result<std::path::PathBuf, PortError> {
+    let Selector::Usb { vid, pid, serial } = selector else {
+        unreachable!("only called for usb selectors")
+    };
+    let ports = list_ports().map_err(|e| PortError::Other {
+        what: selector.to_string(),
+        reason: e,
+    })?;
+    let (vid, pid) = (format!("{vid:04x}"), format!("{pid:04x}"));
+    let matching: Vec<_> = ports
+        .into_iter()
+        .filter(|p| p.vid.as_deref() == Some(&vid) && p.pid.as_deref() == Some(&pid))
+        .filter(|p| serial.is_none() || p.serial_number.as_deref() == serial.as_deref())
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok(one.path.clone().into()),
+        [] => Err(PortError::NotFound {
+            path: selector.to_string(),
+            hint: " (no USB serial device with these ids is plugged in; `atprov ports` lists what is there)".into(),
+        }),
+        many => Err(PortError::BadSelector(format!(
+            "{selector} matches {} devices ({}): add the serial number, usb:{vid}:{pid}:SERIAL",
+            many.len(),
+            many.iter()
+                .map(|p| format!("{} serial {}", p.path, p.serial_number.as_deref().unwrap_or("?")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}

@@ -1,0 +1,408 @@
+//! The runner: plays an emulated module's replies on a byte stream with the timing and the
+//! quirks of a real AT firmware. It owns what every family shares: echo, assembling command
+//! lines, `busy p...` for a line that arrives while a reply is still running, reading exactly N
+//! payload bytes after a prompt, reboots, and fault injection. A [`Model`] owns the rest: what
+//! a command does and what it answers.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// One step of a reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Bytes sent as they are (info lines, URCs).
+    Send(Vec<u8>),
+    /// The final result; fault injection puts "mid-response" URCs before it.
+    Final(Vec<u8>),
+    /// A prompt; then the runner reads exactly `len` payload bytes and hands them to
+    /// [`Model::payload`].
+    Prompt { bytes: Vec<u8>, len: usize },
+    /// The firmware is busy for this long (new lines get `busy p...`).
+    Delay(Duration),
+    /// The module reboots: volatile state goes, the boot banner comes.
+    Reboot,
+}
+
+/// A reply: steps played in order.
+pub type Script = Vec<Step>;
+
+/// What an emulated module does with commands.
+pub trait Model: Send + 'static {
+    /// Resets volatile state (echo, session settings) as a reboot does; returns the boot banner.
+    fn reboot(&mut self) -> Vec<u8>;
+    /// Handles a command line (without terminator).
+    fn command(&mut self, line: &str) -> Script;
+    /// Handles the payload announced by a [`Step::Prompt`].
+    fn payload(&mut self, data: Vec<u8>) -> Script;
+    /// Whether the module echoes what it receives.
+    fn echo(&self) -> bool;
+    /// The answer to a line that arrives while a reply is running.
+    fn busy_reply(&self) -> Vec<u8> {
+        b"\r\nbusy p...\r\n".to_vec()
+    }
+    /// Advances emulated time-dependent state; may return unsolicited bytes (a URC).
+    fn poll(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
+}
+
+/// Faults to inject, shared between the runner and whoever drives the test.
+#[derive(Debug, Default, Clone)]
+pub struct Faults {
+    /// Answer the next N command lines with `busy p...`.
+    pub busy: u32,
+    /// Swallow the next N command lines without an answer.
+    pub silent: u32,
+    /// Hold the next reply back this long (lines meanwhile get `busy p...`).
+    pub delay: Option<Duration>,
+    /// Put this URC line before the final result of the next reply.
+    pub urc_mid: Option<String>,
+    /// Put this URC line right before the next prompt.
+    pub urc_before_prompt: Option<String>,
+    /// Reboot halfway through the next reply.
+    pub reset_mid: bool,
+    /// Flip a bit in every byte of the next reply.
+    pub garble: bool,
+    /// Drop the next reply's bytes after the first N.
+    pub truncate: Option<usize>,
+}
+
+/// A handle to inject faults and URCs into a running emulator.
+#[derive(Clone, Default)]
+pub struct SimControl {
+    faults: Arc<Mutex<Faults>>,
+    urcs: Arc<Mutex<Option<mpsc::UnboundedSender<Vec<u8>>>>>,
+}
+
+impl SimControl {
+    /// Changes the pending faults.
+    pub fn faults(&self, f: impl FnOnce(&mut Faults)) {
+        f(&mut self.faults.lock().expect("fault lock"));
+    }
+
+    /// Sends an unsolicited line now (framed `\r\n<line>\r\n`).
+    pub fn inject_urc(&self, line: &str) {
+        if let Some(tx) = self.urcs.lock().expect("urc lock").as_ref() {
+            let _ = tx.send(format!("\r\n{line}\r\n").into_bytes());
+        }
+    }
+}
+
+/// Options of the runner.
+#[derive(Debug, Clone, Default)]
+pub struct RunnerOptions {
+    /// Pace output at this baud rate (10 bits a byte), like a real UART.
+    pub baud: Option<u32>,
+    /// Time the firmware takes for every command before answering.
+    pub latency: Duration,
+    /// Send the boot banner when starting.
+    pub boot_banner: bool,
+}
+
+/// Runs `model` on `io` until the host side closes.
+pub async fn run<M: Model, IO: AsyncRead + AsyncWrite + Unpin>(
+    mut model: M,
+    io: IO,
+    options: RunnerOptions,
+    control: SimControl,
+) -> std::io::Result<()> {
+    let (urc_tx, mut urc_rx) = mpsc::unbounded_channel();
+    *control.urcs.lock().expect("urc lock") = Some(urc_tx);
+    let (mut reader, mut writer) = tokio::io::split(io);
+    let mut out = Output {
+        baud: options.baud,
+        writer: &mut writer,
+    };
+    if options.boot_banner {
+        let banner = model.reboot();
+        out.send(&banner).await?;
+    }
+    let mut state = RunnerState::default();
+    let mut buf = vec![0u8; 8192];
+    let mut poll_every = tokio::time::interval(Duration::from_millis(20));
+    poll_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        // Play the steps that need no waiting.
+        while state.waiting_until.is_none() && state.awaiting_payload.is_none() {
+            let Some(step) = state.steps.pop_front() else {
+                break;
+            };
+            play(step, &mut model, &mut state, &mut out, &control).await?;
+        }
+        let wake = state.waiting_until;
+        tokio::select! {
+            biased;
+            n = reader.read(&mut buf) => {
+                let n = n?;
+                if n == 0 {
+                    return Ok(());
+                }
+                input(&buf[..n], &mut model, &mut state, &mut out, &control, &options).await?;
+            }
+            Some(urc) = urc_rx.recv() => out.send(&urc).await?,
+            _ = sleep_until(wake), if wake.is_some() => state.waiting_until = None,
+            _ = poll_every.tick() => {
+                let unsolicited = model.poll();
+                if !unsolicited.is_empty() {
+                    out.send(&unsolicited).await?;
+                }
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct RunnerState {
+    steps: VecDeque<Step>,
+    waiting_until: Option<Instant>,
+    awaiting_payload: Option<usize>,
+    payload: Vec<u8>,
+    line: Vec<u8>,
+    /// Faults that apply to the reply being played.
+    active: Faults,
+    /// Bytes of the current reply sent so far (for truncation).
+    sent_in_reply: usize,
+}
+
+impl RunnerState {
+    fn running(&self) -> bool {
+        !self.steps.is_empty() || self.waiting_until.is_some()
+    }
+}
+
+struct Output<'a, W> {
+    baud: Option<u32>,
+    writer: &'a mut W,
+}
+
+impl<W: AsyncWrite + Unpin> Output<'_, W> {
+    async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.writer.write_all(bytes).await?;
+        self.writer.flush().await?;
+        if let Some(baud) = self.baud {
+            let wire = Duration::from_secs_f64(bytes.len() as f64 * 10.0 / f64::from(baud));
+            tokio::time::sleep(wire).await;
+        }
+        Ok(())
+    }
+}
+
+async fn input<M: Model, W: AsyncWrite + Unpin>(
+    bytes: &[u8],
+    model: &mut M,
+    state: &mut RunnerState,
+    out: &mut Output<'_, W>,
+    control: &SimControl,
+    options: &RunnerOptions,
+) -> std::io::Result<()> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        if let Some(remaining) = state.awaiting_payload {
+            let take = remaining.min(rest.len());
+            state.payload.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if take == remaining {
+                state.awaiting_payload = None;
+                let data = std::mem::take(&mut state.payload);
+                let script = model.payload(data);
+                state.steps.extend(apply_faults(script, &mut state.active));
+            } else {
+                state.awaiting_payload = Some(remaining - take);
+            }
+            continue;
+        }
+        let b = rest[0];
+        rest = &rest[1..];
+        if model.echo() {
+            out.send(&[b]).await?;
+        }
+        if b != b'\r' && b != b'\n' {
+            if state.line.len() < 4096 {
+                state.line.push(b);
+            }
+            continue;
+        }
+        if state.line.is_empty() {
+            continue;
+        }
+        let line = String::from_utf8_lossy(&std::mem::take(&mut state.line)).into_owned();
+        if state.running() {
+            out.send(&model.busy_reply()).await?;
+            continue;
+        }
+        let mut faults = std::mem::take(&mut *control.faults.lock().expect("fault lock"));
+        if faults.busy > 0 {
+            faults.busy -= 1;
+            *control.faults.lock().expect("fault lock") = faults;
+            out.send(&model.busy_reply()).await?;
+            continue;
+        }
+        if faults.silent > 0 {
+            faults.silent -= 1;
+            *control.faults.lock().expect("fault lock") = faults;
+            continue;
+        }
+        if let Some(script) = sim_fault_command(&line, control) {
+            *control.faults.lock().expect("fault lock") = faults;
+            state.steps.extend(script);
+            continue;
+        }
+        // The faults taken now apply to this reply; the rest stay pending.
+        let mut active = Faults {
+            delay: faults.delay.take(),
+            urc_mid: faults.urc_mid.take(),
+            reset_mid: std::mem::take(&mut faults.reset_mid),
+            garble: std::mem::take(&mut faults.garble),
+            truncate: faults.truncate.take(),
+            urc_before_prompt: None,
+            ..Faults::default()
+        };
+        let script = model.command(&line);
+        if script.iter().any(|s| matches!(s, Step::Prompt { .. })) {
+            active.urc_before_prompt = faults.urc_before_prompt.take();
+        }
+        *control.faults.lock().expect("fault lock") = faults;
+        let mut steps = Vec::new();
+        let wait = options.latency + active.delay.unwrap_or_default();
+        if !wait.is_zero() {
+            steps.push(Step::Delay(wait));
+        }
+        steps.extend(apply_faults(script, &mut active));
+        state.active = active;
+        state.sent_in_reply = 0;
+        state.steps.extend(steps);
+    }
+    Ok(())
+}
+
+/// Rewrites a reply with the faults that apply to it.
+fn apply_faults(script: Script, active: &mut Faults) -> Script {
+    let mut out = Vec::with_capacity(script.len() + 2);
+    let total = script.len();
+    if active.reset_mid && total <= 1 {
+        active.reset_mid = false;
+        return vec![Step::Reboot];
+    }
+    for (i, step) in script.into_iter().enumerate() {
+        match step {
+            Step::Final(bytes) => {
+                if let Some(urc) = active.urc_mid.take() {
+                    out.push(Step::Send(format!("\r\n{urc}\r\n").into_bytes()));
+                }
+                out.push(Step::Final(bytes));
+            }
+            Step::Prompt { bytes, len } => {
+                if let Some(urc) = active.urc_before_prompt.take() {
+                    out.push(Step::Send(format!("{urc}\r\n").into_bytes()));
+                }
+                out.push(Step::Prompt { bytes, len });
+            }
+            other => out.push(other),
+        }
+        if active.reset_mid && i + 1 >= total.div_ceil(2) {
+            active.reset_mid = false;
+            out.push(Step::Reboot);
+            return out;
+        }
+    }
+    out
+}
+
+async fn play<M: Model, W: AsyncWrite + Unpin>(
+    step: Step,
+    model: &mut M,
+    state: &mut RunnerState,
+    out: &mut Output<'_, W>,
+    _control: &SimControl,
+) -> std::io::Result<()> {
+    match step {
+        Step::Send(bytes) | Step::Final(bytes) => send_reply(bytes, state, out).await,
+        Step::Prompt { bytes, len } => {
+            send_reply(bytes, state, out).await?;
+            if len == 0 {
+                let script = model.payload(Vec::new());
+                state.steps.extend(script);
+            } else {
+                state.awaiting_payload = Some(len);
+            }
+            Ok(())
+        }
+        Step::Delay(d) => {
+            state.waiting_until = Some(Instant::now() + d);
+            Ok(())
+        }
+        Step::Reboot => {
+            state.steps.clear();
+            state.awaiting_payload = None;
+            state.payload.clear();
+            state.line.clear();
+            let banner = model.reboot();
+            out.send(&banner).await
+        }
+    }
+}
+
+async fn send_reply<W: AsyncWrite + Unpin>(
+    mut bytes: Vec<u8>,
+    state: &mut RunnerState,
+    out: &mut Output<'_, W>,
+) -> std::io::Result<()> {
+    if state.active.garble {
+        for b in &mut bytes {
+            *b ^= 0x20;
+        }
+    }
+    if let Some(limit) = state.active.truncate {
+        let room = limit.saturating_sub(state.sent_in_reply);
+        bytes.truncate(room);
+    }
+    state.sent_in_reply += bytes.len();
+    out.send(&bytes).await
+}
+
+/// `AT+SIMFAULT=...`: the emulator's own command for tests in another process. Not part of
+/// any real firmware. Forms: `"busy",N` `"silent",N` `"delay",MS` `"urc_mid","LINE"`
+/// `"urc_prompt","LINE"` `"reset_mid"` `"garble"` `"truncate",N` `"urc","LINE"` (sent after the
+/// `OK`).
+fn sim_fault_command(line: &str, control: &SimControl) -> Option<Script> {
+    let args = line.strip_prefix("AT+SIMFAULT=")?;
+    let params = crate::at::command::params(line);
+    let unquote = |s: &str| s.trim_matches('"').to_string();
+    let kind = params.first().map(|s| unquote(s)).unwrap_or_default();
+    let num = params.get(1).and_then(|s| s.parse::<u64>().ok());
+    let text = params.get(1).map(|s| unquote(s));
+    let ok = b"\r\nOK\r\n".to_vec();
+    let mut f = control.faults.lock().expect("fault lock");
+    let mut script = vec![Step::Final(ok)];
+    match (kind.as_str(), num, text) {
+        ("busy", Some(n), _) => f.busy = n as u32,
+        ("silent", Some(n), _) => f.silent = n as u32,
+        ("delay", Some(ms), _) => f.delay = Some(Duration::from_millis(ms)),
+        ("truncate", Some(n), _) => f.truncate = Some(n as usize),
+        ("urc_mid", _, Some(t)) => f.urc_mid = Some(t),
+        ("urc_prompt", _, Some(t)) => f.urc_before_prompt = Some(t),
+        ("reset_mid", _, _) => f.reset_mid = true,
+        ("garble", _, _) => f.garble = true,
+        ("urc", _, Some(t)) => script.push(Step::Send(format!("\r\n{t}\r\n").into_bytes())),
+        _ => {
+            tracing::warn!("emulator: unknown fault `{args}`");
+            script = vec![Step::Final(b"\r\nERROR\r\n".to_vec())];
+        }
+    }
+    Some(script)
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

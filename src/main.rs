@@ -16,11 +16,25 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    // One thread suffices for a single port and avoids cross-thread wake-ups on every
+    // round trip; commands that drive many ports at once get a worker per core.
+    let single = matches!(
+        cli.command,
+        atprov::cli::Command::Sim(_)
+            | atprov::cli::Command::Send(_)
+            | atprov::cli::Command::Console(_)
+    );
+    let built = if single {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    };
+    let runtime = match built {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("atprov: cannot start the async runtime: {e}");

@@ -195,9 +195,7 @@ pub fn command_name(line: &str) -> Option<&str> {
     if first != '+' && first != '^' && first != '$' {
         return None;
     }
-    let end = rest
-        .find(['=', '?'])
-        .unwrap_or(rest.len());
+    let end = rest.find(['=', '?']).unwrap_or(rest.len());
     (end > 1).then(|| &rest[..end])
 }
 

@@ -5,7 +5,7 @@
 mod console;
 mod link;
 mod ports;
-mod replay;
+pub mod replay;
 mod report;
 mod send;
 mod sim;

@@ -43,9 +43,13 @@ pub fn response_text(r: &Response) -> String {
     for u in &r.urcs {
         s.push_str(&format!("  ~ urc {}\n", u.line));
     }
+    let summary = r.summary();
     let end = match &r.status {
         Status::Ok => r.final_line.clone().unwrap_or_else(|| "OK".into()),
-        _ => r.summary(),
+        _ => summary
+            .strip_prefix(&format!("{}: ", r.command))
+            .unwrap_or(&summary)
+            .to_string(),
     };
     s.push_str(&format!(
         "  = {end}  ({:.1} ms)\n",

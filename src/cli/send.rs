@@ -36,6 +36,7 @@ pub async fn run(args: SendArgs) -> Result<(), Failure> {
         }
     }
     let link = args.port.open(None).await?;
+    let mut unsolicited = link.engine.subscribe();
     let mut first_failure: Option<Failure> = None;
     for line in &args.commands {
         let resp = match link
@@ -53,6 +54,16 @@ pub async fn run(args: SendArgs) -> Result<(), Failure> {
             println!("{}", report::response_json(&resp));
         } else {
             print!("{}", report::response_text(&resp));
+        }
+        // Lines that belonged to no command (in-window URCs are part of the response).
+        while let Ok(u) = unsolicited.try_recv() {
+            if u.during.is_none() {
+                if args.json {
+                    println!("{}", serde_json::json!({ "unsolicited": u.line }));
+                } else {
+                    println!("~ unsolicited {}", u.line);
+                }
+            }
         }
         if !resp.is_ok() {
             first_failure

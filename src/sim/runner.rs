@@ -238,6 +238,10 @@ async fn input<M: Model, W: AsyncWrite + Unpin>(
             out.send(&model.busy_reply()).await?;
             continue;
         }
+        if let Some(script) = sim_fault_command(&line, control) {
+            state.steps.extend(script);
+            continue;
+        }
         let mut faults = std::mem::take(&mut *control.faults.lock().expect("fault lock"));
         if faults.busy > 0 {
             faults.busy -= 1;
@@ -248,11 +252,6 @@ async fn input<M: Model, W: AsyncWrite + Unpin>(
         if faults.silent > 0 {
             faults.silent -= 1;
             *control.faults.lock().expect("fault lock") = faults;
-            continue;
-        }
-        if let Some(script) = sim_fault_command(&line, control) {
-            *control.faults.lock().expect("fault lock") = faults;
-            state.steps.extend(script);
             continue;
         }
         // The faults taken now apply to this reply; the rest stay pending.
@@ -371,11 +370,17 @@ async fn send_reply<W: AsyncWrite + Unpin>(
 /// `AT+SIMFAULT=...`: the emulator's own command for tests in another process. Not part of
 /// any real firmware. Forms: `"busy",N` `"silent",N` `"delay",MS` `"urc_mid","LINE"`
 /// `"urc_prompt","LINE"` `"reset_mid"` `"garble"` `"truncate",N` `"urc","LINE"` (sent after the
-/// `OK`).
+/// `OK`) `"hex","0D0AFF"` (raw bytes sent after the `OK`).
 fn sim_fault_command(line: &str, control: &SimControl) -> Option<Script> {
     let args = line.strip_prefix("AT+SIMFAULT=")?;
     let params = crate::at::command::params(line);
-    let unquote = |s: &str| s.trim_matches('"').to_string();
+    let unquote = |s: &str| {
+        unescape(
+            s.strip_prefix('"')
+                .and_then(|s| s.strip_suffix('"'))
+                .unwrap_or(s),
+        )
+    };
     let kind = params.first().map(|s| unquote(s)).unwrap_or_default();
     let num = params.get(1).and_then(|s| s.parse::<u64>().ok());
     let text = params.get(1).map(|s| unquote(s));
@@ -392,12 +397,42 @@ fn sim_fault_command(line: &str, control: &SimControl) -> Option<Script> {
         ("reset_mid", _, _) => f.reset_mid = true,
         ("garble", _, _) => f.garble = true,
         ("urc", _, Some(t)) => script.push(Step::Send(format!("\r\n{t}\r\n").into_bytes())),
+        ("hex", _, Some(t)) => match decode_hex(&t) {
+            Some(bytes) => script.push(Step::Send(bytes)),
+            None => script = vec![Step::Final(b"\r\nERROR\r\n".to_vec())],
+        },
         _ => {
             tracing::warn!("emulator: unknown fault `{args}`");
             script = vec![Step::Final(b"\r\nERROR\r\n".to_vec())];
         }
     }
     Some(script)
+}
+
+/// ESP-AT string escapes: `\"`, `\,`, `\\`, `\<c>` → `<c>`.
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                out.push(n);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 async fn sleep_until(t: Option<Instant>) {

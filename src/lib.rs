@@ -7,6 +7,7 @@
 pub mod at;
 pub mod cli;
 pub mod exit;
+pub mod pki;
 pub mod port;
 pub mod sim;
 pub mod transcript;

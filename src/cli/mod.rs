@@ -4,6 +4,7 @@
 
 mod console;
 mod link;
+mod pki;
 mod ports;
 pub mod replay;
 mod report;
@@ -38,6 +39,8 @@ pub enum Command {
     Ports(ports::PortsArgs),
     /// Run a built-in emulated module (e.g. on a pseudo-terminal).
     Sim(sim::SimArgs),
+    /// Credentials: encode/decode ESP-AT PKI bins, inspect, check and generate.
+    Pki(pki::PkiArgs),
 }
 
 /// Runs the parsed command line.
@@ -48,5 +51,6 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Replay(a) => replay::run(a).await,
         Command::Ports(a) => ports::run(a),
         Command::Sim(a) => sim::run(a).await,
+        Command::Pki(a) => pki::run(a),
     }
 }

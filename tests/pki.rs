@@ -98,11 +98,7 @@ fn every_qfupl_checksum_vector_is_reproduced_by_inspect() {
         let sha = vector["sha256"].as_str().unwrap();
         let bytes = candidates
             .iter()
-            .find(|c| {
-                atprov::pki::load::hex(&sha2::Digest::finalize(
-                    <sha2::Sha256 as sha2::Digest>::new_with_prefix(c),
-                )) == sha
-            })
+            .find(|c| atprov::pki::load::sha256_hex(c) == sha)
             .unwrap_or_else(|| panic!("no input for vector {}", vector["label"]));
         let f = tmp.path().join("input");
         std::fs::write(&f, bytes).unwrap();

@@ -301,24 +301,24 @@ impl Actor {
                 self.emit_done(&resp);
                 let _ = reply.send(Ok(resp));
             }
-            None => {
-                // The sentinel itself went unanswered.
-                let attempt = c.sentinel_attempt + 1;
-                if attempt >= self.config.sentinel_attempts {
-                    if let Some((_, reply)) = self.pending.take() {
-                        let _ = reply.send(Err(EngineError::Lost { attempts: attempt }));
-                    }
-                } else {
-                    self.note("sentinel `AT` unanswered: draining again");
-                    self.start_drain();
-                    if let Some(d) = self.drain.as_mut() {
-                        d.hard_until = now + self.config.max_drain;
-                    }
-                    self.pending_attempt = attempt;
-                }
-            }
+            None => self.sentinel_failed(c.sentinel_attempt + 1),
         }
         Ok(())
+    }
+
+    /// The sentinel `AT` got no `OK` (timeout or error): drain and try again, or give the
+    /// waiting caller up as lost. The attempt count starts afresh for the next resync.
+    fn sentinel_failed(&mut self, attempt: u32) {
+        if attempt >= self.config.sentinel_attempts {
+            self.pending_attempt = 0;
+            if let Some((_, reply)) = self.pending.take() {
+                let _ = reply.send(Err(EngineError::Lost { attempts: attempt }));
+            }
+        } else {
+            self.note("sentinel `AT` unanswered: draining again");
+            self.pending_attempt = attempt;
+            self.start_drain();
+        }
     }
 
     fn start_drain(&mut self) {
@@ -457,16 +457,7 @@ impl Actor {
                         self.start(cmd, Some(reply), 0).await?;
                     }
                 } else {
-                    self.pending_attempt = c.sentinel_attempt + 1;
-                    if self.pending_attempt >= self.config.sentinel_attempts {
-                        if let Some((_, reply)) = self.pending.take() {
-                            let _ = reply.send(Err(EngineError::Lost {
-                                attempts: self.pending_attempt,
-                            }));
-                        }
-                    } else {
-                        self.start_drain();
-                    }
+                    self.sentinel_failed(c.sentinel_attempt + 1);
                 }
             }
         }

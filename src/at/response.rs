@@ -56,13 +56,6 @@ pub struct Urc {
     pub during: Option<String>,
 }
 
-impl Urc {
-    /// The header part of a payload-carrying URC (`+MQTTSUBRECV:0,"t",5,`), or the line.
-    pub fn header(&self) -> &str {
-        &self.line
-    }
-}
-
 /// Everything that belonged to one command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {

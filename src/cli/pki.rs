@@ -10,7 +10,7 @@ use crate::pki::check::{Target, check};
 use crate::pki::checksum::qfupl_hex;
 use crate::pki::describe::{cert_info, key_info_of_private};
 use crate::pki::generate::{self, KeyKind};
-use crate::pki::load::{Encoding, LoadError, hex, load};
+use crate::pki::load::{Encoding, LoadError, load, sha256_hex};
 
 #[derive(Debug, clap::Args)]
 pub struct PkiArgs {
@@ -290,10 +290,15 @@ fn inspect(file: &Path, as_json: bool) -> Result<(), Failure> {
     }
     if l.encoding == Encoding::PkiBin {
         let items = atpki::decode(&l.bytes).expect("recognised as a bin");
-        v["items"] = json!(items.iter().map(|it| json!({
-            "type": it.kind, "id": it.id, "size": it.content.len(),
-            "sha256": hex(&sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&it.content))),
-        })).collect::<Vec<_>>());
+        v["items"] = json!(
+            items
+                .iter()
+                .map(|it| json!({
+                    "type": it.kind, "id": it.id, "size": it.content.len(),
+                    "sha256": sha256_hex(&it.content),
+                }))
+                .collect::<Vec<_>>()
+        );
     }
     if as_json {
         println!("{}", serde_json::to_string_pretty(&v).expect("plain data"));

@@ -129,7 +129,7 @@ pub fn check(
         .chain(
             ca_ders
                 .first()
-                .map(|d| ("CA certificate", &ca, cert_info_of(d))),
+                .map(|d| ("CA certificate", &ca, super::describe::cert_info(d))),
         )
     {
         let (Some(info), Some(l)) = (info, loaded) else {
@@ -167,10 +167,6 @@ pub fn check(
         key.expect("no problems"),
     );
     Ok(Credentials::new(ca.bytes, cert.bytes, key.bytes))
-}
-
-fn cert_info_of(der: &[u8]) -> Option<super::describe::CertInfo> {
-    cert_info(der)
 }
 
 fn wrong_kind(l: &Loaded, wanted: &str) -> String {

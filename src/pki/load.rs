@@ -87,7 +87,7 @@ impl Loaded {
     }
 
     pub fn sha256(&self) -> String {
-        hex(&Sha256::digest(&self.bytes))
+        sha256_hex(&self.bytes)
     }
 }
 
@@ -104,6 +104,11 @@ pub enum LoadError {
     Unrecognised(String),
     #[error("{0}: broken PEM: {1}")]
     BadPem(String, String),
+}
+
+/// SHA-256 of `bytes`, lower-case hex: how atprov names file contents.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -9,8 +9,6 @@ pub mod describe;
 pub mod generate;
 pub mod load;
 
-use sha2::{Digest, Sha256};
-
 /// A checked bundle: the exact bytes to write to a module. Its `Debug` never shows key
 /// material, and nothing in atprov logs the key.
 #[derive(Clone)]
@@ -32,7 +30,7 @@ impl Credentials {
 
     /// SHA-256 of the certificate file, lower-case hex: how journals name a credential.
     pub fn cert_sha256(&self) -> String {
-        load::hex(&Sha256::digest(&self.cert))
+        load::sha256_hex(&self.cert)
     }
 }
 

@@ -132,7 +132,7 @@ pub async fn run<M: Model, IO: AsyncRead + AsyncWrite + Unpin>(
             let Some(step) = state.steps.pop_front() else {
                 break;
             };
-            play(step, &mut model, &mut state, &mut out, &control).await?;
+            play(step, &mut model, &mut state, &mut out).await?;
         }
         let wake = state.waiting_until;
         tokio::select! {
@@ -320,7 +320,6 @@ async fn play<M: Model, W: AsyncWrite + Unpin>(
     model: &mut M,
     state: &mut RunnerState,
     out: &mut Output<'_, W>,
-    _control: &SimControl,
 ) -> std::io::Result<()> {
     match step {
         Step::Send(bytes) | Step::Final(bytes) => send_reply(bytes, state, out).await,

@@ -7,8 +7,13 @@
 pub mod at;
 pub mod cli;
 pub mod exit;
+pub mod flow;
+pub mod job;
 pub mod pki;
 pub mod port;
+pub mod profile;
+pub mod provision;
 pub mod sim;
+pub mod store;
 pub mod transcript;
 pub mod util;

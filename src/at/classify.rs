@@ -178,6 +178,84 @@ pub fn has_plus_prefix(line: &str) -> bool {
     line.starts_with('+') && line.contains(':')
 }
 
+/// The tables a profile adds to the built-in ones above: its own finals, busy answers, boot
+/// banners, error details and URCs. The built-in tables always apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grammar {
+    ok: Vec<String>,
+    error: Vec<String>,
+    busy: Vec<String>,
+    boot: Vec<String>,
+    error_details: Vec<String>,
+    urc_lines: Vec<String>,
+    urc_prefixes: Vec<String>,
+}
+
+impl Grammar {
+    /// The built-in tables only.
+    pub fn builtin() -> Grammar {
+        Grammar::default()
+    }
+
+    /// Adds a profile's tables.
+    #[allow(clippy::too_many_arguments)]
+    pub fn extend(
+        &mut self,
+        ok: &[String],
+        error: &[String],
+        busy: &[String],
+        boot: &[String],
+        error_details: &[String],
+        urc_lines: &[String],
+        urc_prefixes: &[String],
+    ) {
+        self.ok.extend_from_slice(ok);
+        self.error.extend_from_slice(error);
+        self.busy.extend_from_slice(busy);
+        self.boot.extend_from_slice(boot);
+        self.error_details.extend_from_slice(error_details);
+        self.urc_lines.extend_from_slice(urc_lines);
+        self.urc_prefixes.extend_from_slice(urc_prefixes);
+    }
+
+    pub fn final_code(&self, line: &str) -> Option<FinalCode> {
+        final_code(line).or_else(|| {
+            if self.ok.iter().any(|l| l == line) {
+                Some(FinalCode::Ok)
+            } else if self.error.iter().any(|l| l == line) {
+                Some(FinalCode::Error)
+            } else {
+                None
+            }
+        })
+    }
+
+    pub fn is_busy(&self, line: &str) -> bool {
+        is_busy(line) || self.busy.iter().any(|l| l == line)
+    }
+
+    pub fn is_boot_banner(&self, line: &str) -> bool {
+        is_boot_banner(line) || self.boot.iter().any(|l| l == line)
+    }
+
+    pub fn is_error_detail(&self, line: &str) -> bool {
+        is_error_detail(line)
+            || self
+                .error_details
+                .iter()
+                .any(|p| line.starts_with(p.as_str()))
+    }
+
+    pub fn is_known_urc(&self, line: &str) -> bool {
+        is_known_urc(line)
+            || self.urc_lines.iter().any(|l| l == line)
+            || self
+                .urc_prefixes
+                .iter()
+                .any(|p| line.starts_with(p.as_str()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,5 +319,29 @@ mod tests {
         assert!(is_boot_banner("ready") && is_boot_banner("RDY"));
         assert!(is_busy("busy p..."));
         assert!(is_error_detail("ERR CODE:0x010a6009"));
+    }
+
+    #[test]
+    fn grammar_adds_to_builtin_tables() {
+        let mut g = Grammar::builtin();
+        assert!(!g.is_known_urc("+FOO: 1") && g.final_code("DONE").is_none());
+        let v = |s: &str| vec![s.to_string()];
+        g.extend(
+            &v("DONE"),
+            &v("FAILED"),
+            &v("wait..."),
+            &v("BOOT"),
+            &v("+WHY:"),
+            &v("HELLO"),
+            &v("+FOO:"),
+        );
+        assert_eq!(g.final_code("DONE"), Some(FinalCode::Ok));
+        assert_eq!(g.final_code("FAILED"), Some(FinalCode::Error));
+        assert_eq!(g.final_code("OK"), Some(FinalCode::Ok));
+        assert!(g.is_busy("wait...") && g.is_busy("busy p..."));
+        assert!(g.is_boot_banner("BOOT") && g.is_boot_banner("ready"));
+        assert!(
+            g.is_error_detail("+WHY: x") && g.is_known_urc("HELLO") && g.is_known_urc("+FOO: 1")
+        );
     }
 }

@@ -31,6 +31,8 @@ pub struct EngineConfig {
     pub sentinel_timeout: Duration,
     /// Sentinels tried before the session is declared lost.
     pub sentinel_attempts: u32,
+    /// A profile's additions to the built-in response tables.
+    pub grammar: std::sync::Arc<super::classify::Grammar>,
 }
 
 impl Default for EngineConfig {
@@ -42,6 +44,7 @@ impl Default for EngineConfig {
             max_drain: Duration::from_secs(3),
             sentinel_timeout: Duration::from_secs(1),
             sentinel_attempts: 3,
+            grammar: Default::default(),
         }
     }
 }
@@ -109,13 +112,14 @@ impl Engine {
     ) -> (Engine, tokio::task::JoinHandle<()>) {
         let (req_tx, req_rx) = mpsc::channel(16);
         let (urc_tx, _) = broadcast::channel(1024);
+        let session = Session::with_grammar(config.grammar.clone());
         let actor = Actor {
             port,
             requests: req_rx,
             urcs: urc_tx.clone(),
             trace,
             config,
-            session: Session::new(),
+            session,
             started: Instant::now(),
             current: None,
             pending: None,

@@ -10,6 +10,7 @@ pub mod response;
 pub mod session;
 pub mod text;
 
+pub use classify::Grammar;
 pub use command::Command;
 pub use engine::{Engine, EngineConfig, EngineError, TraceEvent};
 pub use response::{Response, Status, Urc};

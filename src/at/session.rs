@@ -87,6 +87,7 @@ struct InFlight {
 /// Owns the digester and the command in flight.
 #[derive(Debug, Default)]
 pub struct Session {
+    grammar: std::sync::Arc<classify::Grammar>,
     digester: Digester,
     inflight: Option<InFlight>,
     events: Vec<Event>,
@@ -95,6 +96,14 @@ pub struct Session {
 impl Session {
     pub fn new() -> Session {
         Session::default()
+    }
+
+    /// A session that also knows a profile's grammar tables.
+    pub fn with_grammar(grammar: std::sync::Arc<classify::Grammar>) -> Session {
+        Session {
+            grammar,
+            ..Session::default()
+        }
     }
 
     /// Whether a command is in flight.
@@ -273,10 +282,10 @@ impl Session {
     fn on_line(&mut self, raw: &[u8], out: &mut Vec<Output>) {
         let text = escape(raw);
         let Some(f) = self.inflight.as_mut() else {
-            if classify::is_boot_banner(&text) {
+            if self.grammar.is_boot_banner(&text) {
                 out.push(Output::Reset);
             }
-            let known = classify::is_known_urc(&text);
+            let known = self.grammar.is_known_urc(&text);
             self.unsolicited(text, known, None, out);
             return;
         };
@@ -291,7 +300,7 @@ impl Session {
 
         if f.stage == Stage::Rejected {
             // Our command was discarded; this is the reply of the one still running.
-            let known = classify::is_known_urc(&text);
+            let known = self.grammar.is_known_urc(&text);
             self.unsolicited(text, known, None, out);
             return;
         }
@@ -318,7 +327,7 @@ impl Session {
                 self.finish(Status::Ok, out);
                 return;
             }
-            if let Some(code) = classify::final_code(&text).filter(|c| !c.is_ok()) {
+            if let Some(code) = self.grammar.final_code(&text).filter(|c| !c.is_ok()) {
                 rx(out, &text, RxClass::Final);
                 f.resp.final_line = Some(text);
                 self.finish(Status::Error { code }, out);
@@ -327,7 +336,7 @@ impl Session {
         }
 
         // 3. A boot banner: the module rebooted under the command.
-        if classify::is_boot_banner(&text) {
+        if self.grammar.is_boot_banner(&text) {
             out.push(Output::Reset);
             let known = true;
             self.unsolicited(text, known, None, out);
@@ -339,7 +348,7 @@ impl Session {
 
         if f.stage == Stage::Final {
             // 4. busy p...: the command was discarded.
-            if classify::is_busy(&text) {
+            if self.grammar.is_busy(&text) {
                 rx(out, &text, RxClass::Busy);
                 if f.cmd.retry_busy {
                     f.stage = Stage::Rejected;
@@ -359,7 +368,7 @@ impl Session {
             } else if f.cmd.failure.contains(&text) {
                 Some(FinalCode::Failed)
             } else {
-                classify::final_code(&text)
+                self.grammar.final_code(&text)
             };
             if let Some(code) = code {
                 self.on_final(text, code, out);
@@ -384,10 +393,10 @@ impl Session {
                 .info_prefix
                 .as_deref()
                 .is_some_and(|p| text.starts_with(p));
-        if own || (f.stage == Stage::Final && !is_foreign(&text)) {
+        if own || (f.stage == Stage::Final && !is_foreign(&self.grammar, &text)) {
             f.echo_possible = false;
             rx(out, &text, RxClass::Info);
-            if classify::is_error_detail(&text) {
+            if self.grammar.is_error_detail(&text) {
                 f.resp.details.push(text.clone());
             }
             f.resp.info.push(text);
@@ -395,7 +404,7 @@ impl Session {
         }
 
         // 8. Everything else is unsolicited.
-        let known = classify::is_known_urc(&text);
+        let known = self.grammar.is_known_urc(&text);
         self.unsolicited(text, known, None, out);
     }
 
@@ -486,9 +495,9 @@ impl Session {
 
 /// A line that cannot be an info line of another command: a documented URC, or a `+NAME:` line
 /// (the command in flight has its own prefix, checked before).
-fn is_foreign(text: &str) -> bool {
-    classify::is_known_urc(text)
-        || (classify::has_plus_prefix(text) && !classify::is_error_detail(text))
+fn is_foreign(grammar: &classify::Grammar, text: &str) -> bool {
+    grammar.is_known_urc(text)
+        || (classify::has_plus_prefix(text) && !grammar.is_error_detail(text))
 }
 
 /// The payload to send after the prompt: the caller's, or filler of the announced length.

@@ -17,9 +17,9 @@ pub struct PortArgs {
     /// Port selector: /dev/ttyUSB0, COM7, usb:VID:PID[:SERIAL], tcp://HOST:PORT, sim:NAME, replay:FILE.
     #[arg(short, long, env = "ATPROV_PORT")]
     pub port: String,
-    /// Baud rate.
-    #[arg(long, default_value_t = 115_200)]
-    pub baud: u32,
+    /// Baud rate (default: the profile's, else 115200).
+    #[arg(long)]
+    pub baud: Option<u32>,
     /// Flow control.
     #[arg(long, value_enum, default_value_t = Flow::None)]
     pub flow: Flow,
@@ -48,9 +48,20 @@ impl PortArgs {
         &self,
         observer: Option<mpsc::UnboundedSender<TraceEvent>>,
     ) -> Result<Link, Failure> {
+        self.open_with(observer, 115_200, EngineConfig::default())
+            .await
+    }
+
+    /// [`PortArgs::open`] with a profile's default baud rate and engine settings.
+    pub async fn open_with(
+        &self,
+        observer: Option<mpsc::UnboundedSender<TraceEvent>>,
+        default_baud: u32,
+        config: EngineConfig,
+    ) -> Result<Link, Failure> {
         let selector = self.selector()?;
         let options = SerialOptions {
-            baud: self.baud,
+            baud: self.baud.unwrap_or(default_baud),
             flow: self.flow,
             lines: self.lines,
         };
@@ -96,7 +107,7 @@ impl PortArgs {
         } else {
             (None, None)
         };
-        let (engine, engine_task) = Engine::start(port, EngineConfig::default(), trace);
+        let (engine, engine_task) = Engine::start(port, config, trace);
         Ok(Link {
             engine,
             engine_task,

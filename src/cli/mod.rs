@@ -3,9 +3,13 @@
 //! logic of their own.
 
 mod console;
+mod demo;
 mod link;
 mod pki;
 mod ports;
+mod profiles;
+mod progress;
+mod provision;
 pub mod replay;
 mod report;
 mod send;
@@ -29,6 +33,22 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Try atprov without hardware: provision an emulated ESP32 with throw-away credentials.
+    Demo(demo::DemoArgs),
+    /// Identify the module: firmware, chip, MAC, credential store.
+    Identify(provision::DeviceArgs),
+    /// Check the credentials, write them to the module's store and verify them.
+    Flash(provision::DeviceArgs),
+    /// Join the network, sync the clock and connect MQTT over TLS.
+    Connect(provision::DeviceArgs),
+    /// Connect, then publish a unique message and wait for it to come back.
+    Smoke(provision::DeviceArgs),
+    /// Identify, flash, connect and smoke: the whole job.
+    Provision(provision::DeviceArgs),
+    /// List the built-in device profiles.
+    Profiles,
+    /// Show a device profile.
+    Profile(profiles::ProfileArgs),
     /// Send AT commands and print each result, info lines and URCs.
     Send(send::SendArgs),
     /// Interactive terminal: typed lines are sent, device output is shown with timestamps.
@@ -45,7 +65,16 @@ pub enum Command {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<(), Failure> {
+    use crate::provision::Goal;
     match cli.command {
+        Command::Demo(a) => demo::run(a).await,
+        Command::Identify(a) => provision::run(a, Goal::Identify).await,
+        Command::Flash(a) => provision::run(a, Goal::Flash).await,
+        Command::Connect(a) => provision::run(a, Goal::Connect).await,
+        Command::Smoke(a) => provision::run(a, Goal::Smoke).await,
+        Command::Provision(a) => provision::run(a, Goal::Provision).await,
+        Command::Profiles => profiles::list(),
+        Command::Profile(a) => profiles::run(a),
         Command::Send(a) => send::run(a).await,
         Command::Console(a) => console::run(a).await,
         Command::Replay(a) => replay::run(a).await,

@@ -182,7 +182,7 @@ pub fn run(args: PkiArgs) -> Result<(), Failure> {
 }
 
 /// Writes a file whole (temp file then rename); keys are readable by their owner only.
-fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<(), Failure> {
+pub(super) fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<(), Failure> {
     let fail =
         |e: std::io::Error| Failure::usage(format!("{}: cannot write it: {e}", path.display()));
     let tmp = path.with_extension("tmp");

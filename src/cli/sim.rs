@@ -1,9 +1,10 @@
 //! `atprov sim NAME --pty`: serve a built-in emulator on a pseudo-terminal until stopped.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::exit::{Code, Failure};
-use crate::sim::{self, RunnerOptions, SimControl};
+use crate::sim::{self, RunnerOptions, SimControl, SimOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct SimArgs {
@@ -18,10 +19,57 @@ pub struct SimArgs {
     /// Firmware time per command (e.g. 2ms).
     #[arg(long, default_value = "0ms", value_parser = crate::util::parse_duration)]
     pub latency: Duration,
+    /// Keep the module's partitions, NVS entries and files as plain files in DIR (loaded
+    /// again at the next start, like flash).
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// CA certificate (PEM) the emulated broker trusts for client certificates (default: the
+    /// CA stored on the module).
+    #[arg(long, value_name = "FILE")]
+    pub trust: Option<PathBuf>,
+    /// A Wi-Fi network the module can join, SSID:PASSWORD (repeat; default
+    /// "atprov-lab:correct horse battery").
+    #[arg(long, value_name = "SSID:PASSWORD")]
+    pub wifi: Vec<String>,
+    /// SNTP never syncs (the clock stays at 1970).
+    #[arg(long)]
+    pub no_sntp: bool,
+    /// Realistic device latencies (Wi-Fi join 1.5 s, TLS 1.2 s, flash erase 45 ms a sector...).
+    #[arg(long)]
+    pub realistic: bool,
+    /// Inject a fault on the first command starting with PREFIX: reset_mid, garble, silent,
+    /// busy:N or truncate:N, written KIND@PREFIX (repeat).
+    #[arg(long, value_name = "KIND@PREFIX")]
+    pub fault: Vec<String>,
 }
 
 pub async fn run(args: SimArgs) -> Result<(), Failure> {
-    let model = sim::model(&args.name).map_err(Failure::usage)?;
+    let trust = match &args.trust {
+        Some(p) => Some(std::fs::read(p).map_err(|e| {
+            Failure::usage(format!("--trust {}: cannot read it: {e}", p.display()))
+        })?),
+        None => None,
+    };
+    let networks = args
+        .wifi
+        .iter()
+        .map(|w| sim::esp32::Network::parse(w).map_err(|e| Failure::usage(format!("--wifi {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let triggers = args
+        .fault
+        .iter()
+        .map(|f| sim::runner::Trigger::parse(f).map_err(Failure::usage))
+        .collect::<Result<Vec<_>, _>>()?;
+    let options = SimOptions {
+        baud: args.baud,
+        latency: args.latency,
+        state_dir: args.state.clone(),
+        trust,
+        networks,
+        sntp_never: args.no_sntp,
+        realistic: args.realistic,
+    };
+    let model = sim::model_with(&args.name, &options).map_err(Failure::usage)?;
     if !args.pty {
         return Err(Failure::usage(
             "atprov sim needs --pty (serve on a pseudo-terminal); in-process use is --port sim:NAME",
@@ -39,7 +87,9 @@ pub async fn run(args: SimArgs) -> Result<(), Failure> {
         latency: args.latency,
         boot_banner: false,
     };
-    let task = model.into_run(Box::new(pty.master), options, SimControl::default());
+    let control = SimControl::default();
+    control.faults(|f| f.triggers = triggers);
+    let task = model.into_run(Box::new(pty.master), options, control);
     tokio::select! {
         r = task => match r {
             Ok(Ok(())) => Ok(()),

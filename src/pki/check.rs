@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::Credentials;
 use super::describe::{cert_info, key_info_of_private, signed_by};
-use super::load::{Loaded, load};
+use super::load::{LoadError, Loaded, load, recognise};
 
 /// Module-family limits a bundle must fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,15 +44,34 @@ pub fn check(
     target: Option<Target>,
     now_unix: i64,
 ) -> Result<Credentials, Vec<String>> {
+    check_loaded([load(ca), load(cert), load(key)], target, now_unix)
+}
+
+/// [`check`] on bytes already in memory (`name` is how problems refer to each file).
+pub fn check_bytes(
+    ca: (&str, &[u8]),
+    cert: (&str, &[u8]),
+    key: (&str, &[u8]),
+    target: Option<Target>,
+    now_unix: i64,
+) -> Result<Credentials, Vec<String>> {
+    let get = |(name, bytes): (&str, &[u8])| recognise(name, bytes.to_vec());
+    check_loaded([get(ca), get(cert), get(key)], target, now_unix)
+}
+
+fn check_loaded(
+    loaded: [Result<Loaded, LoadError>; 3],
+    target: Option<Target>,
+    now_unix: i64,
+) -> Result<Credentials, Vec<String>> {
     let mut problems = Vec::new();
-    let mut get = |p: &Path| match load(p) {
+    let [ca, cert, key] = loaded.map(|l| match l {
         Ok(l) => Some(l),
         Err(e) => {
             problems.push(e.to_string());
             None
         }
-    };
-    let (ca, cert, key) = (get(ca), get(cert), get(key));
+    });
 
     let ca_ders: Vec<Vec<u8>> = ca
         .as_ref()

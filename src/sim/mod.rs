@@ -30,26 +30,70 @@ pub const EMULATORS: &[(&str, &str)] = &[
 /// How to run an emulator.
 #[derive(Debug, Clone, Default)]
 pub struct SimOptions {
-    /// Pace output at this baud rate.
+    /// Pace both directions at this baud rate.
     pub baud: Option<u32>,
     /// Firmware time per command.
     pub latency: Duration,
+    /// Keep flash, NVS and files as plain files in this directory.
+    pub state_dir: Option<std::path::PathBuf>,
+    /// PEM of the CA the emulated broker trusts (default: the CA stored on the module).
+    pub trust: Option<Vec<u8>>,
+    /// Wi-Fi networks offered (default: `atprov-lab` / `correct horse battery`).
+    pub networks: Vec<esp32::Network>,
+    /// SNTP never syncs.
+    pub sntp_never: bool,
+    /// Realistic device latencies (Wi-Fi join, TLS, flash erase) instead of fast ones.
+    pub realistic: bool,
 }
 
 /// Makes the model a built-in emulator name stands for.
 pub fn model(name: &str) -> Result<Box<dyn ModelBox>, String> {
-    match name {
-        "esp32-at" => Ok(Box::new(esp32::Esp32::new(esp32::Generation::V3))),
-        "esp32-at-v2" => Ok(Box::new(esp32::Esp32::new(esp32::Generation::V2))),
-        _ => Err(format!(
-            "unknown emulator `{name}`: built-in emulators are {}",
-            EMULATORS
-                .iter()
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
+    model_with(name, &SimOptions::default())
+}
+
+/// Makes the model a built-in emulator name stands for, configured.
+pub fn model_with(name: &str, options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
+    let generation = match name {
+        "esp32-at" => esp32::Generation::V3,
+        "esp32-at-v2" => esp32::Generation::V2,
+        _ => return Err(unknown(name)),
+    };
+    let mut config = esp32::Esp32Config::new(generation);
+    if options.realistic {
+        config.timing = esp32::Timing::realistic();
     }
+    config.sntp = if options.sntp_never {
+        esp32::Sntp::Never
+    } else {
+        esp32::Sntp::After(config.timing.sntp_sync)
+    };
+    if !options.networks.is_empty() {
+        config.networks = options.networks.clone();
+    }
+    config.trust = options.trust.clone();
+    config.state_dir = options.state_dir.clone();
+    let model = esp32::Esp32::with_config(config).map_err(|e| {
+        format!(
+            "emulator state directory {}: {e}",
+            options
+                .state_dir
+                .as_deref()
+                .unwrap_or(std::path::Path::new("?"))
+                .display()
+        )
+    })?;
+    Ok(Box::new(model))
+}
+
+fn unknown(name: &str) -> String {
+    format!(
+        "unknown emulator `{name}`: built-in emulators are {}",
+        EMULATORS
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// A boxed model that can be played.
@@ -84,7 +128,7 @@ pub fn open_in_process_with_control(
     name: &str,
     options: &SimOptions,
 ) -> Result<(BoxPort, SimControl), String> {
-    let model = model(name)?;
+    let model = model_with(name, options)?;
     let (host, device) = tokio::io::duplex(64 * 1024);
     let control = SimControl::default();
     let runner_options = RunnerOptions {

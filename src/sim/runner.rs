@@ -49,6 +49,15 @@ pub trait Model: Send + 'static {
     fn poll(&mut self) -> Vec<u8> {
         Vec::new()
     }
+    /// Waits the module started on its own since last asked (an SNTP sync under way): start
+    /// and length, for the device-time account.
+    fn take_waits(&mut self) -> Vec<(std::time::Instant, Duration)> {
+        Vec::new()
+    }
+    /// When [`Model::poll`] next has something to do, so the runner wakes exactly then.
+    fn next_event(&self) -> Option<std::time::Instant> {
+        None
+    }
 }
 
 /// Faults to inject, shared between the runner and whoever drives the test.
@@ -70,12 +79,90 @@ pub struct Faults {
     pub garble: bool,
     /// Drop the next reply's bytes after the first N.
     pub truncate: Option<usize>,
+    /// One-shot faults armed for the first command line starting with a prefix.
+    pub triggers: Vec<Trigger>,
+}
+
+/// A fault that fires on the first command line starting with `prefix`
+/// (`atprov sim --fault KIND@PREFIX`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trigger {
+    pub prefix: String,
+    pub kind: TriggerKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerKind {
+    /// Reboot halfway through the reply.
+    ResetMid,
+    /// Flip a bit in every byte of the reply.
+    Garble,
+    /// No answer at all.
+    Silent,
+    /// Answer `busy p...` this many times.
+    Busy(u32),
+    /// Only the first N bytes of the reply.
+    Truncate(usize),
+}
+
+impl Trigger {
+    /// `KIND@PREFIX`, KIND one of `reset_mid`, `garble`, `silent`, `busy:N`, `truncate:N`.
+    pub fn parse(s: &str) -> Result<Trigger, String> {
+        let (kind, prefix) = s.split_once('@').ok_or_else(|| {
+            format!("--fault {s}: write KIND@COMMAND-PREFIX, e.g. reset_mid@AT+SYSFLASH=1")
+        })?;
+        let num = |k: &str| -> Result<u32, String> {
+            k.parse()
+                .map_err(|_| format!("--fault {s}: `{k}` is not a number"))
+        };
+        let kind = match kind.split_once(':') {
+            Some(("busy", n)) => TriggerKind::Busy(num(n)?),
+            Some(("truncate", n)) => TriggerKind::Truncate(num(n)? as usize),
+            None if kind == "reset_mid" => TriggerKind::ResetMid,
+            None if kind == "garble" => TriggerKind::Garble,
+            None if kind == "silent" => TriggerKind::Silent,
+            _ => {
+                return Err(format!(
+                    "--fault {s}: unknown fault `{kind}` (reset_mid, garble, silent, busy:N, truncate:N)"
+                ));
+            }
+        };
+        if prefix.is_empty() {
+            return Err(format!("--fault {s}: the command prefix after @ is empty"));
+        }
+        Ok(Trigger {
+            prefix: prefix.to_string(),
+            kind,
+        })
+    }
+}
+
+/// The time the emulated device spent on the wire or in its own latencies, counted once even
+/// where they overlap: the lower bound of any session's duration, used by benchmarks.
+#[derive(Debug, Default)]
+pub struct DeviceClock {
+    covered_until: Option<std::time::Instant>,
+    total: Duration,
+}
+
+impl DeviceClock {
+    fn add(&mut self, start: std::time::Instant, len: Duration) {
+        let end = start + len;
+        let from = match self.covered_until {
+            Some(c) if c >= end => return,
+            Some(c) if c > start => c,
+            _ => start,
+        };
+        self.total += end - from;
+        self.covered_until = Some(end);
+    }
 }
 
 /// A handle to inject faults and URCs into a running emulator.
 #[derive(Clone, Default)]
 pub struct SimControl {
     faults: Arc<Mutex<Faults>>,
+    clock: Arc<Mutex<DeviceClock>>,
     urcs: Arc<Mutex<Option<mpsc::UnboundedSender<Vec<u8>>>>>,
 }
 
@@ -83,6 +170,17 @@ impl SimControl {
     /// Changes the pending faults.
     pub fn faults(&self, f: impl FnOnce(&mut Faults)) {
         f(&mut self.faults.lock().expect("fault lock"));
+    }
+
+    /// Wire time plus emulated latencies so far (overlaps counted once).
+    pub fn device_time(&self) -> Duration {
+        self.clock.lock().expect("clock lock").total
+    }
+
+    fn account(&self, start: std::time::Instant, len: Duration) {
+        if !len.is_zero() {
+            self.clock.lock().expect("clock lock").add(start, len);
+        }
     }
 
     /// Sends an unsolicited line now (framed `\r\n<line>\r\n`).
@@ -117,6 +215,7 @@ pub async fn run<M: Model, IO: AsyncRead + AsyncWrite + Unpin>(
     let mut out = Output {
         baud: options.baud,
         writer: &mut writer,
+        control: control.clone(),
     };
     if options.boot_banner {
         let banner = model.reboot();
@@ -135,6 +234,7 @@ pub async fn run<M: Model, IO: AsyncRead + AsyncWrite + Unpin>(
             play(step, &mut model, &mut state, &mut out).await?;
         }
         let wake = state.waiting_until;
+        let event = model.next_event().map(Instant::from_std);
         tokio::select! {
             biased;
             n = reader.read(&mut buf) => {
@@ -142,10 +242,22 @@ pub async fn run<M: Model, IO: AsyncRead + AsyncWrite + Unpin>(
                 if n == 0 {
                     return Ok(());
                 }
+                if let Some(baud) = options.baud {
+                    // A UART receives no faster than its baud rate.
+                    let wire = wire_time(n, baud);
+                    control.account(std::time::Instant::now(), wire);
+                    tokio::time::sleep(wire).await;
+                }
                 input(&buf[..n], &mut model, &mut state, &mut out, &control, &options).await?;
             }
             Some(urc) = urc_rx.recv() => out.send(&urc).await?,
             _ = sleep_until(wake), if wake.is_some() => state.waiting_until = None,
+            _ = sleep_until(event), if event.is_some() => {
+                let unsolicited = model.poll();
+                if !unsolicited.is_empty() {
+                    out.send(&unsolicited).await?;
+                }
+            }
             _ = poll_every.tick() => {
                 let unsolicited = model.poll();
                 if !unsolicited.is_empty() {
@@ -178,6 +290,11 @@ impl RunnerState {
 struct Output<'a, W> {
     baud: Option<u32>,
     writer: &'a mut W,
+    control: SimControl,
+}
+
+fn wire_time(bytes: usize, baud: u32) -> Duration {
+    Duration::from_secs_f64(bytes as f64 * 10.0 / f64::from(baud))
 }
 
 impl<W: AsyncWrite + Unpin> Output<'_, W> {
@@ -188,7 +305,8 @@ impl<W: AsyncWrite + Unpin> Output<'_, W> {
         self.writer.write_all(bytes).await?;
         self.writer.flush().await?;
         if let Some(baud) = self.baud {
-            let wire = Duration::from_secs_f64(bytes.len() as f64 * 10.0 / f64::from(baud));
+            let wire = wire_time(bytes.len(), baud);
+            self.control.account(std::time::Instant::now(), wire);
             tokio::time::sleep(wire).await;
         }
         Ok(())
@@ -243,6 +361,21 @@ async fn input<M: Model, W: AsyncWrite + Unpin>(
             continue;
         }
         let mut faults = std::mem::take(&mut *control.faults.lock().expect("fault lock"));
+        if let Some(i) = faults
+            .triggers
+            .iter()
+            .position(|t| line.starts_with(t.prefix.as_str()))
+        {
+            let trigger = faults.triggers.remove(i);
+            tracing::info!("emulator: fault {:?} on `{line}`", trigger.kind);
+            match trigger.kind {
+                TriggerKind::ResetMid => faults.reset_mid = true,
+                TriggerKind::Garble => faults.garble = true,
+                TriggerKind::Silent => faults.silent += 1,
+                TriggerKind::Busy(n) => faults.busy += n,
+                TriggerKind::Truncate(n) => faults.truncate = Some(n),
+            }
+        }
         if faults.busy > 0 {
             faults.busy -= 1;
             *control.faults.lock().expect("fault lock") = faults;
@@ -265,6 +398,9 @@ async fn input<M: Model, W: AsyncWrite + Unpin>(
             ..Faults::default()
         };
         let script = model.command(&line);
+        for (start, len) in model.take_waits() {
+            control.account(start, len);
+        }
         if script.iter().any(|s| matches!(s, Step::Prompt { .. })) {
             active.urc_before_prompt = faults.urc_before_prompt.take();
         }
@@ -334,6 +470,7 @@ async fn play<M: Model, W: AsyncWrite + Unpin>(
             Ok(())
         }
         Step::Delay(d) => {
+            out.control.account(std::time::Instant::now(), d);
             state.waiting_until = Some(Instant::now() + d);
             Ok(())
         }

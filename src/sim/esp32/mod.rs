@@ -4,9 +4,33 @@
 //! `AT+SYSMFG`, `OK` then `>`) and `v2` (raw partitions written with `AT+SYSFLASH`, a bare `>`),
 //! with read-back as counted payloads. Flash and NVS survive `AT+RST`; echo and SYSLOG do not.
 
-use std::collections::BTreeMap;
+mod mqtt;
+mod net;
+mod storage;
+
+/// What the MQTT side sees of the rest of the module (a macro so that the borrows stay
+/// field by field).
+macro_rules! mqtt_context {
+    ($s:expr, $host:expr) => {
+        mqtt::Context {
+            flash: &$s.flash,
+            wifi_up: $s.net.joined.is_some(),
+            clock_synced: $s.net.synced(),
+            resolves: !$host.ends_with(".invalid"),
+            trust: $s.trust.as_deref(),
+            connect_time: $s.timing.mqtt_connect,
+            loopback: $s.timing.mqtt_loopback,
+            syslog: $s.syslog,
+        }
+    };
+}
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use super::runner::{Model, Script, Step};
+pub use net::{Network, Sntp, default_networks};
+pub use storage::{Flash, Partition};
 
 /// Which ESP-AT generation to emulate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,22 +41,71 @@ pub enum Generation {
     V3,
 }
 
-/// A partition of the emulated flash.
-#[derive(Debug, Clone)]
-pub struct Partition {
-    pub name: &'static str,
-    pub kind: u8,
-    pub subtype: u8,
-    pub addr: u32,
-    pub data: Vec<u8>,
+/// How long the emulated firmware takes for the slow things.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub wifi_join: Duration,
+    pub sntp_sync: Duration,
+    pub mqtt_connect: Duration,
+    pub mqtt_loopback: Duration,
+    /// Erasing one 4 KiB flash sector.
+    pub sector_erase: Duration,
+    /// Writing one NVS entry or one flash chunk.
+    pub write: Duration,
 }
 
-/// The persistent part of the module: flash and NVS.
+impl Timing {
+    /// Quick enough for tests, slow enough that ordering matters.
+    pub fn fast() -> Timing {
+        Timing {
+            wifi_join: Duration::from_millis(20),
+            sntp_sync: Duration::from_millis(100),
+            mqtt_connect: Duration::from_millis(20),
+            mqtt_loopback: Duration::from_millis(5),
+            sector_erase: Duration::ZERO,
+            write: Duration::ZERO,
+        }
+    }
+
+    /// What a real ESP32-WROOM on a home router takes (order of magnitude).
+    pub fn realistic() -> Timing {
+        Timing {
+            wifi_join: Duration::from_millis(1500),
+            sntp_sync: Duration::from_millis(800),
+            mqtt_connect: Duration::from_millis(1200),
+            mqtt_loopback: Duration::from_millis(80),
+            sector_erase: Duration::from_millis(45),
+            write: Duration::from_millis(15),
+        }
+    }
+}
+
+/// How to build an emulated ESP32.
 #[derive(Debug, Clone)]
-pub struct Flash {
-    pub partitions: Vec<Partition>,
-    /// mfg_nvs: (namespace, key) → (type, value).
-    pub nvs: BTreeMap<(String, String), (u8, Vec<u8>)>,
+pub struct Esp32Config {
+    pub generation: Generation,
+    pub networks: Vec<Network>,
+    pub sntp: Sntp,
+    /// PEM of the CA the broker trusts for client certificates (default: the stored CA).
+    pub trust: Option<Vec<u8>>,
+    /// Keep flash and NVS as plain files here.
+    pub state_dir: Option<PathBuf>,
+    pub timing: Timing,
+    pub mac: [u8; 6],
+}
+
+impl Esp32Config {
+    pub fn new(generation: Generation) -> Esp32Config {
+        Esp32Config {
+            generation,
+            networks: default_networks(),
+            sntp: Sntp::After(Timing::fast().sntp_sync),
+            trust: None,
+            state_dir: None,
+            timing: Timing::fast(),
+            mac: [0x24, 0x0a, 0xc4, 0x12, 0x34, 0x56],
+        }
+    }
 }
 
 /// The emulated ESP32.
@@ -44,8 +117,12 @@ pub struct Esp32 {
     echo: bool,
     syslog: bool,
     cwmode: u8,
-    /// A write waiting for its payload: (partition or key, offset).
+    /// A write waiting for its payload.
     pending: Option<PendingWrite>,
+    net: net::Net,
+    mqtt: mqtt::Mqtt,
+    trust: Option<Vec<u8>>,
+    timing: Timing,
 }
 
 #[derive(Debug)]
@@ -108,22 +185,38 @@ const NAMESPACES: &[&str] = &[
 
 impl Esp32 {
     pub fn new(generation: Generation) -> Esp32 {
-        let partitions = match generation {
+        Esp32::with_config(Esp32Config::new(generation)).expect("no state directory to fail")
+    }
+
+    /// An emulator as configured; fails only when the state directory cannot be used.
+    pub fn with_config(config: Esp32Config) -> std::io::Result<Esp32> {
+        let partitions = match config.generation {
             Generation::V2 => legacy_partitions(),
             Generation::V3 => nvs_partitions(),
         };
-        Esp32 {
-            generation,
-            flash: Flash {
-                partitions,
-                nvs: BTreeMap::new(),
-            },
-            mac: [0x24, 0x0a, 0xc4, 0x12, 0x34, 0x56],
+        let mut flash = Flash::new(partitions);
+        if let Some(dir) = &config.state_dir {
+            flash = flash.with_state_dir(dir)?;
+        }
+        let announce_time = config.generation == Generation::V3;
+        Ok(Esp32 {
+            generation: config.generation,
+            flash,
+            mac: config.mac,
             echo: true,
             syslog: false,
             cwmode: 1,
             pending: None,
-        }
+            net: net::Net::new(
+                config.networks,
+                config.sntp,
+                config.timing.wifi_join,
+                announce_time,
+            ),
+            mqtt: mqtt::Mqtt::default(),
+            trust: config.trust,
+            timing: config.timing,
+        })
     }
 
     fn gmr(&self) -> &'static str {
@@ -159,10 +252,6 @@ impl Esp32 {
         vec![Step::Final(OK.to_vec())]
     }
 
-    fn partition_mut(&mut self, name: &str) -> Option<&mut Partition> {
-        self.flash.partitions.iter_mut().find(|p| p.name == name)
-    }
-
     fn sysflash(&mut self, line: &str) -> Script {
         const EXEC_FAILED: u32 = 0x010a_0000;
         if line == "AT+SYSFLASH?" {
@@ -187,14 +276,16 @@ impl Esp32 {
             return self.error(0x0107_0000);
         };
         let syslog = self.syslog;
-        let Some(part) = self.partition_mut(&name) else {
+        let Some(index) = self.flash.partition_index(&name) else {
             return self.error(EXEC_FAILED);
         };
-        let size = part.data.len();
+        let size = self.flash.partitions[index].data.len();
+        let sectors = |len: usize| self.timing.sector_erase * len.div_ceil(4096) as u32;
         match (op, params.len()) {
             (0, 2) => {
-                part.data.fill(0xFF);
-                Self::ok()
+                let wait = sectors(size);
+                self.flash.erase(index, 0, size);
+                vec![Step::Delay(wait), Step::Final(OK.to_vec())]
             }
             (0, 4) => {
                 let (Some(off), Some(len)) = (num(2), num(3)) else {
@@ -203,8 +294,9 @@ impl Esp32 {
                 if off % 4096 != 0 || len % 4096 != 0 || off + len > size {
                     return self.error(EXEC_FAILED);
                 }
-                part.data[off..off + len].fill(0xFF);
-                Self::ok()
+                let wait = sectors(len);
+                self.flash.erase(index, off, len);
+                vec![Step::Delay(wait), Step::Final(OK.to_vec())]
             }
             (1, 4) => {
                 let (Some(off), Some(len)) = (num(2), num(3)) else {
@@ -240,7 +332,7 @@ impl Esp32 {
                     return self.error(EXEC_FAILED);
                 }
                 let mut v = format!("+SYSFLASH:{len},").into_bytes();
-                v.extend_from_slice(&part.data[off..off + len]);
+                v.extend_from_slice(&self.flash.partitions[index].data[off..off + len]);
                 vec![Step::Send(v), Step::Final(OK.to_vec())]
             }
             _ => self.error(0x0106_0000),
@@ -264,12 +356,12 @@ impl Esp32 {
         match (op, params.len()) {
             (Some(0), 2) => {
                 let ns = unq(1).unwrap_or_default();
-                self.flash.nvs.retain(|(n, _), _| *n != ns);
+                self.flash.nvs_erase_namespace(&ns);
                 Self::ok()
             }
             (Some(0), 3) => {
                 let (ns, key) = (unq(1).unwrap_or_default(), unq(2).unwrap_or_default());
-                self.flash.nvs.remove(&(ns, key));
+                self.flash.nvs_erase_key(&ns, &key);
                 Self::ok()
             }
             (Some(1), 2) => {
@@ -322,8 +414,7 @@ impl Esp32 {
                     ]
                 } else {
                     self.flash
-                        .nvs
-                        .insert((ns, key), (kind, value.to_string().into_bytes()));
+                        .nvs_set(ns, key, kind, value.to_string().into_bytes());
                     Self::ok()
                 }
             }
@@ -344,6 +435,8 @@ impl Model for Esp32 {
         self.echo = true;
         self.syslog = false;
         self.pending = None;
+        self.net.reboot();
+        self.mqtt.reboot();
         b"\r\nready\r\n".to_vec()
     }
 
@@ -422,26 +515,96 @@ impl Model for Esp32 {
         if upper.starts_with("AT+SYSMFG") {
             return self.sysmfg(line);
         }
+        if upper == "AT+CWJAP?" {
+            return self.net.query();
+        }
+        if upper.starts_with("AT+CWJAP=") {
+            let p = crate::at::command::params(line);
+            if p.len() < 2 {
+                return self.error(0x0106_0000);
+            }
+            return self.net.join(&unescape_param(p[0]), &unescape_param(p[1]));
+        }
+        if upper.starts_with("AT+CIPSNTPCFG=") {
+            let p = crate::at::command::params(line);
+            let enable = p.first().is_some_and(|e| *e == "1");
+            let tz = p.get(1).and_then(|t| t.parse().ok()).unwrap_or(0);
+            self.net.configure_sntp(enable, tz);
+            return Self::ok();
+        }
+        if upper == "AT+CIPSNTPTIME?" {
+            return self.net.time();
+        }
+        if upper.starts_with("AT+CIPDOMAIN=") {
+            let p = crate::at::command::params(line);
+            return self
+                .net
+                .resolve(&p.first().map(|s| unescape_param(s)).unwrap_or_default());
+        }
+        if upper.starts_with("AT+MQTT") {
+            let host = crate::at::command::params(line)
+                .get(1)
+                .map(|h| unescape_param(h))
+                .unwrap_or_default();
+            let cx = mqtt_context!(self, host);
+            return self.mqtt.command(line, &cx);
+        }
         self.error(0x0109_0000)
     }
 
     fn payload(&mut self, data: Vec<u8>) -> Script {
         match self.pending.take() {
             Some(PendingWrite::Flash { partition, offset }) => {
-                let Some(p) = self.partition_mut(&partition) else {
+                let Some(index) = self.flash.partition_index(&partition) else {
                     return self.error(0x010a_0003);
                 };
                 // NOR flash only clears bits: writing over unerased bytes corrupts them.
-                for (dst, src) in p.data[offset..offset + data.len()].iter_mut().zip(&data) {
-                    *dst &= *src;
-                }
-                Self::ok()
+                self.flash.program(index, offset, &data);
+                vec![Step::Delay(self.timing.write), Step::Final(OK.to_vec())]
             }
             Some(PendingWrite::Nvs { ns, key, kind }) => {
-                self.flash.nvs.insert((ns, key), (kind, data));
-                Self::ok()
+                self.flash.nvs_set(ns, key, kind, data);
+                vec![Step::Delay(self.timing.write), Step::Final(OK.to_vec())]
             }
-            None => self.error(0x010a_0001),
+            None => {
+                let cx = mqtt_context!(self, "");
+                match self.mqtt.payload(data, &cx) {
+                    Some(script) => script,
+                    None => self.error(0x010a_0001),
+                }
+            }
         }
     }
+
+    fn poll(&mut self) -> Vec<u8> {
+        self.net.poll()
+    }
+
+    fn next_event(&self) -> Option<Instant> {
+        self.net.sync_due()
+    }
+
+    fn take_waits(&mut self) -> Vec<(Instant, Duration)> {
+        self.net.take_wait().into_iter().collect()
+    }
+}
+
+/// A quoted AT parameter without its quotes and escapes.
+fn unescape_param(s: &str) -> String {
+    let inner = s
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(s);
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                out.push(n);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

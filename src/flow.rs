@@ -1,0 +1,367 @@
+//! Running a profile's flows on a module: each [`Step`] rendered from the variables, sent
+//! through the engine, its captures stored, polled or retried as the profile says, and a failure
+//! turned into one line with the exit code its kind implies. The flow runner knows no module
+//! family; profiles say what to send and what it means.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast;
+
+use crate::at::{Command, Engine, Response, Status, Urc};
+use crate::exit::{Code, Failure};
+use crate::profile::{Action, FailKind, Profile, Step, Vars};
+
+/// A module being worked on: its engine, its profile and the variables gathered so far.
+pub struct Device {
+    pub engine: Engine,
+    pub profile: Profile,
+    pub vars: Vars,
+    urcs: broadcast::Receiver<Urc>,
+    /// URCs received and not yet consumed by a wait.
+    backlog: Vec<Urc>,
+}
+
+/// How one step went, for reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepReport {
+    pub name: String,
+    /// `ok`, `skipped`, `failed` or `warning` (an optional step that failed).
+    pub result: &'static str,
+    pub ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Device {
+    pub fn new(engine: Engine, profile: Profile) -> Device {
+        let urcs = engine.subscribe();
+        Device {
+            engine,
+            profile,
+            vars: Vars::default(),
+            urcs,
+            backlog: Vec::new(),
+        }
+    }
+
+    /// Runs a flow; `on_step` hears the name of each step as it starts.
+    pub async fn run_flow(
+        &mut self,
+        steps: &[Step],
+        on_step: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Vec<StepReport>, (Failure, Vec<StepReport>)> {
+        let mut reports = Vec::new();
+        let mut previous_start = Instant::now();
+        for step in steps {
+            let started = Instant::now();
+            let report = |result, detail| StepReport {
+                name: step.name.clone(),
+                result,
+                ms: started.elapsed().as_millis() as u64,
+                detail,
+            };
+            if let Some(cond) = &step.when {
+                match cond.eval(&self.vars) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        reports.push(report("skipped", None));
+                        continue;
+                    }
+                    Err(e) => {
+                        let f = Failure::usage(format!(
+                            "profile {}: step `{}`: {e}",
+                            self.profile.name, step.name
+                        ));
+                        return Err((f, reports));
+                    }
+                }
+            }
+            on_step(&step.name);
+            match self.run_step(step).await {
+                Ok(()) => {
+                    if let Some(var) = &step.record_ms {
+                        let ms = previous_start.elapsed().as_millis();
+                        self.vars.set_text(var.clone(), ms.to_string());
+                    }
+                    reports.push(report("ok", None));
+                }
+                Err(f) if step.optional && f.code != Code::PortLost => {
+                    tracing::warn!("{} (optional step, going on)", f.message);
+                    reports.push(report("warning", Some(f.message)));
+                }
+                Err(f) => {
+                    reports.push(report("failed", Some(f.message.clone())));
+                    return Err((f, reports));
+                }
+            }
+            previous_start = started;
+        }
+        Ok(reports)
+    }
+
+    async fn run_step(&mut self, step: &Step) -> Result<(), Failure> {
+        match &step.action {
+            Action::Send { .. } => self.send_step(step).await,
+            Action::WaitUrc { prefix, payload } => {
+                let prefix = self.render(step, prefix)?.text;
+                let payload = match payload {
+                    Some(p) => Some(self.render(step, p)?.text.into_bytes()),
+                    None => None,
+                };
+                let timeout = self.timeout(step)?;
+                if self.wait_urc(&prefix, payload.as_deref(), timeout).await {
+                    Ok(())
+                } else {
+                    let what = format!("no `{prefix}…` within {}", show(timeout));
+                    Err(self.explain(step, None, &what, step.fail))
+                }
+            }
+        }
+    }
+
+    async fn send_step(&mut self, step: &Step) -> Result<(), Failure> {
+        let Action::Send { line, payload } = &step.action else {
+            unreachable!("send_step is only called for send steps");
+        };
+        let poll_deadline = match &step.poll {
+            Some(p) => Some(
+                Instant::now()
+                    + match &p.within {
+                        Some(w) => w.resolve(&self.vars).map_err(|e| self.bad(step, &e))?,
+                        None => Duration::from_secs(30),
+                    },
+            ),
+            None => None,
+        };
+        let mut attempt = 0;
+        loop {
+            let line = self.render(step, line)?;
+            let mut cmd = Command::new(line.text.clone()).timeout(self.timeout(step)?);
+            if line.secret {
+                cmd = cmd.shown_as(line.shown.clone());
+            }
+            if let Some(p) = payload {
+                let p = self.render(step, p)?;
+                let secret = p.secret;
+                cmd = cmd.payload(p.text.into_bytes());
+                if secret {
+                    cmd = cmd.secret_payload();
+                }
+            }
+            if let Some(prefix) = &step.completes_on {
+                cmd = cmd.completes_on(&[prefix.as_str()], self.timeout(step)?);
+            }
+            let resp = self.engine.run(cmd).await?;
+            self.backlog.extend(resp.urcs.iter().cloned());
+            if !resp.is_ok() {
+                let retryable = matches!(resp.status, Status::Error { .. } | Status::Busy);
+                if retryable && attempt < step.retries {
+                    attempt += 1;
+                    tokio::time::sleep(step.retry_delay).await;
+                    continue;
+                }
+                return Err(self.explain(step, Some(&resp), &resp.summary(), step.fail));
+            }
+            self.capture(step, &resp);
+            let Some(poll) = &step.poll else {
+                return Ok(());
+            };
+            let done = poll
+                .until
+                .eval(&self.vars)
+                .map_err(|e| self.bad(step, &e))?;
+            if done {
+                return Ok(());
+            }
+            let deadline = poll_deadline.expect("set when polling");
+            let now = Instant::now();
+            if now >= deadline {
+                let what = format!("`{}` did not hold", poll.until.0.source());
+                return Err(self.explain(step, Some(&resp), &what, step.fail));
+            }
+            let pause = poll.every.min(deadline - now);
+            match &poll.or_urc {
+                // A completing URC ends the pause early; the command then runs once more to
+                // capture the new state.
+                Some(urc) => {
+                    self.wait_urc(urc, None, pause).await;
+                }
+                None => tokio::time::sleep(pause).await,
+            }
+        }
+    }
+
+    fn timeout(&self, step: &Step) -> Result<Duration, Failure> {
+        match &step.timeout {
+            Some(t) => t.resolve(&self.vars).map_err(|e| self.bad(step, &e)),
+            None => Ok(self.profile.serial.timeout.0),
+        }
+    }
+
+    fn render(
+        &self,
+        step: &Step,
+        t: &crate::profile::Template,
+    ) -> Result<crate::profile::template::Rendered, Failure> {
+        t.render(&self.vars).map_err(|e| self.bad(step, &e))
+    }
+
+    /// A step that cannot run because a value is missing or malformed.
+    fn bad(&self, step: &Step, e: &str) -> Failure {
+        let hint = if e.contains("is not set") {
+            " (give it in the job file, a flag or --set)"
+        } else {
+            ""
+        };
+        Failure::usage(format!(
+            "{}: {e}{hint} [profile {}]",
+            step.name, self.profile.name
+        ))
+    }
+
+    fn capture(&mut self, step: &Step, resp: &Response) {
+        for line in resp.info.iter().chain(resp.urcs.iter().map(|u| &u.line)) {
+            for p in &step.capture {
+                if let Some(values) = p.captures(line) {
+                    for (k, v) in values {
+                        self.vars.set_text(k, v.trim_matches('"').to_string());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for a URC starting with `prefix` (and carrying `payload`, chunks joined).
+    async fn wait_urc(&mut self, prefix: &str, payload: Option<&[u8]>, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut joined: Vec<u8> = Vec::new();
+        let mut i = 0;
+        loop {
+            while i < self.backlog.len() {
+                let urc = &self.backlog[i];
+                if urc.line.starts_with(prefix) {
+                    let matched = match payload {
+                        None => true,
+                        Some(want) => {
+                            let chunk = urc.payload.as_deref().unwrap_or_default();
+                            joined.extend_from_slice(chunk);
+                            if !want.starts_with(&joined) {
+                                joined.clear();
+                                // A different message; this chunk may start ours.
+                                if want.starts_with(chunk) {
+                                    joined.extend_from_slice(chunk);
+                                }
+                            }
+                            joined == want
+                        }
+                    };
+                    if matched {
+                        self.backlog.drain(..=i);
+                        return true;
+                    }
+                }
+                i += 1;
+            }
+            match tokio::time::timeout_at(deadline, self.urcs.recv()).await {
+                Err(_) => return false,
+                Ok(Ok(urc)) => self.backlog.push(urc),
+                Ok(Err(broadcast::error::RecvError::Lagged(n))) => {
+                    tracing::warn!("{n} unsolicited messages were missed");
+                }
+                Ok(Err(broadcast::error::RecvError::Closed)) => return false,
+            }
+        }
+    }
+
+    /// Forgets URCs that arrived so far (before a flow whose waits must see only new ones).
+    pub fn clear_backlog(&mut self) {
+        while let Ok(u) = self.urcs.try_recv() {
+            drop(u);
+        }
+        self.backlog.clear();
+    }
+
+    /// One line for a failed step: the profile's explanation when one matches, the hint
+    /// otherwise, and what the module said as evidence.
+    fn explain(&self, step: &Step, resp: Option<&Response>, what: &str, kind: FailKind) -> Failure {
+        if let Some(resp) = resp {
+            match resp.status {
+                Status::Reset => {
+                    return Failure::new(
+                        Code::ModuleReset,
+                        format!(
+                            "{}: the module reset during `{}`; run the command again (it redoes what the reset lost)",
+                            step.name, resp.command
+                        ),
+                    );
+                }
+                Status::Timeout { .. } => {
+                    return Failure::new(
+                        Code::NoAnswer,
+                        format!(
+                            "{}: {what}; is the module powered, on this port and at this baud rate?",
+                            step.name
+                        ),
+                    );
+                }
+                _ => {}
+            }
+        }
+        let lines: Vec<&str> = resp
+            .map(|r| {
+                r.info
+                    .iter()
+                    .chain(&r.details)
+                    .chain(r.urcs.iter().map(|u| &u.line))
+                    .chain(r.final_line.iter())
+                    .map(String::as_str)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let explained = step
+            .explain
+            .iter()
+            .find(|e| lines.iter().any(|l| l.starts_with(e.matches.as_str())));
+        let (message, kind) = match explained {
+            Some(e) => (
+                e.say
+                    .render(&self.vars)
+                    .map(|r| r.shown)
+                    .unwrap_or_else(|_| e.say.source().to_string()),
+                e.fail.unwrap_or(kind),
+            ),
+            None => match &step.hint {
+                Some(h) => (
+                    h.render(&self.vars)
+                        .map(|r| r.shown)
+                        .unwrap_or_else(|_| h.source().to_string()),
+                    kind,
+                ),
+                None => (String::new(), kind),
+            },
+        };
+        let code = match kind {
+            FailKind::At => match resp.map(|r| &r.status) {
+                Some(Status::Busy) | Some(Status::Error { .. }) | None => Code::AtError,
+                _ => Code::AtError,
+            },
+            FailKind::Network => Code::Network,
+            FailKind::Connect => Code::Connect,
+            FailKind::Smoke => Code::Smoke,
+        };
+        let text = if message.is_empty() {
+            format!("{}: {what}", step.name)
+        } else {
+            format!("{}: {message} [{what}]", step.name)
+        };
+        Failure::new(code, text)
+    }
+}
+
+fn show(d: Duration) -> String {
+    if d.as_millis() % 1000 == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}

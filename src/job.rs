@@ -1,0 +1,392 @@
+//! A job: what to provision on one unit. It comes from a TOML file (`--job unit.toml`) and/or
+//! flags; flags win over the file, the file over the profile's defaults. Values are templates
+//! that may use what identify captured (`{mac}`, `{imei}`, `{unit_id}`); they become the
+//! variables profile steps use (`{wifi.ssid}`, `{mqtt.client_id}` ...). Secrets (the Wi-Fi and
+//! MQTT passwords) come from the file, an environment variable or a file of their own, and are
+//! marked secret so that no transcript, log or report shows them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::profile::{Template, Value, Vars};
+
+/// Every variable a job defines; profiles may use these and what their steps capture.
+pub const VARIABLES: &[&str] = &[
+    "unit_id",
+    "wifi.ssid",
+    "wifi.password",
+    "mqtt.host",
+    "mqtt.port",
+    "mqtt.client_id",
+    "mqtt.username",
+    "mqtt.password",
+    "mqtt.scheme",
+    "mqtt.alpn",
+    "mqtt.sni",
+    "mqtt.keepalive",
+    "smoke.topic",
+    "smoke.payload",
+    "smoke.timeout",
+    "time.server",
+    "time.min_year",
+    "time.within",
+];
+
+/// The job file. Every field is optional; `atprov` says which one is missing when a step
+/// needs it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFile {
+    /// How the unit is named (default `{mac|nocolon}`).
+    pub unit_id: Option<String>,
+    #[serde(default)]
+    pub credentials: CredentialPaths,
+    #[serde(default)]
+    pub wifi: Wifi,
+    #[serde(default)]
+    pub mqtt: Mqtt,
+    #[serde(default)]
+    pub smoke: Smoke,
+    #[serde(default)]
+    pub time: Time,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialPaths {
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wifi {
+    pub ssid: Option<String>,
+    pub password: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mqtt {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub scheme: Option<u8>,
+    pub alpn: Option<Vec<String>>,
+    pub sni: Option<String>,
+    pub keepalive: Option<u16>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smoke {
+    pub topic: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Time {
+    pub server: Option<String>,
+    pub min_year: Option<u16>,
+    pub within: Option<String>,
+}
+
+/// Job settings given as flags; they override the job file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct JobArgs {
+    /// Job file (TOML): credentials, Wi-Fi, MQTT endpoint, smoke topic.
+    #[arg(long, value_name = "FILE")]
+    pub job: Option<PathBuf>,
+    /// CA certificate (PEM): the broker's root CA, e.g. AmazonRootCA1.pem.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Device certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// Device private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Wi-Fi network name.
+    #[arg(long)]
+    pub wifi_ssid: Option<String>,
+    /// Environment variable holding the Wi-Fi password (default ATPROV_WIFI_PASSWORD).
+    #[arg(long, value_name = "VAR")]
+    pub wifi_password_env: Option<String>,
+    /// File holding the Wi-Fi password (first line).
+    #[arg(long, value_name = "FILE")]
+    pub wifi_password_file: Option<PathBuf>,
+    /// MQTT broker host name (e.g. abc123-ats.iot.eu-west-1.amazonaws.com).
+    #[arg(long)]
+    pub mqtt_host: Option<String>,
+    /// MQTT broker port.
+    #[arg(long)]
+    pub mqtt_port: Option<u16>,
+    /// MQTT client id (AWS: the thing name); may use {unit_id}, {mac}.
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// ALPN protocol (repeat for several), e.g. x-amzn-mqtt-ca on port 443.
+    #[arg(long)]
+    pub alpn: Vec<String>,
+    /// TLS server name indication, when it differs from the host.
+    #[arg(long)]
+    pub sni: Option<String>,
+    /// MQTT keepalive in seconds.
+    #[arg(long)]
+    pub keepalive: Option<u16>,
+    /// Topic the smoke test publishes to and subscribes to.
+    #[arg(long)]
+    pub smoke_topic: Option<String>,
+    /// Any job variable: NAME=VALUE (e.g. --set time.server=ntp.example.com).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub sets: Vec<String>,
+}
+
+/// A job ready to render: templates per variable, secrets resolved.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub credentials: CredentialPaths,
+    templates: BTreeMap<String, (String, bool)>,
+    lists: BTreeMap<String, Vec<String>>,
+}
+
+impl Job {
+    /// Merges profile defaults, the job file and flags. Errors name the file or flag.
+    pub fn build(args: &JobArgs, defaults: &BTreeMap<String, String>) -> Result<Job, String> {
+        let file = match &args.job {
+            Some(path) => load_file(path)?,
+            None => JobFile::default(),
+        };
+        let mut t: BTreeMap<String, (String, bool)> = BTreeMap::new();
+        let mut put = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                t.insert(k.to_string(), (v, false));
+            }
+        };
+        for (k, v) in defaults {
+            put(k, Some(v.clone()));
+        }
+        put("unit_id", Some("{mac|nocolon}".into()));
+        put("mqtt.client_id", Some("{unit_id}".into()));
+        put("smoke.topic", Some("atprov/{unit_id}/smoke".into()));
+        let f = &file;
+        put("unit_id", f.unit_id.clone());
+        put("wifi.ssid", f.wifi.ssid.clone());
+        put("mqtt.host", f.mqtt.host.clone());
+        put("mqtt.port", f.mqtt.port.map(|p| p.to_string()));
+        put("mqtt.client_id", f.mqtt.client_id.clone());
+        put("mqtt.username", f.mqtt.username.clone());
+        put("mqtt.scheme", f.mqtt.scheme.map(|p| p.to_string()));
+        put("mqtt.sni", f.mqtt.sni.clone());
+        put("mqtt.keepalive", f.mqtt.keepalive.map(|p| p.to_string()));
+        put("smoke.topic", f.smoke.topic.clone());
+        put("smoke.timeout", f.smoke.timeout.clone());
+        put("time.server", f.time.server.clone());
+        put("time.min_year", f.time.min_year.map(|p| p.to_string()));
+        put("time.within", f.time.within.clone());
+        put("wifi.ssid", args.wifi_ssid.clone());
+        put("mqtt.host", args.mqtt_host.clone());
+        put("mqtt.port", args.mqtt_port.map(|p| p.to_string()));
+        put("mqtt.client_id", args.client_id.clone());
+        put("mqtt.sni", args.sni.clone());
+        put("mqtt.keepalive", args.keepalive.map(|p| p.to_string()));
+        put("smoke.topic", args.smoke_topic.clone());
+        for s in &args.sets {
+            let (k, v) = s
+                .split_once('=')
+                .ok_or_else(|| format!("--set {s}: write NAME=VALUE"))?;
+            let k = k.trim();
+            if !VARIABLES.contains(&k) || k.ends_with("password") {
+                return Err(format!(
+                    "--set {k}: not a job variable (passwords come from --wifi-password-env/-file or the job file); known: {}",
+                    VARIABLES.join(", ")
+                ));
+            }
+            put(k, Some(v.to_string()));
+        }
+        // Secrets: flags, then the job file, then the default environment variable.
+        let wifi_password = secret(
+            "Wi-Fi password",
+            args.wifi_password_env
+                .as_deref()
+                .or(f.wifi.password_env.as_deref()),
+            args.wifi_password_file
+                .as_deref()
+                .or(f.wifi.password_file.as_deref()),
+            f.wifi.password.clone(),
+            "ATPROV_WIFI_PASSWORD",
+        )?;
+        if let Some(p) = wifi_password {
+            t.insert("wifi.password".into(), (p, true));
+        }
+        let mqtt_password = secret(
+            "MQTT password",
+            f.mqtt.password_env.as_deref(),
+            f.mqtt.password_file.as_deref(),
+            f.mqtt.password.clone(),
+            "ATPROV_MQTT_PASSWORD",
+        )?;
+        if let Some(p) = mqtt_password {
+            t.insert("mqtt.password".into(), (p, true));
+        }
+        let mut lists = BTreeMap::new();
+        let alpn = if !args.alpn.is_empty() {
+            args.alpn.clone()
+        } else {
+            f.mqtt.alpn.clone().unwrap_or_default()
+        };
+        lists.insert("mqtt.alpn".to_string(), alpn);
+        for (k, (v, secret)) in &t {
+            if !secret {
+                Template::parse(v).map_err(|e| format!("job value {k} = {v:?}: {e}"))?;
+            }
+        }
+        let credentials = CredentialPaths {
+            ca: args.ca.clone().or(file.credentials.ca.clone()),
+            cert: args.cert.clone().or(file.credentials.cert.clone()),
+            key: args.key.clone().or(file.credentials.key.clone()),
+        };
+        Ok(Job {
+            credentials,
+            templates: t,
+            lists,
+        })
+    }
+
+    /// The credential paths, or one line saying which is missing.
+    pub fn credential_paths(&self) -> Result<(&Path, &Path, &Path), String> {
+        let c = &self.credentials;
+        match (&c.ca, &c.cert, &c.key) {
+            (Some(a), Some(b), Some(k)) => Ok((a, b, k)),
+            _ => Err(format!(
+                "credentials missing: give {} (flags --ca/--cert/--key or [credentials] in the job file)",
+                [("ca", &c.ca), ("cert", &c.cert), ("key", &c.key)]
+                    .iter()
+                    .filter(|(_, p)| p.is_none())
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    /// Renders the job's variables into `vars`, which already holds what identify captured.
+    /// `unit_id` comes first so that the others may use it. A value that uses a variable
+    /// nobody captured is left unset (the step that needs it says so).
+    pub fn apply(&self, vars: &mut Vars) {
+        let order = std::iter::once("unit_id").chain(
+            self.templates
+                .keys()
+                .map(String::as_str)
+                .filter(|k| *k != "unit_id"),
+        );
+        for k in order {
+            let Some((v, secret)) = self.templates.get(k) else {
+                continue;
+            };
+            if *secret {
+                vars.set(k, Value::secret(v.clone()));
+                continue;
+            }
+            let rendered = Template::parse(v).ok().and_then(|t| t.render(vars).ok());
+            if let Some(r) = rendered {
+                vars.set_text(k, r.text);
+            }
+        }
+        for (k, items) in &self.lists {
+            vars.set(k.clone(), Value::list(items.clone()));
+        }
+    }
+}
+
+fn load_file(path: &Path) -> Result<JobFile, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("job file {}: cannot read it: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| {
+        let message = e.message().trim().replace('\n', " ");
+        match e.span() {
+            Some(span) => {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!("job file {}:{line}:{col}: {message}", path.display())
+            }
+            None => format!("job file {}: {message}", path.display()),
+        }
+    })
+}
+
+fn secret(
+    what: &str,
+    env: Option<&str>,
+    file: Option<&Path>,
+    inline: Option<String>,
+    default_env: &str,
+) -> Result<Option<String>, String> {
+    if let Some(var) = env {
+        return std::env::var(var)
+            .map(Some)
+            .map_err(|_| format!("{what}: environment variable {var} is not set (or not UTF-8)"));
+    }
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{what}: cannot read {}: {e}", path.display()))?;
+        return Ok(Some(text.lines().next().unwrap_or("").to_string()));
+    }
+    if inline.is_some() {
+        return Ok(inline);
+    }
+    Ok(std::env::var(default_env).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_values_use_captures() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job.toml");
+        std::fs::write(
+            &path,
+            "unit_id = \"u-{mac|nocolon}\"\n[wifi]\nssid = \"lab\"\npassword = \"pw\"\n[mqtt]\nhost = \"h\"\nclient_id = \"thing-{unit_id}\"\n",
+        )
+        .unwrap();
+        let args = JobArgs {
+            job: Some(path.clone()),
+            mqtt_host: Some("flag-host".into()),
+            ..JobArgs::default()
+        };
+        let job = Job::build(&args, &BTreeMap::new()).unwrap();
+        let mut vars = Vars::default();
+        vars.set_text("mac", "24:0a:c4:00:00:01");
+        job.apply(&mut vars);
+        assert_eq!(vars.text("unit_id"), "u-240ac4000001");
+        assert_eq!(vars.text("mqtt.client_id"), "thing-u-240ac4000001");
+        assert_eq!(vars.text("mqtt.host"), "flag-host");
+        assert!(vars.get("wifi.password").unwrap().secret);
+        assert!(vars.public().all(|(k, _)| k != "wifi.password"));
+
+        std::fs::write(&path, "[wifi]\nsid = \"lab\"\n").unwrap();
+        let e = Job::build(&args, &BTreeMap::new()).unwrap_err();
+        assert!(e.contains("job.toml:2:1") && e.contains("sid"), "{e}");
+        let args = JobArgs {
+            sets: vec!["wifi.password=x".into()],
+            ..JobArgs::default()
+        };
+        assert!(
+            Job::build(&args, &BTreeMap::new())
+                .unwrap_err()
+                .contains("--set")
+        );
+    }
+}

@@ -1,0 +1,516 @@
+//! Device profiles: everything that varies between module families, as data. A profile holds
+//! the serial defaults, the response grammar (finals, busy, boot and URC tables), the
+//! credential store kind and its parameters, and the flows (init, identify, connect, smoke,
+//! cleanup) as lists of [`Step`]s. Logic that is not data (a store's erase/write/verify loop,
+//! escaping) lives in Rust and is named by the profile (`[store] kind`).
+//!
+//! Built-in profiles are the TOML files in `profiles/`, embedded in the binary; `--profile`
+//! takes a built-in name or a file path. `profiles/README.md` documents the schema. A wrong
+//! profile is reported as `file:line:column: field: problem`.
+
+pub mod template;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use template::{Condition, Pattern, Template, Value, Vars};
+
+/// The built-in profiles: name and TOML text.
+pub const BUILTIN: &[(&str, &str)] = &[("esp32-at", include_str!("../../profiles/esp32-at.toml"))];
+
+/// A device profile.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Short name (`esp32-at`).
+    pub name: String,
+    /// Which module family the Rust parts should expect.
+    pub family: Family,
+    /// One line for `atprov profiles`.
+    pub description: String,
+    #[serde(default)]
+    pub serial: Serial,
+    #[serde(default)]
+    pub grammar: Grammar,
+    pub store: Store,
+    /// Default values of job variables (`mqtt.scheme = "5"`); the job overrides them.
+    #[serde(default)]
+    pub defaults: BTreeMap<String, String>,
+    /// Sent once after opening, and again after the module resets.
+    #[serde(default)]
+    pub init: Vec<Step>,
+    /// Firmware, chip, identity: captures variables such as `mac`, `firmware`.
+    #[serde(default)]
+    pub identify: Vec<Step>,
+    /// Network and MQTT bring-up.
+    #[serde(default)]
+    pub connect: Vec<Step>,
+    /// Publish a unique message and wait for it to come back.
+    #[serde(default)]
+    pub smoke: Vec<Step>,
+    /// Best-effort teardown after smoke (errors are reported, not fatal).
+    #[serde(default)]
+    pub cleanup: Vec<Step>,
+}
+
+/// Module families atprov has Rust logic for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    EspAt,
+}
+
+/// Serial defaults (the command line overrides them).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Serial {
+    pub baud: u32,
+    /// Time a command may take unless its step says otherwise.
+    pub timeout: Dur,
+}
+
+impl Default for Serial {
+    fn default() -> Self {
+        Serial {
+            baud: 115_200,
+            timeout: Dur(Duration::from_secs(5)),
+        }
+    }
+}
+
+/// The response grammar, added to the built-in tables of the engine.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Grammar {
+    /// Extra success finals.
+    pub ok: Vec<String>,
+    /// Extra error finals.
+    pub error: Vec<String>,
+    /// Lines meaning "busy, resend later".
+    pub busy: Vec<String>,
+    /// Boot banners (the module reset).
+    pub boot: Vec<String>,
+    /// Prefixes of lines that explain the error that follows.
+    pub error_details: Vec<String>,
+    /// Exact unsolicited lines.
+    pub urc_lines: Vec<String>,
+    /// Prefixes of unsolicited lines.
+    pub urc_prefixes: Vec<String>,
+}
+
+/// Where and how credentials are stored on the module.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Store {
+    /// The Rust store logic: `esp-at` probes `AT+SYSMFG?` then `AT+SYSFLASH?` and writes PEM
+    /// blobs (v3.1+) or AtPKI bins in raw partitions (2.x).
+    pub kind: StoreKind,
+    /// Names of the CA, certificate and key slots (namespace/key or partition).
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+    /// Largest write in one command.
+    #[serde(default = "default_chunk")]
+    pub chunk: usize,
+}
+
+fn default_chunk() -> usize {
+    4096
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreKind {
+    EspAt,
+}
+
+/// What a failed step means, which picks the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailKind {
+    /// The module said ERROR (exit 7).
+    At,
+    /// Wi-Fi, cellular registration, DNS, clock (exit 12).
+    Network,
+    /// The broker or TLS session (exit 13).
+    Connect,
+    /// The message did not come back (exit 14).
+    Smoke,
+}
+
+/// One step of a flow. Exactly one of `send` and `wait_urc` is given.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, try_from = "RawStep")]
+pub struct Step {
+    pub name: String,
+    pub action: Action,
+    /// Run the step only when this holds.
+    pub when: Option<Condition>,
+    /// Patterns matched against every line of the response; captured values become variables.
+    pub capture: Vec<Pattern>,
+    /// For `send`: time for the answer. For `wait_urc`: time for the URC. May use variables
+    /// (`{smoke.timeout}`).
+    pub timeout: Option<DurSpec>,
+    /// Resend after an error this many times.
+    pub retries: u32,
+    pub retry_delay: Duration,
+    /// Poll: resend every `every` until `until` holds, for at most `within`.
+    pub poll: Option<Poll>,
+    /// Ok when the command ends with this URC after its `OK` (e.g. `+MQTTCONNECTED:`).
+    pub completes_on: Option<String>,
+    pub fail: FailKind,
+    /// Explanations: the first whose `match` starts a response line or URC is used.
+    pub explain: Vec<Explain>,
+    /// Said after the error when no explanation matched.
+    pub hint: Option<Template>,
+    /// Failure is reported but not fatal.
+    pub optional: bool,
+    /// Keep the time this step took, in milliseconds, in this variable.
+    pub record_ms: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Send a command, with an optional payload after its prompt.
+    Send {
+        line: Template,
+        payload: Option<Template>,
+    },
+    /// Wait for an unsolicited message starting with `prefix`, optionally carrying `payload`
+    /// (chunks of the same message are joined).
+    WaitUrc {
+        prefix: Template,
+        payload: Option<Template>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Poll {
+    pub until: Condition,
+    pub every: Duration,
+    pub within: Option<DurSpec>,
+    /// Stop polling as soon as this URC arrives (e.g. `+TIME_UPDATED`).
+    pub or_urc: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Explain {
+    /// Start of a response line or URC (`+CWJAP:2`, `ERR CODE:0x010a6023`).
+    #[serde(rename = "match")]
+    pub matches: String,
+    /// What to tell the user.
+    pub say: Template,
+    /// Overrides the step's `fail`.
+    pub fail: Option<FailKind>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    name: Option<String>,
+    send: Option<Template>,
+    payload: Option<Template>,
+    wait_urc: Option<Template>,
+    when: Option<Condition>,
+    #[serde(default)]
+    capture: Vec<Pattern>,
+    timeout: Option<DurSpec>,
+    #[serde(default)]
+    retries: u32,
+    retry_delay: Option<Dur>,
+    until: Option<Condition>,
+    every: Option<Dur>,
+    within: Option<DurSpec>,
+    or_urc: Option<String>,
+    completes_on: Option<String>,
+    fail: Option<FailKind>,
+    #[serde(default)]
+    explain: Vec<Explain>,
+    hint: Option<Template>,
+    #[serde(default)]
+    optional: bool,
+    record_ms: Option<String>,
+}
+
+impl TryFrom<RawStep> for Step {
+    type Error = String;
+
+    fn try_from(r: RawStep) -> Result<Step, String> {
+        let (action, default_name) = match (r.send, r.wait_urc) {
+            (Some(line), None) => {
+                let name = line.source().to_string();
+                (
+                    Action::Send {
+                        line,
+                        payload: r.payload,
+                    },
+                    name,
+                )
+            }
+            (None, Some(prefix)) => {
+                let name = format!("wait for {}", prefix.source());
+                (
+                    Action::WaitUrc {
+                        prefix,
+                        payload: r.payload,
+                    },
+                    name,
+                )
+            }
+            (Some(_), Some(_)) => {
+                return Err("a step has either `send` or `wait_urc`, not both".into());
+            }
+            (None, None) => return Err("a step needs `send` or `wait_urc`".into()),
+        };
+        let poll = match (r.until, r.every, r.within, r.or_urc) {
+            (Some(until), every, within, or_urc) => Some(Poll {
+                until,
+                every: every.map_or(Duration::from_secs(1), |d| d.0),
+                within,
+                or_urc,
+            }),
+            (None, None, None, None) => None,
+            _ => return Err("`every`, `within` and `or_urc` need `until`".into()),
+        };
+        if poll.is_some() && matches!(action, Action::WaitUrc { .. }) {
+            return Err("`until` polls a command; it does not go with `wait_urc`".into());
+        }
+        Ok(Step {
+            name: r.name.unwrap_or(default_name),
+            action,
+            when: r.when,
+            capture: r.capture,
+            timeout: r.timeout,
+            retries: r.retries,
+            retry_delay: r.retry_delay.map_or(Duration::from_millis(500), |d| d.0),
+            poll,
+            completes_on: r.completes_on,
+            fail: r.fail.unwrap_or(FailKind::At),
+            explain: r.explain,
+            hint: r.hint,
+            optional: r.optional,
+            record_ms: r.record_ms,
+        })
+    }
+}
+
+/// A duration written as text (`500ms`, `20s`, `2m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        crate::util::parse_duration(&s)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A duration that may come from a variable (`{time.within}`), checked at load time when it
+/// has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DurSpec(pub Template);
+
+impl DurSpec {
+    pub fn parse(s: &str) -> Result<DurSpec, String> {
+        let t = Template::parse(s)?;
+        if t.variables().next().is_none() {
+            crate::util::parse_duration(s)?;
+        }
+        Ok(DurSpec(t))
+    }
+
+    pub fn resolve(&self, vars: &Vars) -> Result<Duration, String> {
+        crate::util::parse_duration(&self.0.render(vars)?.text)
+    }
+}
+
+macro_rules! parsed_from_string {
+    ($t:ty) => {
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                <$t>::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+parsed_from_string!(Template);
+parsed_from_string!(Pattern);
+parsed_from_string!(Condition);
+parsed_from_string!(DurSpec);
+
+/// A profile that could not be loaded: where and why, in one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ProfileError(pub String);
+
+impl Profile {
+    /// Loads a built-in profile by name, or a profile file by path.
+    pub fn load(name_or_path: &str) -> Result<Profile, ProfileError> {
+        if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
+            return Profile::parse(text, &format!("built-in profile {name_or_path}"));
+        }
+        let path = Path::new(name_or_path);
+        if !path.exists() {
+            return Err(ProfileError(format!(
+                "profile `{name_or_path}`: no such built-in profile or file (built-in: {}; `atprov profiles` lists them)",
+                BUILTIN
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ProfileError(format!("profile {name_or_path}: cannot read it: {e}")))?;
+        Profile::parse(&text, name_or_path)
+    }
+
+    /// Parses profile text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Profile, ProfileError> {
+        let profile: Profile =
+            toml::from_str(text).map_err(|e| ProfileError(toml_error(origin, text, &e)))?;
+        profile
+            .validate()
+            .map_err(|m| ProfileError(format!("{origin}: {m}")))?;
+        Ok(profile)
+    }
+
+    /// Checks what serde cannot: every variable a step uses is a job variable, a default, or
+    /// captured by an earlier flow.
+    fn validate(&self) -> Result<(), String> {
+        let mut known: Vec<String> = crate::job::VARIABLES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        known.extend(self.defaults.keys().cloned());
+        let flows: [(&str, &[Step]); 5] = [
+            ("init", &self.init),
+            ("identify", &self.identify),
+            ("connect", &self.connect),
+            ("smoke", &self.smoke),
+            ("cleanup", &self.cleanup),
+        ];
+        for (flow, steps) in flows {
+            for (i, step) in steps.iter().enumerate() {
+                for p in &step.capture {
+                    known.extend(p.names().map(str::to_string));
+                }
+                if let Some(r) = &step.record_ms {
+                    known.push(r.clone());
+                }
+                let mut used: Vec<&Template> = Vec::new();
+                match &step.action {
+                    Action::Send { line, payload } => {
+                        used.push(line);
+                        used.extend(payload);
+                    }
+                    Action::WaitUrc { prefix, payload } => {
+                        used.push(prefix);
+                        used.extend(payload);
+                    }
+                }
+                used.extend(step.when.as_ref().map(|c| &c.0));
+                used.extend(step.timeout.as_ref().map(|d| &d.0));
+                used.extend(
+                    step.poll
+                        .as_ref()
+                        .and_then(|p| p.within.as_ref())
+                        .map(|d| &d.0),
+                );
+                used.extend(step.poll.as_ref().map(|p| &p.until.0));
+                used.extend(step.hint.as_ref());
+                used.extend(step.explain.iter().map(|e| &e.say));
+                for t in used {
+                    for v in t.variables() {
+                        if !known.iter().any(|k| k == v) {
+                            return Err(format!(
+                                "[[{flow}]] step {} (`{}`): variable `{v}` is neither a job variable, a default nor captured by an earlier step",
+                                i + 1,
+                                step.name
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The profile's grammar tables merged into the engine's.
+    pub fn engine_grammar(&self) -> crate::at::Grammar {
+        let mut g = crate::at::Grammar::builtin();
+        g.extend(
+            &self.grammar.ok,
+            &self.grammar.error,
+            &self.grammar.busy,
+            &self.grammar.boot,
+            &self.grammar.error_details,
+            &self.grammar.urc_lines,
+            &self.grammar.urc_prefixes,
+        );
+        g
+    }
+}
+
+/// `file:line:column: field `x`: message` from a TOML error.
+fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', " ");
+    let Some(span) = e.span() else {
+        return format!("{origin}: {message}");
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    let line_text = text[line_start..].lines().next().unwrap_or("");
+    let field = line_text
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty() && !k.starts_with('[') && !message.contains(&format!("`{k}`")))
+        .map(|k| format!("field `{k}`: "))
+        .unwrap_or_default();
+    format!("{origin}:{line}:{column}: {field}{message}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_load() {
+        for (name, _) in BUILTIN {
+            let p = Profile::load(name).unwrap();
+            assert_eq!(p.name, *name);
+            assert!(!p.identify.is_empty() && !p.connect.is_empty() && !p.smoke.is_empty());
+        }
+    }
+
+    #[test]
+    fn errors_name_line_column_and_field() {
+        let base = BUILTIN[0].1;
+        let bad = base.replacen("baud = 115200", "baud = \"fast\"", 1);
+        let e = Profile::parse(&bad, "p.toml").unwrap_err().0;
+        let line = bad.lines().position(|l| l.contains("\"fast\"")).unwrap() + 1;
+        assert!(e.starts_with(&format!("p.toml:{line}:")), "{e}");
+        assert!(e.contains("field `baud`"), "{e}");
+        let bad = base.replacen("timeout = \"20s\"", "timeout = \"soon\"", 1);
+        let e = Profile::parse(&bad, "p.toml").unwrap_err().0;
+        assert!(e.contains("field `timeout`") && e.contains("soon"), "{e}");
+        let bad = format!("{base}\n[[smoke]]\nsend = \"AT+X={{nothing}}\"\n");
+        let e = Profile::parse(&bad, "p.toml").unwrap_err().0;
+        assert!(e.contains("`nothing`") && e.contains("[[smoke]]"), "{e}");
+        let bad = format!("{base}\n[[smoke]]\nsned = \"AT\"\n");
+        let e = Profile::parse(&bad, "p.toml").unwrap_err().0;
+        assert!(e.contains("sned") && e.starts_with("p.toml:"), "{e}");
+        let bad = format!("{base}\n[[smoke]]\nsend = \"AT+X={{a|zap}}\"\n");
+        let e = Profile::parse(&bad, "p.toml").unwrap_err().0;
+        assert!(e.contains("zap") && e.contains("field `send`"), "{e}");
+    }
+}

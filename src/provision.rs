@@ -1,0 +1,386 @@
+//! The provisioning jobs: identify, flash, connect, smoke and all of them in a row. Each is a
+//! sequence of stages (init, identify, flash, connect, smoke, cleanup) run on one [`Device`];
+//! the result is a [`Report`] that says what happened, for humans and as JSON. Stages report
+//! progress through [`Progress`] so that the command line can draw bars and a factory can log.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::at::Engine;
+use crate::exit::{Code, Failure};
+use crate::flow::{Device, StepReport};
+use crate::job::Job;
+use crate::pki::Credentials;
+use crate::profile::{Profile, Value};
+use crate::store::{self, ItemReport, StoreInfo};
+
+/// What to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Goal {
+    Identify,
+    Flash,
+    Connect,
+    Smoke,
+    Provision,
+}
+
+impl Goal {
+    /// The stages the goal runs, in order.
+    pub fn stages(self) -> &'static [Stage] {
+        use Stage::*;
+        match self {
+            Goal::Identify => &[Init, Identify],
+            Goal::Flash => &[Init, Identify, Flash],
+            Goal::Connect => &[Init, Identify, Connect],
+            Goal::Smoke => &[Init, Identify, Connect, Smoke, Cleanup],
+            Goal::Provision => &[Init, Identify, Flash, Connect, Smoke, Cleanup],
+        }
+    }
+
+    pub fn needs_credentials(self) -> bool {
+        matches!(self, Goal::Flash | Goal::Provision)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Init,
+    Identify,
+    Flash,
+    Connect,
+    Smoke,
+    Cleanup,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Init => "init",
+            Stage::Identify => "identify",
+            Stage::Flash => "flash",
+            Stage::Connect => "connect",
+            Stage::Smoke => "smoke",
+            Stage::Cleanup => "cleanup",
+        }
+    }
+}
+
+/// Hears what a job is doing.
+pub trait Progress: Send {
+    /// A stage begins.
+    fn stage(&mut self, stage: Stage);
+    /// A step within the current stage begins.
+    fn step(&mut self, text: &str);
+    /// The current stage ended; `summary` is one short line.
+    fn done(&mut self, stage: Stage, ok: bool, summary: &str);
+}
+
+/// Progress nobody watches.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn stage(&mut self, _: Stage) {}
+    fn step(&mut self, _: &str) {}
+    fn done(&mut self, _: Stage, _: bool, _: &str) {}
+}
+
+/// How a stage went.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StageReport {
+    pub stage: Stage,
+    pub ok: bool,
+    pub ms: u64,
+    pub steps: Vec<StepReport>,
+}
+
+/// The credentials as written.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CredentialReport {
+    pub cert_sha256: String,
+    pub items: Vec<ItemReport>,
+}
+
+/// Everything a job did; serialised as the `--json` report. Holds no secret.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    pub tool: String,
+    pub profile: String,
+    pub port: String,
+    pub result: &'static str,
+    pub exit_code: u8,
+    pub error: Option<String>,
+    pub unit_id: Option<String>,
+    /// What identify found and the job's public variables.
+    pub identity: BTreeMap<String, String>,
+    pub store: Option<StoreInfo>,
+    pub credentials: Option<CredentialReport>,
+    pub smoke_round_trip_ms: Option<u64>,
+    pub stages: Vec<StageReport>,
+    pub ms: u64,
+}
+
+/// Variables that identify a unit, shown in reports.
+const IDENTITY: &[&str] = &[
+    "firmware",
+    "chip",
+    "bin_version",
+    "mac",
+    "imei",
+    "iccid",
+    "broker_ip",
+];
+
+/// What to run on one module.
+pub struct Plan<'a> {
+    pub job: &'a Job,
+    /// Checked credentials (needed by flash and provision).
+    pub credentials: Option<&'a Credentials>,
+    pub goal: Goal,
+    /// Rewrite credentials even when identical.
+    pub force: bool,
+    /// How the port is named in the report.
+    pub port: String,
+}
+
+/// Runs the plan on the module behind `engine`. Never panics; a failure is in the report and
+/// returned alongside it.
+pub async fn run(
+    engine: Engine,
+    profile: Profile,
+    plan: Plan<'_>,
+    progress: &mut dyn Progress,
+) -> (Report, Option<Failure>) {
+    let Plan {
+        job,
+        credentials,
+        goal,
+        force,
+        port,
+    } = plan;
+    let started = Instant::now();
+    let mut report = Report {
+        tool: format!("atprov {}", env!("CARGO_PKG_VERSION")),
+        profile: profile.name.clone(),
+        port,
+        result: "pass",
+        exit_code: 0,
+        error: None,
+        unit_id: None,
+        identity: BTreeMap::new(),
+        store: None,
+        credentials: None,
+        smoke_round_trip_ms: None,
+        stages: Vec::new(),
+        ms: 0,
+    };
+    let mut device = Device::new(engine, profile);
+    let mut failure = None;
+    for &stage in goal.stages() {
+        // After a failure only cleanup runs, and only when connect was tried.
+        let connect_tried = report.stages.iter().any(|s| s.stage == Stage::Connect);
+        if failure.is_some() && !(stage == Stage::Cleanup && connect_tried) {
+            continue;
+        }
+        progress.stage(stage);
+        let t = Instant::now();
+        let outcome = run_stage(
+            stage,
+            &mut device,
+            job,
+            credentials,
+            force,
+            &mut report,
+            progress,
+        )
+        .await;
+        let (ok, steps, summary) = match outcome {
+            Ok((steps, summary)) => (true, steps, summary),
+            Err((f, steps)) => {
+                let line = f.message.clone();
+                if stage == Stage::Cleanup {
+                    tracing::warn!("cleanup: {line}");
+                } else {
+                    failure = Some(f);
+                }
+                (false, steps, line)
+            }
+        };
+        progress.done(stage, ok, &summary);
+        report.stages.push(StageReport {
+            stage,
+            ok,
+            ms: t.elapsed().as_millis() as u64,
+            steps,
+        });
+    }
+    for k in IDENTITY {
+        if let Some(v) = device.vars.get(k) {
+            if !v.secret {
+                report.identity.insert(k.to_string(), v.as_text());
+            }
+        }
+    }
+    report.unit_id = device.vars.get("unit_id").map(Value::as_text);
+    report.smoke_round_trip_ms = device
+        .vars
+        .get("smoke.round_trip_ms")
+        .and_then(|v| v.as_text().parse().ok());
+    if let Some(f) = &failure {
+        report.result = "fail";
+        report.exit_code = f.code.number();
+        report.error = Some(f.message.clone());
+    }
+    report.ms = started.elapsed().as_millis() as u64;
+    (report, failure)
+}
+
+type StageResult = Result<(Vec<StepReport>, String), (Failure, Vec<StepReport>)>;
+
+async fn run_stage(
+    stage: Stage,
+    device: &mut Device,
+    job: &Job,
+    credentials: Option<&Credentials>,
+    force: bool,
+    report: &mut Report,
+    progress: &mut dyn Progress,
+) -> StageResult {
+    let profile = device.profile.clone();
+    let mut on_step = |s: &str| progress.step(s);
+    match stage {
+        Stage::Init => {
+            let steps = device.run_flow(&profile.init, &mut on_step).await?;
+            Ok((steps, "module answers".into()))
+        }
+        Stage::Identify => {
+            let mut steps = device.run_flow(&profile.identify, &mut on_step).await?;
+            on_step("credential store");
+            let t = Instant::now();
+            let info = store::probe(&device.engine, &profile.store)
+                .await
+                .map_err(|f| (f, steps.clone()))?;
+            steps.push(StepReport {
+                name: "credential store".into(),
+                result: "ok",
+                ms: t.elapsed().as_millis() as u64,
+                detail: Some(info.generation.to_string()),
+            });
+            device.vars.set_text("store", info.generation);
+            job.apply(&mut device.vars);
+            let summary = [
+                device.vars.text("chip"),
+                device.vars.text("firmware"),
+                device.vars.text("mac"),
+                info.generation.to_string(),
+            ]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(", ");
+            report.store = Some(info);
+            Ok((steps, summary))
+        }
+        Stage::Flash => {
+            let Some(creds) = credentials else {
+                return Err((
+                    Failure::usage("flash needs credentials: --ca, --cert and --key"),
+                    Vec::new(),
+                ));
+            };
+            let info = report.store.clone().expect("identify ran first");
+            let t = Instant::now();
+            let items = store::write(
+                &device.engine,
+                &profile.store,
+                &info,
+                creds,
+                force,
+                &mut |slot| on_step(slot),
+            )
+            .await
+            .map_err(|f| (f, Vec::new()))?;
+            let written = items.iter().filter(|i| i.action == "written").count();
+            let summary = if written == 0 {
+                "already on the module, nothing written".to_string()
+            } else {
+                format!(
+                    "{written} of {} written and verified ({})",
+                    items.len(),
+                    info.generation
+                )
+            };
+            let steps = items
+                .iter()
+                .map(|i| StepReport {
+                    name: i.slot.clone(),
+                    result: "ok",
+                    ms: t.elapsed().as_millis() as u64,
+                    detail: Some(format!("{} bytes {}", i.bytes, i.action)),
+                })
+                .collect();
+            report.credentials = Some(CredentialReport {
+                cert_sha256: creds.cert_sha256(),
+                items,
+            });
+            Ok((steps, summary))
+        }
+        Stage::Connect => {
+            let steps = device.run_flow(&profile.connect, &mut on_step).await?;
+            let summary = format!(
+                "connected to {}:{}",
+                device.vars.text("mqtt.host"),
+                device.vars.text("mqtt.port")
+            );
+            Ok((steps, summary))
+        }
+        Stage::Smoke => {
+            device
+                .vars
+                .set_text("smoke.payload", smoke_payload(&device.vars.text("unit_id")));
+            device.clear_backlog();
+            let steps = device.run_flow(&profile.smoke, &mut on_step).await?;
+            let summary = format!(
+                "message came back in {} ms",
+                device.vars.text("smoke.round_trip_ms")
+            );
+            Ok((steps, summary))
+        }
+        Stage::Cleanup => {
+            let steps = device.run_flow(&profile.cleanup, &mut on_step).await?;
+            Ok((steps, "disconnected".into()))
+        }
+    }
+}
+
+/// A payload no earlier run sent: the unit and the current time in nanoseconds.
+fn smoke_payload(unit: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{{\"atprov\":\"smoke\",\"unit\":\"{unit}\",\"nonce\":\"{nanos:x}\"}}")
+}
+
+/// Checks credentials on the host, before any module is touched.
+pub fn check_credentials(job: &Job) -> Result<Credentials, Failure> {
+    let (ca, cert, key) = job.credential_paths().map_err(Failure::usage)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    crate::pki::check::check(ca, cert, key, None, now).map_err(|problems| {
+        Failure::new(
+            Code::Credentials,
+            format!(
+                "{}{}; nothing was written to the module",
+                problems[0],
+                if problems.len() > 1 {
+                    format!(
+                        " (and {} more problems: run atprov pki check)",
+                        problems.len() - 1
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+        )
+    })
+}

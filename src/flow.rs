@@ -176,7 +176,13 @@ impl Device {
             let deadline = poll_deadline.expect("set when polling");
             let now = Instant::now();
             if now >= deadline {
-                let what = format!("`{}` did not hold", poll.until.0.source());
+                let shown = poll
+                    .until
+                    .0
+                    .render(&self.vars)
+                    .map(|r| r.shown)
+                    .unwrap_or_else(|_| poll.until.0.source().to_string());
+                let what = format!("still `{shown}` is false");
                 return Err(self.explain(step, Some(&resp), &what, step.fail));
             }
             let pause = poll.every.min(deadline - now);

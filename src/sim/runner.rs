@@ -162,7 +162,10 @@ impl DeviceClock {
 #[derive(Clone, Default)]
 pub struct SimControl {
     faults: Arc<Mutex<Faults>>,
+    /// Ideal device time: wire time and latencies as configured.
     clock: Arc<Mutex<DeviceClock>>,
+    /// The same, as the emulator's timers actually slept (they wake late by up to a tick).
+    slept: Arc<Mutex<DeviceClock>>,
     urcs: Arc<Mutex<Option<mpsc::UnboundedSender<Vec<u8>>>>>,
 }
 
@@ -177,9 +180,27 @@ impl SimControl {
         self.clock.lock().expect("clock lock").total
     }
 
+    /// [`SimControl::device_time`] as the emulator's timers actually slept: the time the
+    /// device was busy, timer lateness included, which a host can never overlap.
+    pub fn device_time_slept(&self) -> Duration {
+        self.slept.lock().expect("clock lock").total
+    }
+
     fn account(&self, start: std::time::Instant, len: Duration) {
         if !len.is_zero() {
             self.clock.lock().expect("clock lock").add(start, len);
+            self.slept.lock().expect("clock lock").add(start, len);
+        }
+    }
+
+    /// A wait of `ideal` that began at `start` and ended now.
+    fn account_slept(&self, start: std::time::Instant, ideal: Duration) {
+        if !ideal.is_zero() {
+            self.clock.lock().expect("clock lock").add(start, ideal);
+            self.slept
+                .lock()
+                .expect("clock lock")
+                .add(start, start.elapsed());
         }
     }
 
@@ -245,13 +266,19 @@ pub async fn run<M: Model, IO: AsyncRead + AsyncWrite + Unpin>(
                 if let Some(baud) = options.baud {
                     // A UART receives no faster than its baud rate.
                     let wire = wire_time(n, baud);
-                    control.account(std::time::Instant::now(), wire);
+                    let start = std::time::Instant::now();
                     tokio::time::sleep(wire).await;
+                    control.account_slept(start, wire);
                 }
                 input(&buf[..n], &mut model, &mut state, &mut out, &control, &options).await?;
             }
             Some(urc) = urc_rx.recv() => out.send(&urc).await?,
-            _ = sleep_until(wake), if wake.is_some() => state.waiting_until = None,
+            _ = sleep_until(wake), if wake.is_some() => {
+                state.waiting_until = None;
+                if let Some((start, ideal)) = state.delay.take() {
+                    control.account_slept(start, ideal);
+                }
+            }
             _ = sleep_until(event), if event.is_some() => {
                 let unsolicited = model.poll();
                 if !unsolicited.is_empty() {
@@ -270,6 +297,8 @@ pub async fn run<M: Model, IO: AsyncRead + AsyncWrite + Unpin>(
 
 #[derive(Default)]
 struct RunnerState {
+    /// The delay being waited out: when it began and how long it should take.
+    delay: Option<(std::time::Instant, Duration)>,
     steps: VecDeque<Step>,
     waiting_until: Option<Instant>,
     awaiting_payload: Option<usize>,
@@ -306,8 +335,9 @@ impl<W: AsyncWrite + Unpin> Output<'_, W> {
         self.writer.flush().await?;
         if let Some(baud) = self.baud {
             let wire = wire_time(bytes.len(), baud);
-            self.control.account(std::time::Instant::now(), wire);
+            let start = std::time::Instant::now();
             tokio::time::sleep(wire).await;
+            self.control.account_slept(start, wire);
         }
         Ok(())
     }
@@ -470,7 +500,7 @@ async fn play<M: Model, W: AsyncWrite + Unpin>(
             Ok(())
         }
         Step::Delay(d) => {
-            out.control.account(std::time::Instant::now(), d);
+            state.delay = Some((std::time::Instant::now(), d));
             state.waiting_until = Some(Instant::now() + d);
             Ok(())
         }

@@ -420,3 +420,36 @@ fn the_demo_runs_and_keeps_what_it_wrote() {
         std::fs::read(dir.path().join("device.pem")).unwrap()
     );
 }
+
+#[test]
+fn long_client_ids_alpn_and_sni_use_their_own_commands() {
+    let b = Bundle::new();
+    let transcript = b.path("t.atlog");
+    let long_id = format!("thing-{}", "x".repeat(300));
+    let (code, _, err) = atprov(&[
+        "provision",
+        "--port",
+        "sim:esp32-at",
+        "--job",
+        &b.job(),
+        "--client-id",
+        &long_id,
+        "--alpn",
+        "x-amzn-mqtt-ca",
+        "--sni",
+        "broker,sni.test",
+        "--mqtt-port",
+        "443",
+        "--transcript",
+        &transcript.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let t = std::fs::read_to_string(&transcript).unwrap();
+    // The short form gets an empty id; the long form carries it after the prompt.
+    assert!(t.contains(r#"AT+MQTTUSERCFG=0,5,"","","",0,0,"""#), "{t}");
+    assert!(t.contains("AT+MQTTLONGCLIENTID=0,306"), "{t}");
+    assert!(t.contains(r#"AT+MQTTALPN=0,1,"x-amzn-mqtt-ca""#), "{t}");
+    assert!(t.contains(r#"AT+MQTTSNI=0,"broker\,sni.test""#), "{t}");
+    assert!(t.contains(r#"AT+MQTTCONN=0,"broker.test",443,0"#), "{t}");
+    assert!(!t.contains("AT+MQTTLONGUSERNAME"), "{t}");
+}

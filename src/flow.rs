@@ -76,6 +76,16 @@ impl Device {
                     }
                 }
             }
+            if let Some(banner) = self.restarted() {
+                let f = Failure::new(
+                    Code::ModuleReset,
+                    format!(
+                        "{}: the module restarted (`{banner}`) before this step and lost its session (Wi-Fi, MQTT); check its power supply, then run the command again",
+                        step.name
+                    ),
+                );
+                return Err((f, reports));
+            }
             on_step(&step.name);
             match self.run_step(step).await {
                 Ok(()) => {
@@ -279,6 +289,25 @@ impl Device {
         }
     }
 
+    /// A boot banner received since the flow began (the module reset between commands).
+    fn restarted(&mut self) -> Option<String> {
+        while let Ok(u) = self.urcs.try_recv() {
+            self.backlog.push(u);
+        }
+        let grammar = self.profile.engine_grammar();
+        let i = self
+            .backlog
+            .iter()
+            .position(|u| grammar.is_boot_banner(&u.line))?;
+        Some(self.backlog.remove(i).line)
+    }
+
+    /// Forgets boot banners seen so far (a module that just powered up is no surprise before
+    /// init).
+    pub fn forget_restarts(&mut self) {
+        while self.restarted().is_some() {}
+    }
+
     /// Forgets URCs that arrived so far (before a flow whose waits must see only new ones).
     pub fn clear_backlog(&mut self) {
         while let Ok(u) = self.urcs.try_recv() {
@@ -296,7 +325,7 @@ impl Device {
                     return Failure::new(
                         Code::ModuleReset,
                         format!(
-                            "{}: the module reset during `{}`; run the command again (it redoes what the reset lost)",
+                            "{}: the module restarted during `{}` and lost its session; check its power supply, then run the command again",
                             step.name, resp.command
                         ),
                     );

@@ -250,7 +250,9 @@ async fn run_stage(
     let mut on_step = |s: &str| progress.step(s);
     match stage {
         Stage::Init => {
+            device.forget_restarts();
             let steps = device.run_flow(&profile.init, &mut on_step).await?;
+            device.forget_restarts();
             Ok((steps, "module answers".into()))
         }
         Stage::Identify => {

@@ -453,3 +453,17 @@ fn long_client_ids_alpn_and_sni_use_their_own_commands() {
     assert!(t.contains(r#"AT+MQTTCONN=0,"broker.test",443,0"#), "{t}");
     assert!(!t.contains("AT+MQTTLONGUSERNAME"), "{t}");
 }
+
+#[test]
+fn a_module_that_restarts_between_commands_is_reported() {
+    let b = Bundle::new();
+    let sim = SimProcess::start("esp32-at", &["--fault", "reboot_after@AT+CWJAP="]);
+    let (code, _, err) = provision(&sim, &["--job", &b.job()]);
+    assert_eq!(code, 9, "{err}");
+    let line = last_line(&err);
+    // Reported at the first step that looks after the banner arrived.
+    assert!(
+        line.contains("the module restarted") && line.contains("power supply"),
+        "{err}"
+    );
+}

@@ -75,6 +75,8 @@ pub struct Faults {
     pub urc_before_prompt: Option<String>,
     /// Reboot halfway through the next reply.
     pub reset_mid: bool,
+    /// Reboot right after the next reply (a brown-out between commands).
+    pub reboot_after: bool,
     /// Flip a bit in every byte of the next reply.
     pub garble: bool,
     /// Drop the next reply's bytes after the first N.
@@ -95,6 +97,8 @@ pub struct Trigger {
 pub enum TriggerKind {
     /// Reboot halfway through the reply.
     ResetMid,
+    /// Answer, then reboot (the host sees `ready` between commands).
+    RebootAfter,
     /// Flip a bit in every byte of the reply.
     Garble,
     /// No answer at all.
@@ -106,7 +110,7 @@ pub enum TriggerKind {
 }
 
 impl Trigger {
-    /// `KIND@PREFIX`, KIND one of `reset_mid`, `garble`, `silent`, `busy:N`, `truncate:N`.
+    /// `KIND@PREFIX`, KIND one of `reset_mid`, `reboot_after`, `garble`, `silent`, `busy:N`, `truncate:N`.
     pub fn parse(s: &str) -> Result<Trigger, String> {
         let (kind, prefix) = s.split_once('@').ok_or_else(|| {
             format!("--fault {s}: write KIND@COMMAND-PREFIX, e.g. reset_mid@AT+SYSFLASH=1")
@@ -119,11 +123,12 @@ impl Trigger {
             Some(("busy", n)) => TriggerKind::Busy(num(n)?),
             Some(("truncate", n)) => TriggerKind::Truncate(num(n)? as usize),
             None if kind == "reset_mid" => TriggerKind::ResetMid,
+            None if kind == "reboot_after" => TriggerKind::RebootAfter,
             None if kind == "garble" => TriggerKind::Garble,
             None if kind == "silent" => TriggerKind::Silent,
             _ => {
                 return Err(format!(
-                    "--fault {s}: unknown fault `{kind}` (reset_mid, garble, silent, busy:N, truncate:N)"
+                    "--fault {s}: unknown fault `{kind}` (reset_mid, reboot_after, garble, silent, busy:N, truncate:N)"
                 ));
             }
         };
@@ -400,6 +405,7 @@ async fn input<M: Model, W: AsyncWrite + Unpin>(
             tracing::info!("emulator: fault {:?} on `{line}`", trigger.kind);
             match trigger.kind {
                 TriggerKind::ResetMid => faults.reset_mid = true,
+                TriggerKind::RebootAfter => faults.reboot_after = true,
                 TriggerKind::Garble => faults.garble = true,
                 TriggerKind::Silent => faults.silent += 1,
                 TriggerKind::Busy(n) => faults.busy += n,
@@ -422,6 +428,7 @@ async fn input<M: Model, W: AsyncWrite + Unpin>(
             delay: faults.delay.take(),
             urc_mid: faults.urc_mid.take(),
             reset_mid: std::mem::take(&mut faults.reset_mid),
+            reboot_after: std::mem::take(&mut faults.reboot_after),
             garble: std::mem::take(&mut faults.garble),
             truncate: faults.truncate.take(),
             urc_before_prompt: None,
@@ -441,6 +448,10 @@ async fn input<M: Model, W: AsyncWrite + Unpin>(
             steps.push(Step::Delay(wait));
         }
         steps.extend(apply_faults(script, &mut active));
+        if active.reboot_after {
+            steps.push(Step::Delay(Duration::from_millis(5)));
+            steps.push(Step::Reboot);
+        }
         state.active = active;
         state.sent_in_reply = 0;
         state.steps.extend(steps);

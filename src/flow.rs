@@ -17,6 +17,8 @@ pub struct Device {
     pub profile: Profile,
     pub vars: Vars,
     urcs: broadcast::Receiver<Urc>,
+    /// The profile's grammar, to recognise boot banners among URCs.
+    grammar: crate::at::Grammar,
     /// URCs received and not yet consumed by a wait.
     backlog: Vec<Urc>,
 }
@@ -36,6 +38,7 @@ impl Device {
     pub fn new(engine: Engine, profile: Profile) -> Device {
         let urcs = engine.subscribe();
         Device {
+            grammar: profile.engine_grammar(),
             engine,
             profile,
             vars: Vars::default(),
@@ -294,11 +297,10 @@ impl Device {
         while let Ok(u) = self.urcs.try_recv() {
             self.backlog.push(u);
         }
-        let grammar = self.profile.engine_grammar();
         let i = self
             .backlog
             .iter()
-            .position(|u| grammar.is_boot_banner(&u.line))?;
+            .position(|u| self.grammar.is_boot_banner(&u.line))?;
         Some(self.backlog.remove(i).line)
     }
 
@@ -376,10 +378,7 @@ impl Device {
             },
         };
         let code = match kind {
-            FailKind::At => match resp.map(|r| &r.status) {
-                Some(Status::Busy) | Some(Status::Error { .. }) | None => Code::AtError,
-                _ => Code::AtError,
-            },
+            FailKind::At => Code::AtError,
             FailKind::Network => Code::Network,
             FailKind::Connect => Code::Connect,
             FailKind::Smoke => Code::Smoke,

@@ -15,6 +15,27 @@ use std::time::Duration;
 use crate::port::BoxPort;
 pub use runner::{Faults, Model, RunnerOptions, SimControl};
 
+/// A quoted AT parameter as the firmware reads it: quotes removed, `\"`, `\,`, `\\` and
+/// `\<c>` unescaped. An unquoted parameter is only unescaped.
+pub(crate) fn unquote(s: &str) -> String {
+    let inner = s
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(s);
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                out.push(n);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The built-in emulators: name and what it is.
 pub const EMULATORS: &[(&str, &str)] = &[
     (

@@ -551,13 +551,7 @@ async fn send_reply<W: AsyncWrite + Unpin>(
 fn sim_fault_command(line: &str, control: &SimControl) -> Option<Script> {
     let args = line.strip_prefix("AT+SIMFAULT=")?;
     let params = crate::at::command::params(line);
-    let unquote = |s: &str| {
-        unescape(
-            s.strip_prefix('"')
-                .and_then(|s| s.strip_suffix('"'))
-                .unwrap_or(s),
-        )
-    };
+    let unquote = super::unquote;
     let kind = params.first().map(|s| unquote(s)).unwrap_or_default();
     let num = params.get(1).and_then(|s| s.parse::<u64>().ok());
     let text = params.get(1).map(|s| unquote(s));
@@ -584,22 +578,6 @@ fn sim_fault_command(line: &str, control: &SimControl) -> Option<Script> {
         }
     }
     Some(script)
-}
-
-/// ESP-AT string escapes: `\"`, `\,`, `\\`, `\<c>` → `<c>`.
-fn unescape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            if let Some(n) = chars.next() {
-                out.push(n);
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {

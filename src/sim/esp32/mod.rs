@@ -523,7 +523,9 @@ impl Model for Esp32 {
             if p.len() < 2 {
                 return self.error(0x0106_0000);
             }
-            return self.net.join(&unescape_param(p[0]), &unescape_param(p[1]));
+            return self
+                .net
+                .join(&crate::sim::unquote(p[0]), &crate::sim::unquote(p[1]));
         }
         if upper.starts_with("AT+CIPSNTPCFG=") {
             let p = crate::at::command::params(line);
@@ -537,14 +539,16 @@ impl Model for Esp32 {
         }
         if upper.starts_with("AT+CIPDOMAIN=") {
             let p = crate::at::command::params(line);
-            return self
-                .net
-                .resolve(&p.first().map(|s| unescape_param(s)).unwrap_or_default());
+            return self.net.resolve(
+                &p.first()
+                    .map(|s| crate::sim::unquote(s))
+                    .unwrap_or_default(),
+            );
         }
         if upper.starts_with("AT+MQTT") {
             let host = crate::at::command::params(line)
                 .get(1)
-                .map(|h| unescape_param(h))
+                .map(|h| crate::sim::unquote(h))
                 .unwrap_or_default();
             let cx = mqtt_context!(self, host);
             return self.mqtt.command(line, &cx);
@@ -587,24 +591,4 @@ impl Model for Esp32 {
     fn take_waits(&mut self) -> Vec<(Instant, Duration)> {
         self.net.take_wait().into_iter().collect()
     }
-}
-
-/// A quoted AT parameter without its quotes and escapes.
-fn unescape_param(s: &str) -> String {
-    let inner = s
-        .strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .unwrap_or(s);
-    let mut out = String::with_capacity(inner.len());
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            if let Some(n) = chars.next() {
-                out.push(n);
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }

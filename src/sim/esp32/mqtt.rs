@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::super::runner::{Script, Step};
 use super::storage::Flash;
 use crate::at::command::params;
+use crate::sim::unquote;
 
 #[derive(Debug, Default)]
 pub struct Mqtt {
@@ -50,25 +51,6 @@ pub struct Context<'a> {
 }
 
 const OK: &[u8] = b"\r\nOK\r\n";
-
-fn unquote(s: &str) -> String {
-    let inner = s
-        .strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .unwrap_or(s);
-    let mut out = String::new();
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            if let Some(n) = chars.next() {
-                out.push(n);
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 fn error(syslog: bool, code: u32) -> Script {
     let mut v = Vec::new();

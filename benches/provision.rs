@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use atprov::at::{Engine, EngineConfig};
+use atprov::at::Engine;
 use atprov::job::{Job, JobArgs};
 use atprov::pki::generate::{self, KeyKind};
 use atprov::port::{self, Selector, SerialOptions};
@@ -97,10 +97,7 @@ fn main() {
             let port = port::open(&Selector::Path(path.clone().into()), &options)
                 .await
                 .unwrap();
-            let config = EngineConfig {
-                grammar: std::sync::Arc::new(profile.engine_grammar()),
-                ..EngineConfig::default()
-            };
+            let config = profile.engine_config();
             let (engine, task) = Engine::start(port, config, None);
             let plan = Plan {
                 job: &job,

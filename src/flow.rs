@@ -189,12 +189,7 @@ impl Device {
             let deadline = poll_deadline.expect("set when polling");
             let now = Instant::now();
             if now >= deadline {
-                let shown = poll
-                    .until
-                    .0
-                    .render(&self.vars)
-                    .map(|r| r.shown)
-                    .unwrap_or_else(|_| poll.until.0.source().to_string());
+                let shown = poll.until.0.shown(&self.vars);
                 let what = format!("still `{shown}` is false");
                 return Err(self.explain(step, Some(&resp), &what, step.fail));
             }
@@ -360,20 +355,9 @@ impl Device {
             .iter()
             .find(|e| lines.iter().any(|l| l.starts_with(e.matches.as_str())));
         let (message, kind) = match explained {
-            Some(e) => (
-                e.say
-                    .render(&self.vars)
-                    .map(|r| r.shown)
-                    .unwrap_or_else(|_| e.say.source().to_string()),
-                e.fail.unwrap_or(kind),
-            ),
+            Some(e) => (e.say.shown(&self.vars), e.fail.unwrap_or(kind)),
             None => match &step.hint {
-                Some(h) => (
-                    h.render(&self.vars)
-                        .map(|r| r.shown)
-                        .unwrap_or_else(|_| h.source().to_string()),
-                    kind,
-                ),
+                Some(h) => (h.shown(&self.vars), kind),
                 None => (String::new(), kind),
             },
         };

@@ -313,13 +313,8 @@ fn load_file(path: &Path) -> Result<JobFile, String> {
         .map_err(|e| format!("job file {}: cannot read it: {e}", path.display()))?;
     toml::from_str(&text).map_err(|e| {
         let message = e.message().trim().replace('\n', " ");
-        match e.span() {
-            Some(span) => {
-                let before = &text[..span.start.min(text.len())];
-                let line = before.matches('\n').count() + 1;
-                let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-                format!("job file {}:{line}:{col}: {message}", path.display())
-            }
+        match crate::util::toml_location(&text, &e) {
+            Some((line, col)) => format!("job file {}:{line}:{col}: {message}", path.display()),
             None => format!("job file {}: {message}", path.display()),
         }
     })

@@ -1,6 +1,15 @@
-//! Small helpers shared by the command line: durations.
+//! Small helpers shared by the command line: durations, TOML error positions.
 
 use std::time::Duration;
+
+/// Line and column (1-based, columns in characters) of a TOML error, from its span.
+pub fn toml_location(text: &str, e: &toml::de::Error) -> Option<(usize, usize)> {
+    let span = e.span()?;
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    Some((line, before[line_start..].chars().count() + 1))
+}
 
 /// Parses `500ms`, `2s`, `1.5s`, `2m` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::at::{Engine, EngineConfig};
+use crate::at::Engine;
 use crate::exit::{Code, Failure};
 use crate::job::{Job, JobArgs};
 use crate::pki::generate::{self, KeyKind};
@@ -110,10 +110,7 @@ client_id = "demo-{{unit_id}}"
     };
     let (port, _control) =
         sim::open_in_process_with_control(name, &options).map_err(Failure::usage)?;
-    let config = EngineConfig {
-        grammar: std::sync::Arc::new(profile.engine_grammar()),
-        ..EngineConfig::default()
-    };
+    let config = profile.engine_config();
     let (engine, task) = Engine::start(port, config, None);
     let mut bars = Bars::new();
     let (report, failure) = provision::run(

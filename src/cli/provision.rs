@@ -2,7 +2,6 @@
 //! profile and the job, checks credentials on the host before the module is touched, runs the
 //! stages with a progress line each, and prints a summary or the `--json` report.
 
-use crate::at::EngineConfig;
 use crate::exit::Failure;
 use crate::job::{Job, JobArgs};
 use crate::profile::Profile;
@@ -36,10 +35,7 @@ pub async fn run(args: DeviceArgs, goal: Goal) -> Result<(), Failure> {
     } else {
         None
     };
-    let config = EngineConfig {
-        grammar: std::sync::Arc::new(profile.engine_grammar()),
-        ..EngineConfig::default()
-    };
+    let config = profile.engine_config();
     let link = args
         .port
         .open_with(None, profile.serial.baud, config)

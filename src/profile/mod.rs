@@ -443,6 +443,14 @@ impl Profile {
         Ok(())
     }
 
+    /// Engine settings for this profile: the defaults with its grammar.
+    pub fn engine_config(&self) -> crate::at::EngineConfig {
+        crate::at::EngineConfig {
+            grammar: std::sync::Arc::new(self.engine_grammar()),
+            ..crate::at::EngineConfig::default()
+        }
+    }
+
     /// The profile's grammar tables merged into the engine's.
     pub fn engine_grammar(&self) -> crate::at::Grammar {
         let mut g = crate::at::Grammar::builtin();
@@ -462,14 +470,10 @@ impl Profile {
 /// `file:line:column: field `x`: message` from a TOML error.
 fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> String {
     let message = e.message().trim().replace('\n', " ");
-    let Some(span) = e.span() else {
+    let Some((line, column)) = crate::util::toml_location(text, e) else {
         return format!("{origin}: {message}");
     };
-    let before = &text[..span.start.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before[line_start..].chars().count() + 1;
-    let line_text = text[line_start..].lines().next().unwrap_or("");
+    let line_text = text.lines().nth(line - 1).unwrap_or("");
     let field = line_text
         .split_once('=')
         .map(|(k, _)| k.trim())

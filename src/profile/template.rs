@@ -219,6 +219,16 @@ impl Template {
     }
 }
 
+impl Template {
+    /// What to show a user: the rendered text with secrets hidden, or the template itself when
+    /// a variable is not set (an error message must still say something).
+    pub fn shown(&self, vars: &Vars) -> String {
+        self.render(vars)
+            .map(|r| r.shown)
+            .unwrap_or_else(|_| self.source.clone())
+    }
+}
+
 fn parse_var(inner: &str) -> Result<Piece, String> {
     let mut parts = inner.split('|');
     let name = parts.next().unwrap_or("").trim();

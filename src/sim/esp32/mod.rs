@@ -236,16 +236,8 @@ impl Esp32 {
         }
     }
 
-    /// `ERROR`, preceded by `ERR CODE:` when SYSLOG is on.
     fn error(&self, code: u32) -> Script {
-        let mut v = Vec::new();
-        if self.syslog {
-            v.push(Step::Send(
-                format!("ERR CODE:0x{code:08x}\r\n").into_bytes(),
-            ));
-        }
-        v.push(Step::Final(b"\r\nERROR\r\n".to_vec()));
-        v
+        error_reply(self.syslog, code)
     }
 
     fn ok() -> Script {
@@ -405,13 +397,7 @@ impl Esp32 {
                 }
                 if kind >= 7 {
                     self.pending = Some(PendingWrite::Nvs { ns, key, kind });
-                    vec![
-                        Step::Send(OK.to_vec()),
-                        Step::Prompt {
-                            bytes: b"\r\n>".to_vec(),
-                            len: value,
-                        },
-                    ]
+                    ok_then_prompt(value)
                 } else {
                     self.flash
                         .nvs_set(ns, key, kind, value.to_string().into_bytes());
@@ -421,6 +407,29 @@ impl Esp32 {
             _ => self.error(0x0106_0000),
         }
     }
+}
+
+/// `ERROR`, preceded by `ERR CODE:0x<code>` when SYSLOG is on.
+fn error_reply(syslog: bool, code: u32) -> Script {
+    let mut v = Vec::new();
+    if syslog {
+        v.push(Step::Send(
+            format!("ERR CODE:0x{code:08x}\r\n").into_bytes(),
+        ));
+    }
+    v.push(Step::Final(b"\r\nERROR\r\n".to_vec()));
+    v
+}
+
+/// `OK`, then the `>` prompt for `len` bytes (OK_AND_INPUT_PROMPT: no trailing space).
+fn ok_then_prompt(len: usize) -> Script {
+    vec![
+        Step::Send(OK.to_vec()),
+        Step::Prompt {
+            bytes: b"\r\n>".to_vec(),
+            len,
+        },
+    ]
 }
 
 fn parse_num(s: &str) -> Option<usize> {

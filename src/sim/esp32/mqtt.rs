@@ -52,15 +52,9 @@ pub struct Context<'a> {
 
 const OK: &[u8] = b"\r\nOK\r\n";
 
+/// An MQTT error: the firmware prints `0x010A0000 | code` (reference §7).
 fn error(syslog: bool, code: u32) -> Script {
-    let mut v = Vec::new();
-    if syslog && code != 0 {
-        v.push(Step::Send(
-            format!("ERR CODE:0x{:08x}\r\n", 0x010a_0000 | code).into_bytes(),
-        ));
-    }
-    v.push(Step::Final(b"\r\nERROR\r\n".to_vec()));
-    v
+    super::error_reply(syslog, 0x010a_0000 | code)
 }
 
 impl Mqtt {
@@ -104,7 +98,7 @@ impl Mqtt {
                     "AT+MQTTLONGUSERNAME" => Pending::Username,
                     _ => Pending::Password,
                 });
-                prompt(len)
+                super::ok_then_prompt(len)
             }
             "AT+MQTTCONNCFG" if p.len() == 7 => vec![Step::Final(OK.to_vec())],
             "AT+MQTTALPN" if !p.is_empty() => {
@@ -173,7 +167,7 @@ impl Mqtt {
                 self.pending = Some(Pending::Publish {
                     topic: unquote(p[1]),
                 });
-                prompt(len)
+                super::ok_then_prompt(len)
             }
             "AT+MQTTCLEAN" if p.len() == 1 => {
                 let was = self.connected;
@@ -333,16 +327,6 @@ impl Mqtt {
         }
         script
     }
-}
-
-fn prompt(len: usize) -> Script {
-    vec![
-        Step::Send(OK.to_vec()),
-        Step::Prompt {
-            bytes: b"\r\n>".to_vec(),
-            len,
-        },
-    ]
 }
 
 /// MQTT topic filter matching with `+` and `#`.

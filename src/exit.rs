@@ -21,6 +21,7 @@ pub enum Code {
     Network,
     Connect,
     Smoke,
+    Journal,
 }
 
 impl Code {
@@ -41,6 +42,7 @@ impl Code {
         Code::Network,
         Code::Connect,
         Code::Smoke,
+        Code::Journal,
     ];
 
     /// The process exit status.
@@ -61,6 +63,7 @@ impl Code {
             Code::Network => 12,
             Code::Connect => 13,
             Code::Smoke => 14,
+            Code::Journal => 15,
         }
     }
 
@@ -84,12 +87,13 @@ impl Code {
             Code::Network => "network bring-up failed (Wi-Fi, cellular, time sync)",
             Code::Connect => "the MQTT/TLS connection was refused or failed",
             Code::Smoke => "the smoke-test message did not come back",
+            Code::Journal => "the factory journal cannot be opened or written",
         }
     }
 }
 
 /// A failure: one line for the user and the exit code it maps to.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Failure {
     pub code: Code,
     pub message: String,

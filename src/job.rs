@@ -172,12 +172,12 @@ impl Job {
                 t.insert(k.to_string(), (v, false));
             }
         };
-        for (k, v) in defaults {
-            put(k, Some(v.clone()));
-        }
         put("unit_id", Some("{mac|nocolon}".into()));
         put("mqtt.client_id", Some("{unit_id}".into()));
         put("smoke.topic", Some("atprov/{unit_id}/smoke".into()));
+        for (k, v) in defaults {
+            put(k, Some(v.clone()));
+        }
         let f = &file;
         put("unit_id", f.unit_id.clone());
         put("wifi.ssid", f.wifi.ssid.clone());
@@ -311,13 +311,8 @@ impl Job {
 fn load_file(path: &Path) -> Result<JobFile, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("job file {}: cannot read it: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| {
-        let message = e.message().trim().replace('\n', " ");
-        match crate::util::toml_location(&text, &e) {
-            Some((line, col)) => format!("job file {}:{line}:{col}: {message}", path.display()),
-            None => format!("job file {}: {message}", path.display()),
-        }
-    })
+    toml::from_str(&text)
+        .map_err(|e| crate::util::toml_error(&format!("job file {}", path.display()), &text, &e))
 }
 
 fn secret(

@@ -7,6 +7,7 @@
 pub mod at;
 pub mod cli;
 pub mod exit;
+pub mod factory;
 pub mod flow;
 pub mod job;
 pub mod pki;

@@ -151,46 +151,72 @@ pub async fn run(
     plan: Plan<'_>,
     progress: &mut dyn Progress,
 ) -> (Report, Option<Failure>) {
-    let Plan {
-        job,
-        credentials,
-        goal,
-        force,
-        port,
-    } = plan;
-    let started = Instant::now();
-    let mut report = Report {
-        tool: format!("atprov {}", env!("CARGO_PKG_VERSION")),
-        profile: profile.name.clone(),
-        port,
-        result: "pass",
-        exit_code: 0,
-        error: None,
-        unit_id: None,
-        identity: BTreeMap::new(),
-        store: None,
-        credentials: None,
-        smoke_round_trip_ms: None,
-        stages: Vec::new(),
-        ms: 0,
-    };
-    let mut device = Device::new(engine, profile);
-    let mut failure = None;
-    for &stage in goal.stages() {
-        // After a failure only cleanup runs, and only when connect was tried.
-        let connect_tried = report.stages.iter().any(|s| s.stage == Stage::Connect);
-        if failure.is_some() && !(stage == Stage::Cleanup && connect_tried) {
-            continue;
+    let mut job = Provisioning::new(engine, profile, plan.job, plan.port, plan.force);
+    for &stage in plan.goal.stages() {
+        job.stage(stage, plan.credentials, progress).await;
+    }
+    job.finish()
+}
+
+/// One job on one module, stage by stage: what [`run`] does in a row, for callers that act
+/// between stages (the factory allocates a credential once identify has named the unit).
+pub struct Provisioning<'a> {
+    device: Device,
+    job: &'a Job,
+    force: bool,
+    report: Report,
+    failure: Option<Failure>,
+    started: Instant,
+}
+
+impl<'a> Provisioning<'a> {
+    pub fn new(engine: Engine, profile: Profile, job: &'a Job, port: String, force: bool) -> Self {
+        let report = Report {
+            tool: format!("atprov {}", env!("CARGO_PKG_VERSION")),
+            profile: profile.name.clone(),
+            port,
+            result: "pass",
+            exit_code: 0,
+            error: None,
+            unit_id: None,
+            identity: BTreeMap::new(),
+            store: None,
+            credentials: None,
+            smoke_round_trip_ms: None,
+            stages: Vec::new(),
+            ms: 0,
+        };
+        Provisioning {
+            device: Device::new(engine, profile),
+            job,
+            force,
+            report,
+            failure: None,
+            started: Instant::now(),
+        }
+    }
+
+    /// Runs one stage unless an earlier one failed (cleanup still runs after a tried
+    /// connect). Returns whether the job is still passing.
+    pub async fn stage(
+        &mut self,
+        stage: Stage,
+        credentials: Option<&Credentials>,
+        progress: &mut dyn Progress,
+    ) -> bool {
+        let connect_tried = self.report.stages.iter().any(|s| s.stage == Stage::Connect);
+        if self.failure.is_some() && !(stage == Stage::Cleanup && connect_tried) {
+            return false;
         }
         progress.stage(stage);
         let t = Instant::now();
         let outcome = run_stage(
             stage,
-            &mut device,
-            job,
+            &mut self.device,
+            self.job,
             credentials,
-            force,
-            &mut report,
+            self.force,
+            &mut self.report,
             progress,
         )
         .await;
@@ -201,38 +227,77 @@ pub async fn run(
                 if stage == Stage::Cleanup {
                     tracing::warn!("cleanup: {line}");
                 } else {
-                    failure = Some(f);
+                    self.failure = Some(f);
                 }
                 (false, steps, line)
             }
         };
         progress.done(stage, ok, &summary);
-        report.stages.push(StageReport {
+        self.report.stages.push(StageReport {
             stage,
             ok,
             ms: t.elapsed().as_millis() as u64,
             steps,
         });
+        self.failure.is_none()
     }
-    for k in IDENTITY {
-        if let Some(v) = device.vars.get(k) {
-            if !v.secret {
-                report.identity.insert(k.to_string(), v.as_text());
+
+    /// What identify found so far (public values only) and the unit id.
+    pub fn identity(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for k in IDENTITY.iter().copied().chain(["unit_id"]) {
+            if let Some(v) = self.device.vars.get(k) {
+                if !v.secret {
+                    out.insert(k.to_string(), v.as_text());
+                }
             }
         }
+        out
     }
-    report.unit_id = device.vars.get("unit_id").map(Value::as_text);
-    report.smoke_round_trip_ms = device
-        .vars
-        .get("smoke.round_trip_ms")
-        .and_then(|v| v.as_text().parse().ok());
-    if let Some(f) = &failure {
-        report.result = "fail";
-        report.exit_code = f.code.number();
-        report.error = Some(f.message.clone());
+
+    /// Sets a variable (e.g. `thing_name`) and renders the job again so that values using it
+    /// see it.
+    pub fn set_var(&mut self, name: &str, value: &str) {
+        self.device.vars.set_text(name, value.to_string());
+        self.job.apply(&mut self.device.vars);
     }
-    report.ms = started.elapsed().as_millis() as u64;
-    (report, failure)
+
+    /// Ends the job with a failure found outside the module (e.g. no credential left).
+    pub fn fail(&mut self, failure: Failure) {
+        if self.failure.is_none() {
+            self.failure = Some(failure);
+        }
+    }
+
+    /// The report, and the failure if there was one.
+    pub fn finish(self) -> (Report, Option<Failure>) {
+        let Provisioning {
+            device,
+            mut report,
+            failure,
+            started,
+            ..
+        } = self;
+        for k in IDENTITY {
+            if let Some(v) = device.vars.get(k) {
+                if !v.secret {
+                    report.identity.insert(k.to_string(), v.as_text());
+                }
+            }
+        }
+        report.unit_id = device.vars.get("unit_id").map(Value::as_text);
+        report.smoke_round_trip_ms = device
+            .vars
+            .get("smoke.round_trip_ms")
+            .and_then(|v| v.as_text().parse().ok());
+        if let Some(f) = &failure {
+            report.result = "fail";
+            report.exit_code = f.code.number();
+            report.error = Some(f.message.clone());
+        }
+        report.ms = started.elapsed().as_millis() as u64;
+        (report, failure)
+    }
 }
 
 type StageResult = Result<(Vec<StepReport>, String), (Failure, Vec<StepReport>)>;

@@ -11,6 +11,22 @@ pub fn toml_location(text: &str, e: &toml::de::Error) -> Option<(usize, usize)> 
     Some((line, before[line_start..].chars().count() + 1))
 }
 
+/// `file:line:column: field `x`: message` from a TOML error.
+pub fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', " ");
+    let Some((line, column)) = toml_location(text, e) else {
+        return format!("{origin}: {message}");
+    };
+    let line_text = text.lines().nth(line - 1).unwrap_or("");
+    let field = line_text
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty() && !k.starts_with('[') && !message.contains(&format!("`{k}`")))
+        .map(|k| format!("field `{k}`: "))
+        .unwrap_or_default();
+    format!("{origin}:{line}:{column}: {field}{message}")
+}
+
 /// Parses `500ms`, `2s`, `1.5s`, `2m` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();

@@ -4,6 +4,7 @@
 
 mod console;
 mod demo;
+mod factory;
 mod link;
 mod pki;
 mod ports;
@@ -18,7 +19,7 @@ mod sim;
 use clap::{Parser, Subcommand};
 
 use crate::exit::Failure;
-pub use link::PortArgs;
+pub use link::{Link, PortArgs};
 
 /// Provision IoT modules (ESP-AT, Air780EP, Quectel) over their AT-command serial port.
 #[derive(Debug, Parser)]
@@ -45,6 +46,8 @@ pub enum Command {
     Smoke(provision::DeviceArgs),
     /// Identify, flash, connect and smoke: the whole job.
     Provision(provision::DeviceArgs),
+    /// Run a factory line: stations in parallel, a credential pool and a crash-safe journal.
+    Factory(factory::FactoryArgs),
     /// List the built-in device profiles.
     Profiles,
     /// Show a device profile.
@@ -73,6 +76,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Connect(a) => provision::run(a, Goal::Connect).await,
         Command::Smoke(a) => provision::run(a, Goal::Smoke).await,
         Command::Provision(a) => provision::run(a, Goal::Provision).await,
+        Command::Factory(a) => factory::run(a).await,
         Command::Profiles => profiles::list(),
         Command::Profile(a) => profiles::run(a),
         Command::Send(a) => send::run(a).await,

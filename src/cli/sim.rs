@@ -41,6 +41,13 @@ pub struct SimArgs {
     /// busy:N or truncate:N, written KIND@PREFIX (repeat).
     #[arg(long, value_name = "KIND@PREFIX")]
     pub fault: Vec<String>,
+    /// The module's MAC address (its identity), e.g. 24:0a:c4:00:00:01.
+    #[arg(long, value_name = "MAC")]
+    pub mac: Option<String>,
+    /// Also make PATH a symbolic link to the pseudo-terminal (a stable name, like a udev
+    /// rule's); removed when the emulator stops.
+    #[arg(long, value_name = "PATH", requires = "pty")]
+    pub link: Option<PathBuf>,
 }
 
 pub async fn run(args: SimArgs) -> Result<(), Failure> {
@@ -60,7 +67,12 @@ pub async fn run(args: SimArgs) -> Result<(), Failure> {
         .iter()
         .map(|f| sim::runner::Trigger::parse(f).map_err(Failure::usage))
         .collect::<Result<Vec<_>, _>>()?;
+    let mac = match &args.mac {
+        Some(m) => Some(sim::parse_mac(m).map_err(|e| Failure::usage(format!("--mac {e}")))?),
+        None => None,
+    };
     let options = SimOptions {
+        mac,
         baud: args.baud,
         latency: args.latency,
         state_dir: args.state.clone(),
@@ -81,6 +93,13 @@ pub async fn run(args: SimArgs) -> Result<(), Failure> {
             format!("cannot open a pseudo-terminal: {e}"),
         )
     })?;
+    if let Some(link) = &args.link {
+        let _ = std::fs::remove_file(link);
+        std::os::unix::fs::symlink(&pty.path, link).map_err(|e| {
+            Failure::usage(format!("--link {}: cannot create it: {e}", link.display()))
+        })?;
+    }
+    let _unlink = Unlink(args.link.clone());
     println!("{}", pty.path);
     let options = RunnerOptions {
         baud: args.baud,
@@ -97,6 +116,17 @@ pub async fn run(args: SimArgs) -> Result<(), Failure> {
             Err(e) => Err(Failure::new(Code::Internal, format!("emulator crashed: {e}"))),
         },
         _ = shutdown() => Ok(()),
+    }
+}
+
+/// Removes the `--link` symlink when the emulator stops (not after SIGKILL).
+struct Unlink(Option<PathBuf>);
+
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 

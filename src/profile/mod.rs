@@ -374,8 +374,8 @@ impl Profile {
 
     /// Parses profile text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Profile, ProfileError> {
-        let profile: Profile =
-            toml::from_str(text).map_err(|e| ProfileError(toml_error(origin, text, &e)))?;
+        let profile: Profile = toml::from_str(text)
+            .map_err(|e| ProfileError(crate::util::toml_error(origin, text, &e)))?;
         profile
             .validate()
             .map_err(|m| ProfileError(format!("{origin}: {m}")))?;
@@ -465,22 +465,6 @@ impl Profile {
         );
         g
     }
-}
-
-/// `file:line:column: field `x`: message` from a TOML error.
-fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> String {
-    let message = e.message().trim().replace('\n', " ");
-    let Some((line, column)) = crate::util::toml_location(text, e) else {
-        return format!("{origin}: {message}");
-    };
-    let line_text = text.lines().nth(line - 1).unwrap_or("");
-    let field = line_text
-        .split_once('=')
-        .map(|(k, _)| k.trim())
-        .filter(|k| !k.is_empty() && !k.starts_with('[') && !message.contains(&format!("`{k}`")))
-        .map(|k| format!("field `{k}`: "))
-        .unwrap_or_default();
-    format!("{origin}:{line}:{column}: {field}{message}")
 }
 
 #[cfg(test)]

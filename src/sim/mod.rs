@@ -48,9 +48,25 @@ pub const EMULATORS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Parses `24:0a:c4:00:00:01` (or with dashes, or bare hex).
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let hex: String = s.chars().filter(|c| !matches!(c, ':' | '-')).collect();
+    let bad = || format!("`{s}` is not a MAC address: write six hex bytes, e.g. 24:0a:c4:00:00:01");
+    if hex.len() != 12 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 6];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
 /// How to run an emulator.
 #[derive(Debug, Clone, Default)]
 pub struct SimOptions {
+    /// The module's MAC address (default: a fixed one per model).
+    pub mac: Option<[u8; 6]>,
     /// Pace both directions at this baud rate.
     pub baud: Option<u32>,
     /// Firmware time per command.
@@ -92,6 +108,9 @@ pub fn model_with(name: &str, options: &SimOptions) -> Result<Box<dyn ModelBox>,
         config.networks = options.networks.clone();
     }
     config.trust = options.trust.clone();
+    if let Some(mac) = options.mac {
+        config.mac = mac;
+    }
     config.state_dir = options.state_dir.clone();
     let model = esp32::Esp32::with_config(config).map_err(|e| {
         format!(

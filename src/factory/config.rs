@@ -1,0 +1,351 @@
+//! `factory.toml`: the stations, the profile and job every unit gets, the credential pool, the
+//! journal, the log directory and the policy. Relative paths are relative to the config file.
+//! Errors name the file, line, column and field.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::provision::Stage;
+
+/// The config file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    profile: Option<String>,
+    job: Option<PathBuf>,
+    journal: PathBuf,
+    log_dir: Option<PathBuf>,
+    pool: PoolFile,
+    #[serde(default)]
+    policy: PolicyFile,
+    #[serde(default, rename = "station")]
+    stations: Vec<StationFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolFile {
+    manifest: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    generate: Option<GenerateFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenerateFile {
+    ca_cert: PathBuf,
+    ca_key: PathBuf,
+    dir: PathBuf,
+    thing_name: Option<String>,
+    days: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    steps: Option<String>,
+    retries: Option<u32>,
+    on_failure: Option<String>,
+    removal: Option<String>,
+    poll: Option<String>,
+    answer_within: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StationFile {
+    name: String,
+    port: String,
+}
+
+/// A checked factory configuration with absolute paths.
+#[derive(Debug, Clone)]
+pub struct FactoryConfig {
+    pub path: PathBuf,
+    pub profile: String,
+    pub job: Option<PathBuf>,
+    pub journal: PathBuf,
+    pub log_dir: Option<PathBuf>,
+    pub pool: Pool,
+    pub policy: Policy,
+    pub stations: Vec<Station>,
+}
+
+/// The credential pool.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    /// The CA certificate written to every unit (the one the module verifies the broker with).
+    pub ca: PathBuf,
+    pub source: PoolSource,
+}
+
+/// Where per-unit certificates and keys come from.
+#[derive(Debug, Clone)]
+pub enum PoolSource {
+    /// Ready-made files listed in a manifest (CSV or JSON).
+    Manifest(PathBuf),
+    /// A certificate made per unit from a manufacturer CA; files kept in `dir`.
+    Generate {
+        ca_cert: PathBuf,
+        ca_key: PathBuf,
+        dir: PathBuf,
+        /// Template for the thing name (default `{unit_id}`).
+        thing_name: String,
+        days: u32,
+    },
+}
+
+/// What happens to a failed unit's credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// It stays with the unit: the unit gets it again when it comes back, no other unit ever.
+    Keep,
+    /// It goes back to the pool (only when failed units are wiped or scrapped).
+    Release,
+}
+
+/// How the station knows the unit was taken away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// The port disappears (USB module or adapter unplugged).
+    Port,
+    /// The port stays (a jig); a different unit answers on it.
+    Identity,
+}
+
+/// How far each unit goes; every unit is identified, flashed and verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Steps {
+    Flash,
+    Connect,
+    Provision,
+}
+
+impl Steps {
+    /// The stages after identify, in order.
+    pub fn after_identify(self) -> &'static [Stage] {
+        match self {
+            Steps::Flash => &[Stage::Flash],
+            Steps::Connect => &[Stage::Flash, Stage::Connect, Stage::Cleanup],
+            Steps::Provision => &[Stage::Flash, Stage::Connect, Stage::Smoke, Stage::Cleanup],
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub steps: Steps,
+    /// Extra tries of a failed unit before it is declared failed.
+    pub retries: u32,
+    pub on_failure: OnFailure,
+    pub removal: Removal,
+    /// How often a station looks for a unit.
+    pub poll: Duration,
+    /// How long a newly seen unit may take to answer `AT`.
+    pub answer_within: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Station {
+    pub name: String,
+    pub port: String,
+}
+
+impl FactoryConfig {
+    /// Loads and checks `path`.
+    pub fn load(path: &Path) -> Result<FactoryConfig, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("factory config {}: cannot read it: {e}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text; `path` names it in errors and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<FactoryConfig, String> {
+        let shown = path.display();
+        let file: ConfigFile = toml::from_str(text)
+            .map_err(|e| crate::util::toml_error(&shown.to_string(), text, &e))?;
+
+        let base = path.parent().unwrap_or(Path::new("."));
+        let abs = |p: &Path| -> PathBuf {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let bad = |field: &str, why: String| format!("{shown}: field `{field}`: {why}");
+        let source = match (&file.pool.manifest, &file.pool.generate) {
+            (Some(m), None) => PoolSource::Manifest(abs(m)),
+            (None, Some(g)) => PoolSource::Generate {
+                ca_cert: abs(&g.ca_cert),
+                ca_key: abs(&g.ca_key),
+                dir: abs(&g.dir),
+                thing_name: g.thing_name.clone().unwrap_or_else(|| "{unit_id}".into()),
+                days: g.days.unwrap_or(3650),
+            },
+            _ => {
+                return Err(bad(
+                    "pool",
+                    "give either `manifest` or a [pool.generate] table (and `ca` in both cases)"
+                        .into(),
+                ));
+            }
+        };
+        let ca = file.pool.ca.as_deref().ok_or_else(|| {
+            bad(
+                "pool.ca",
+                "missing: the CA certificate written to every unit".into(),
+            )
+        })?;
+        let pool = Pool {
+            ca: abs(ca),
+            source,
+        };
+        if let PoolSource::Generate { thing_name, .. } = &pool.source {
+            crate::profile::Template::parse(thing_name)
+                .map_err(|e| bad("pool.generate.thing_name", e.to_string()))?;
+        }
+        let p = &file.policy;
+        let steps = match p.steps.as_deref().unwrap_or("provision") {
+            "flash" => Steps::Flash,
+            "connect" => Steps::Connect,
+            "provision" => Steps::Provision,
+            other => {
+                return Err(bad(
+                    "policy.steps",
+                    format!(
+                        "`{other}`: use flash (identify, flash, verify), connect (and connect MQTT) or provision (and smoke)"
+                    ),
+                ));
+            }
+        };
+        let on_failure = match p.on_failure.as_deref().unwrap_or("keep") {
+            "keep" => OnFailure::Keep,
+            "release" => OnFailure::Release,
+            other => {
+                return Err(bad(
+                    "policy.on_failure",
+                    format!("`{other}`: use keep or release"),
+                ));
+            }
+        };
+        let removal = match p.removal.as_deref().unwrap_or("port") {
+            "port" => Removal::Port,
+            "identity" => Removal::Identity,
+            other => {
+                return Err(bad(
+                    "policy.removal",
+                    format!("`{other}`: use port or identity"),
+                ));
+            }
+        };
+        let duration = |field: &str, v: &Option<String>, default: u64| match v {
+            None => Ok(Duration::from_millis(default)),
+            Some(s) => crate::util::parse_duration(s).map_err(|e| bad(field, e)),
+        };
+        let policy = Policy {
+            steps,
+            retries: p.retries.unwrap_or(0),
+            on_failure,
+            removal,
+            poll: duration("policy.poll", &p.poll, 100)?,
+            answer_within: duration("policy.answer_within", &p.answer_within, 10_000)?,
+        };
+        if file.stations.is_empty() {
+            return Err(bad(
+                "station",
+                "no station: add [[station]] tables with a name and a port".into(),
+            ));
+        }
+        let mut stations = Vec::new();
+        for s in &file.stations {
+            if s.name.is_empty() || s.name.contains(['/', ' ']) {
+                return Err(bad(
+                    "station.name",
+                    format!("`{}`: use a short name without spaces or slashes", s.name),
+                ));
+            }
+            if stations.iter().any(|o: &Station| o.name == s.name) {
+                return Err(bad("station.name", format!("`{}` is used twice", s.name)));
+            }
+            crate::port::Selector::parse(&s.port)
+                .map_err(|e| bad(&format!("station `{}` port", s.name), e))?;
+            stations.push(Station {
+                name: s.name.clone(),
+                port: s.port.clone(),
+            });
+        }
+        Ok(FactoryConfig {
+            path: path.to_path_buf(),
+            profile: file.profile.unwrap_or_else(|| "esp32-at".into()),
+            job: file.job.as_deref().map(abs),
+            journal: abs(&file.journal),
+            log_dir: file.log_dir.as_deref().map(abs),
+            pool,
+            policy,
+            stations,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+profile = "esp32-at"
+job = "unit.toml"
+journal = "line.db"
+log_dir = "logs"
+[pool]
+manifest = "pool/manifest.csv"
+ca = "pool/ca.pem"
+[policy]
+steps = "flash"
+on_failure = "release"
+poll = "50ms"
+[[station]]
+name = "s1"
+port = "/dev/ttyUSB0"
+[[station]]
+name = "s2"
+port = "usb:10c4:ea60"
+"#;
+
+    #[test]
+    fn relative_paths_follow_the_config_file() {
+        let c = FactoryConfig::parse(GOOD, Path::new("/line/factory.toml")).unwrap();
+        assert_eq!(c.journal, Path::new("/line/line.db"));
+        assert_eq!(c.job.as_deref(), Some(Path::new("/line/unit.toml")));
+        let PoolSource::Manifest(manifest) = &c.pool.source else {
+            panic!("manifest pool")
+        };
+        assert_eq!(manifest, Path::new("/line/pool/manifest.csv"));
+        assert_eq!(c.pool.ca, Path::new("/line/pool/ca.pem"));
+        assert_eq!(c.policy.steps, Steps::Flash);
+        assert_eq!(c.policy.on_failure, OnFailure::Release);
+        assert_eq!(c.policy.poll, Duration::from_millis(50));
+        assert_eq!(c.stations.len(), 2);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_field() {
+        let text = GOOD.replace("steps = \"flash\"", "steps = \"paint\"");
+        let e = FactoryConfig::parse(&text, Path::new("f.toml")).unwrap_err();
+        assert!(
+            e.starts_with("f.toml: field `policy.steps`: `paint`"),
+            "{e}"
+        );
+        let text = GOOD.replace("name = \"s2\"", "name = \"s1\"");
+        let e = FactoryConfig::parse(&text, Path::new("f.toml")).unwrap_err();
+        assert!(e.contains("`s1` is used twice"), "{e}");
+        let text = GOOD.replace("poll = \"50ms\"", "poll = 5");
+        let e = FactoryConfig::parse(&text, Path::new("f.toml")).unwrap_err();
+        assert!(e.starts_with("f.toml:12:8: field `poll`:"), "{e}");
+        let text = GOOD.replace("ca = \"pool/ca.pem\"\n", "");
+        let e = FactoryConfig::parse(&text, Path::new("f.toml")).unwrap_err();
+        assert!(e.contains("field `pool.ca`"), "{e}");
+    }
+}

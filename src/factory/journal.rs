@@ -1,0 +1,754 @@
+//! The factory journal: which credential went to which unit, every attempt and how it ended.
+//! It is the factory's memory across crashes, so allocation is one transaction, committed to
+//! disk (WAL, `synchronous=FULL`) before a single byte of the credential reaches a module.
+//!
+//! Stations see only the [`Journal`] trait; [`SqliteJournal`] is the one implementation today
+//! (a local file shared by every station of one PC). A database server for several PCs would
+//! be a second implementation of the same trait. Nothing secret is stored: key *paths*, never
+//! key bytes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde::Serialize;
+
+/// A journal failure: the factory cannot keep its promises without the journal, so every one
+/// of these stops the station that met it.
+#[derive(Debug, thiserror::Error)]
+#[error("journal {path}: {message}")]
+pub struct JournalError {
+    pub path: String,
+    pub message: String,
+}
+
+/// A credential in the pool, as registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolRecord {
+    pub thing_name: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub cert_sha256: String,
+}
+
+/// How a unit is known: `mac:...` or `imei:...`, plus what identify saw.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UnitIdentity {
+    pub key: String,
+    pub unit_id: String,
+    pub mac: Option<String>,
+    pub imei: Option<String>,
+    pub iccid: Option<String>,
+    pub firmware: Option<String>,
+    pub chip: Option<String>,
+}
+
+/// A credential given to a unit.
+#[derive(Debug, Clone)]
+pub struct Allocation {
+    pub credential: i64,
+    pub record: PoolRecord,
+    /// The unit held this credential before (it came back).
+    pub again: bool,
+}
+
+/// Why no credential was given.
+#[derive(Debug)]
+pub enum AllocateError {
+    /// Every credential is taken or rejected.
+    Exhausted {
+        assigned: u64,
+        rejected: u64,
+    },
+    Journal(JournalError),
+}
+
+impl From<JournalError> for AllocateError {
+    fn from(e: JournalError) -> Self {
+        AllocateError::Journal(e)
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub passed: bool,
+    pub exit_code: u8,
+    pub reason: Option<String>,
+    /// Stage name and milliseconds, in order.
+    pub stages: Vec<(String, u64)>,
+    /// Give the credential back to the pool (policy `release` after a failure).
+    pub release: bool,
+}
+
+/// Pool counts.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct PoolStatus {
+    pub free: u64,
+    pub assigned: u64,
+    pub rejected: u64,
+}
+
+/// One attempt, joined with its unit and credential: a row of `atprov factory report`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportRow {
+    pub attempt: i64,
+    pub station: String,
+    pub port: String,
+    pub unit: Option<String>,
+    pub unit_id: Option<String>,
+    pub mac: Option<String>,
+    pub imei: Option<String>,
+    pub iccid: Option<String>,
+    pub firmware: Option<String>,
+    pub thing_name: Option<String>,
+    pub cert_sha256: Option<String>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub result: String,
+    pub exit_code: Option<u8>,
+    pub reason: Option<String>,
+    /// `stage=ms` pairs, e.g. `init=12 identify=40 flash=310`.
+    pub stages: String,
+    pub tool: String,
+    pub profile: String,
+}
+
+/// What stations need from a journal.
+pub trait Journal: Send + Sync {
+    /// Adds pool entries not yet known; an entry whose certificate changed since it was
+    /// registered is an error (its history would no longer be true).
+    fn register_pool(&self, entries: &[PoolRecord]) -> Result<PoolStatus, JournalError>;
+    /// Marks attempts a crash left running as interrupted; returns how many.
+    fn recover(&self) -> Result<u64, JournalError>;
+    /// An attempt begins on a station (the unit is not known yet).
+    fn begin_attempt(&self, station: &str, port: &str, profile: &str) -> Result<i64, JournalError>;
+    /// Names the unit of an attempt and gives it its credential: the one it already holds,
+    /// else the first free one. Atomic: committed before it returns.
+    fn allocate(&self, attempt: i64, unit: &UnitIdentity) -> Result<Allocation, AllocateError>;
+    /// Adds a credential made for this unit and assigns it, atomically.
+    fn add_assigned(
+        &self,
+        attempt: i64,
+        unit: &UnitIdentity,
+        record: &PoolRecord,
+    ) -> Result<Allocation, JournalError>;
+    /// Takes a credential out of the pool for good (it failed its check).
+    fn reject(&self, credential: i64, reason: &str) -> Result<(), JournalError>;
+    /// Ends an attempt.
+    fn finish_attempt(&self, attempt: i64, outcome: &Outcome) -> Result<(), JournalError>;
+    /// How many distinct units passed.
+    fn units_passed(&self) -> Result<u64, JournalError>;
+    fn pool_status(&self) -> Result<PoolStatus, JournalError>;
+    /// Every attempt, oldest first.
+    fn report(&self) -> Result<Vec<ReportRow>, JournalError>;
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS credentials (
+    id          INTEGER PRIMARY KEY,
+    thing_name  TEXT NOT NULL UNIQUE,
+    cert_path   TEXT NOT NULL,
+    key_path    TEXT NOT NULL,
+    cert_sha256 TEXT NOT NULL UNIQUE,
+    state       TEXT NOT NULL DEFAULT 'free' CHECK (state IN ('free', 'assigned', 'rejected')),
+    unit        INTEGER UNIQUE REFERENCES units(id),
+    note        TEXT,
+    CHECK ((state = 'assigned') = (unit IS NOT NULL))
+);
+CREATE TABLE IF NOT EXISTS units (
+    id         INTEGER PRIMARY KEY,
+    identity   TEXT NOT NULL UNIQUE,
+    unit_id    TEXT,
+    mac        TEXT,
+    imei       TEXT,
+    iccid      TEXT,
+    firmware   TEXT,
+    chip       TEXT,
+    first_seen TEXT NOT NULL,
+    last_seen  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    id          INTEGER PRIMARY KEY,
+    unit        INTEGER REFERENCES units(id),
+    credential  INTEGER REFERENCES credentials(id),
+    station     TEXT NOT NULL,
+    port        TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    result      TEXT NOT NULL DEFAULT 'running'
+                CHECK (result IN ('running', 'pass', 'fail', 'interrupted')),
+    exit_code   INTEGER,
+    reason      TEXT,
+    stages      TEXT NOT NULL DEFAULT '',
+    tool        TEXT NOT NULL,
+    profile     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS assignments (
+    credential INTEGER NOT NULL REFERENCES credentials(id),
+    unit       INTEGER NOT NULL REFERENCES units(id),
+    event      TEXT NOT NULL CHECK (event IN ('assigned', 'released')),
+    at         TEXT NOT NULL
+);
+";
+
+/// The journal in a local SQLite file.
+pub struct SqliteJournal {
+    path: String,
+    conn: Mutex<Connection>,
+}
+
+fn now() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&format).unwrap_or_default()
+}
+
+impl SqliteJournal {
+    /// Opens (creating if needed) the journal at `path`.
+    pub fn open(path: &Path) -> Result<SqliteJournal, JournalError> {
+        let shown = path.display().to_string();
+        let err = |e: rusqlite::Error| JournalError {
+            path: shown.clone(),
+            message: e.to_string(),
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| JournalError {
+                path: shown.clone(),
+                message: format!("cannot create its directory: {e}"),
+            })?;
+        }
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(err)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(JournalError {
+                path: shown,
+                message: format!(
+                    "cannot switch to WAL mode (got {mode}); put the journal on a local disk"
+                ),
+            });
+        }
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(SqliteJournal {
+            path: shown,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn err(&self, e: rusqlite::Error) -> JournalError {
+        JournalError {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, JournalError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut conn).map_err(|e| self.err(e))
+    }
+}
+
+fn status(conn: &Connection) -> rusqlite::Result<PoolStatus> {
+    let count = |state: &str| -> rusqlite::Result<u64> {
+        conn.query_row(
+            "SELECT COUNT(*) FROM credentials WHERE state = ?1",
+            [state],
+            |r| r.get::<_, i64>(0).map(|n| n as u64),
+        )
+    };
+    Ok(PoolStatus {
+        free: count("free")?,
+        assigned: count("assigned")?,
+        rejected: count("rejected")?,
+    })
+}
+
+/// The unit's row id, inserted or refreshed.
+fn upsert_unit(tx: &rusqlite::Transaction, unit: &UnitIdentity, at: &str) -> rusqlite::Result<i64> {
+    tx.execute(
+        "INSERT INTO units (identity, unit_id, mac, imei, iccid, firmware, chip, first_seen, last_seen)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+         ON CONFLICT(identity) DO UPDATE SET unit_id = ?2, mac = ?3, imei = ?4, iccid = ?5,
+             firmware = ?6, chip = ?7, last_seen = ?8",
+        params![
+            unit.key,
+            unit.unit_id,
+            unit.mac,
+            unit.imei,
+            unit.iccid,
+            unit.firmware,
+            unit.chip,
+            at
+        ],
+    )?;
+    tx.query_row(
+        "SELECT id FROM units WHERE identity = ?1",
+        [&unit.key],
+        |r| r.get(0),
+    )
+}
+
+fn record_of(r: &rusqlite::Row) -> rusqlite::Result<(i64, PoolRecord)> {
+    Ok((
+        r.get(0)?,
+        PoolRecord {
+            thing_name: r.get(1)?,
+            cert: PathBuf::from(r.get::<_, String>(2)?),
+            key: PathBuf::from(r.get::<_, String>(3)?),
+            cert_sha256: r.get(4)?,
+        },
+    ))
+}
+
+const RECORD_COLUMNS: &str = "id, thing_name, cert_path, key_path, cert_sha256";
+
+impl Journal for SqliteJournal {
+    fn register_pool(&self, entries: &[PoolRecord]) -> Result<PoolStatus, JournalError> {
+        let changed = self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut changed = None;
+            for e in entries {
+                let known: Option<String> = tx
+                    .query_row(
+                        "SELECT cert_sha256 FROM credentials WHERE thing_name = ?1",
+                        [&e.thing_name],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                match known {
+                    Some(sha) if sha != e.cert_sha256 => {
+                        changed = Some(e.thing_name.clone());
+                        break;
+                    }
+                    Some(_) => {}
+                    None => {
+                        tx.execute(
+                            "INSERT INTO credentials (thing_name, cert_path, key_path, cert_sha256)
+                             VALUES (?1, ?2, ?3, ?4)",
+                            params![
+                                e.thing_name,
+                                e.cert.to_string_lossy(),
+                                e.key.to_string_lossy(),
+                                e.cert_sha256
+                            ],
+                        )?;
+                    }
+                }
+            }
+            if changed.is_none() {
+                tx.commit()?;
+            }
+            Ok(changed)
+        });
+        match changed {
+            Err(e) if e.message.contains("UNIQUE constraint failed: credentials.cert_sha256") => {
+                Err(JournalError {
+                    path: self.path.clone(),
+                    message: "the pool lists one certificate under two thing names (or a certificate the journal knows under another name); fix the manifest".into(),
+                })
+            }
+            Err(e) => Err(e),
+            Ok(Some(name)) => Err(JournalError {
+                path: self.path.clone(),
+                message: format!(
+                    "pool entry `{name}`: its certificate differs from the one registered under that name; a registered credential must not change (give the new one a new thing name)"
+                ),
+            }),
+            Ok(None) => self.pool_status(),
+        }
+    }
+
+    fn recover(&self) -> Result<u64, JournalError> {
+        self.with(|conn| {
+            let n = conn.execute(
+                "UPDATE attempts SET result = 'interrupted', finished_at = ?1,
+                     reason = 'atprov stopped during this attempt (crash, kill or power loss)'
+                 WHERE result = 'running'",
+                [now()],
+            )?;
+            Ok(n as u64)
+        })
+    }
+
+    fn begin_attempt(&self, station: &str, port: &str, profile: &str) -> Result<i64, JournalError> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO attempts (station, port, started_at, tool, profile)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    station,
+                    port,
+                    now(),
+                    format!("atprov {}", env!("CARGO_PKG_VERSION")),
+                    profile
+                ],
+            )?;
+            Ok(conn.last_insert_rowid())
+        })
+    }
+
+    fn allocate(&self, attempt: i64, unit: &UnitIdentity) -> Result<Allocation, AllocateError> {
+        enum Got {
+            Some(Allocation),
+            Exhausted(PoolStatus),
+        }
+        let got = self.with(|conn| {
+            let at = now();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let unit_row = upsert_unit(&tx, unit, &at)?;
+            let held = tx
+                .query_row(
+                    &format!("SELECT {RECORD_COLUMNS} FROM credentials WHERE unit = ?1"),
+                    [unit_row],
+                    record_of,
+                )
+                .optional()?;
+            let (credential, record, again) = match held {
+                Some((id, record)) => (id, record, true),
+                None => {
+                    let free = tx
+                        .query_row(
+                            &format!(
+                                "SELECT {RECORD_COLUMNS} FROM credentials WHERE state = 'free' ORDER BY id LIMIT 1"
+                            ),
+                            [],
+                            record_of,
+                        )
+                        .optional()?;
+                    let Some((id, record)) = free else {
+                        let s = status(&tx)?;
+                        tx.execute(
+                            "UPDATE attempts SET unit = ?1 WHERE id = ?2",
+                            params![unit_row, attempt],
+                        )?;
+                        tx.commit()?;
+                        return Ok(Got::Exhausted(s));
+                    };
+                    let n = tx.execute(
+                        "UPDATE credentials SET state = 'assigned', unit = ?1 WHERE id = ?2 AND state = 'free'",
+                        params![unit_row, id],
+                    )?;
+                    debug_assert_eq!(n, 1);
+                    tx.execute(
+                        "INSERT INTO assignments (credential, unit, event, at) VALUES (?1, ?2, 'assigned', ?3)",
+                        params![id, unit_row, at],
+                    )?;
+                    (id, record, false)
+                }
+            };
+            tx.execute(
+                "UPDATE attempts SET unit = ?1, credential = ?2 WHERE id = ?3",
+                params![unit_row, credential, attempt],
+            )?;
+            tx.commit()?;
+            Ok(Got::Some(Allocation {
+                credential,
+                record,
+                again,
+            }))
+        })?;
+        match got {
+            Got::Some(a) => Ok(a),
+            Got::Exhausted(s) => Err(AllocateError::Exhausted {
+                assigned: s.assigned,
+                rejected: s.rejected,
+            }),
+        }
+    }
+
+    fn add_assigned(
+        &self,
+        attempt: i64,
+        unit: &UnitIdentity,
+        record: &PoolRecord,
+    ) -> Result<Allocation, JournalError> {
+        self.with(|conn| {
+            let at = now();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let unit_row = upsert_unit(&tx, unit, &at)?;
+            tx.execute(
+                "INSERT INTO credentials (thing_name, cert_path, key_path, cert_sha256, state, unit)
+                 VALUES (?1, ?2, ?3, ?4, 'assigned', ?5)",
+                params![
+                    record.thing_name,
+                    record.cert.to_string_lossy(),
+                    record.key.to_string_lossy(),
+                    record.cert_sha256,
+                    unit_row
+                ],
+            )?;
+            let credential = tx.last_insert_rowid();
+            tx.execute(
+                "INSERT INTO assignments (credential, unit, event, at) VALUES (?1, ?2, 'assigned', ?3)",
+                params![credential, unit_row, at],
+            )?;
+            tx.execute(
+                "UPDATE attempts SET unit = ?1, credential = ?2 WHERE id = ?3",
+                params![unit_row, credential, attempt],
+            )?;
+            tx.commit()?;
+            Ok(Allocation {
+                credential,
+                record: record.clone(),
+                again: false,
+            })
+        })
+    }
+
+    fn reject(&self, credential: i64, reason: &str) -> Result<(), JournalError> {
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE credentials SET state = 'rejected', unit = NULL, note = ?1 WHERE id = ?2",
+                params![reason, credential],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn finish_attempt(&self, attempt: i64, outcome: &Outcome) -> Result<(), JournalError> {
+        let stages = outcome
+            .stages
+            .iter()
+            .map(|(s, ms)| format!("{s}={ms}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.with(|conn| {
+            let at = now();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "UPDATE attempts SET result = ?1, exit_code = ?2, reason = ?3, stages = ?4, finished_at = ?5
+                 WHERE id = ?6",
+                params![
+                    if outcome.passed { "pass" } else { "fail" },
+                    outcome.exit_code,
+                    outcome.reason,
+                    stages,
+                    at,
+                    attempt
+                ],
+            )?;
+            if outcome.release && !outcome.passed {
+                let held: Option<(i64, i64)> = tx
+                    .query_row(
+                        "SELECT c.id, c.unit FROM attempts a JOIN credentials c ON c.id = a.credential
+                         WHERE a.id = ?1 AND c.unit = a.unit",
+                        [attempt],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                if let Some((credential, unit)) = held {
+                    tx.execute(
+                        "UPDATE credentials SET state = 'free', unit = NULL WHERE id = ?1",
+                        [credential],
+                    )?;
+                    tx.execute(
+                        "INSERT INTO assignments (credential, unit, event, at) VALUES (?1, ?2, 'released', ?3)",
+                        params![credential, unit, at],
+                    )?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    fn units_passed(&self) -> Result<u64, JournalError> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT COUNT(DISTINCT unit) FROM attempts WHERE result = 'pass'",
+                [],
+                |r| r.get::<_, i64>(0).map(|n| n as u64),
+            )
+        })
+    }
+
+    fn pool_status(&self) -> Result<PoolStatus, JournalError> {
+        self.with(|conn| status(conn))
+    }
+
+    fn report(&self) -> Result<Vec<ReportRow>, JournalError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT a.id, a.station, a.port, u.identity, u.unit_id, u.mac, u.imei, u.iccid,
+                        u.firmware, c.thing_name, c.cert_sha256, a.started_at, a.finished_at,
+                        a.result, a.exit_code, a.reason, a.stages, a.tool, a.profile
+                 FROM attempts a
+                 LEFT JOIN units u ON u.id = a.unit
+                 LEFT JOIN credentials c ON c.id = a.credential
+                 ORDER BY a.id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(ReportRow {
+                    attempt: r.get(0)?,
+                    station: r.get(1)?,
+                    port: r.get(2)?,
+                    unit: r.get(3)?,
+                    unit_id: r.get(4)?,
+                    mac: r.get(5)?,
+                    imei: r.get(6)?,
+                    iccid: r.get(7)?,
+                    firmware: r.get(8)?,
+                    thing_name: r.get(9)?,
+                    cert_sha256: r.get(10)?,
+                    started_at: r.get(11)?,
+                    finished_at: r.get(12)?,
+                    result: r.get(13)?,
+                    exit_code: r.get(14)?,
+                    reason: r.get(15)?,
+                    stages: r.get(16)?,
+                    tool: r.get(17)?,
+                    profile: r.get(18)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+}
+
+/// Opens an existing journal for reading (`factory report`): a missing file is an error, not
+/// a new empty journal.
+pub fn open_existing(path: &Path) -> Result<SqliteJournal, JournalError> {
+    if !path.exists() {
+        return Err(JournalError {
+            path: path.display().to_string(),
+            message: "no such file (the factory creates it at its first run)".into(),
+        });
+    }
+    SqliteJournal::open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(i: usize) -> PoolRecord {
+        PoolRecord {
+            thing_name: format!("thing-{i}"),
+            cert: format!("/pool/{i}.crt").into(),
+            key: format!("/pool/{i}.key").into(),
+            cert_sha256: format!("{i:064x}"),
+        }
+    }
+
+    fn unit(mac: &str) -> UnitIdentity {
+        UnitIdentity {
+            key: format!("mac:{mac}"),
+            unit_id: mac.replace(':', ""),
+            mac: Some(mac.into()),
+            ..Default::default()
+        }
+    }
+
+    fn journal(dir: &tempfile::TempDir) -> SqliteJournal {
+        SqliteJournal::open(&dir.path().join("j.db")).unwrap()
+    }
+
+    #[test]
+    fn each_unit_gets_its_own_credential_and_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = journal(&dir);
+        j.register_pool(&[record(1), record(2)]).unwrap();
+        let a = j.begin_attempt("s1", "p", "esp32-at").unwrap();
+        let first = j.allocate(a, &unit("aa:01")).unwrap();
+        let b = j.begin_attempt("s2", "p", "esp32-at").unwrap();
+        let second = j.allocate(b, &unit("aa:02")).unwrap();
+        assert_ne!(first.credential, second.credential);
+        assert!(!first.again && !second.again);
+        // The first unit comes back: the same credential, marked as again.
+        let c = j.begin_attempt("s1", "p", "esp32-at").unwrap();
+        let back = j.allocate(c, &unit("aa:01")).unwrap();
+        assert_eq!(back.credential, first.credential);
+        assert!(back.again);
+        // A third unit: the pool is exhausted.
+        let d = j.begin_attempt("s1", "p", "esp32-at").unwrap();
+        match j.allocate(d, &unit("aa:03")) {
+            Err(AllocateError::Exhausted { assigned, rejected }) => {
+                assert_eq!((assigned, rejected), (2, 0))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failed_units_credential_is_kept_unless_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = journal(&dir);
+        j.register_pool(&[record(1)]).unwrap();
+        let fail = |release| Outcome {
+            passed: false,
+            exit_code: 14,
+            reason: Some("smoke".into()),
+            stages: vec![("init".into(), 3)],
+            release,
+        };
+        let a = j.begin_attempt("s1", "p", "x").unwrap();
+        j.allocate(a, &unit("aa:01")).unwrap();
+        j.finish_attempt(a, &fail(false)).unwrap();
+        let b = j.begin_attempt("s1", "p", "x").unwrap();
+        assert!(matches!(
+            j.allocate(b, &unit("aa:02")),
+            Err(AllocateError::Exhausted { .. })
+        ));
+        let c = j.begin_attempt("s1", "p", "x").unwrap();
+        j.allocate(c, &unit("aa:01")).unwrap();
+        j.finish_attempt(c, &fail(true)).unwrap();
+        let d = j.begin_attempt("s1", "p", "x").unwrap();
+        let given = j.allocate(d, &unit("aa:02")).unwrap();
+        assert!(!given.again);
+        assert_eq!(j.pool_status().unwrap().assigned, 1);
+    }
+
+    #[test]
+    fn state_survives_reopening_and_running_attempts_become_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let j = journal(&dir);
+            j.register_pool(&[record(1), record(2)]).unwrap();
+            let a = j.begin_attempt("s1", "p", "x").unwrap();
+            j.allocate(a, &unit("aa:01")).unwrap();
+        }
+        let j = journal(&dir);
+        assert_eq!(j.recover().unwrap(), 1);
+        let rows = j.report().unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].result, "interrupted");
+        assert_eq!(rows[0].thing_name.as_deref(), Some("thing-1"));
+        // Registering the same pool again changes nothing; a changed certificate is refused.
+        assert_eq!(j.register_pool(&[record(1), record(2)]).unwrap().free, 1);
+        let mut changed = record(2);
+        changed.cert_sha256 = "f".repeat(64);
+        let e = j.register_pool(&[changed]).unwrap_err();
+        assert!(e.message.contains("pool entry `thing-2`"), "{e}");
+    }
+
+    #[test]
+    fn the_schema_refuses_a_unit_holding_two_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = journal(&dir);
+        j.register_pool(&[record(1), record(2)]).unwrap();
+        let a = j.begin_attempt("s1", "p", "x").unwrap();
+        j.allocate(a, &unit("aa:01")).unwrap();
+        let dup = j.with(|c| {
+            c.execute(
+                "UPDATE credentials SET state = 'assigned',
+                     unit = (SELECT id FROM units WHERE identity = 'mac:aa:01')
+                 WHERE thing_name = 'thing-2'",
+                [],
+            )
+        });
+        assert!(
+            dup.is_err(),
+            "a second credential for one unit was accepted"
+        );
+    }
+}

@@ -1,0 +1,211 @@
+//! The factory line (`atprov factory`): several stations provisioning units in parallel, each
+//! unit getting its own credential from a pool, every allocation and verdict recorded in a
+//! crash-safe journal.
+//!
+//! - [`config`]: `factory.toml` (stations, profile, job, pool, journal, logs, policy).
+//! - [`pool`]: the credential pool (manifest or generated per unit), checked before use.
+//! - [`journal`]: the [`journal::Journal`] interface and its SQLite implementation; the only
+//!   place that decides which credential a unit gets.
+//! - [`station`]: one task per station: wait for a unit, provision, record, wait for removal.
+//! - [`events`]: JSON-lines events for the MES and the operator's per-station lines.
+//! - [`report`]: `atprov factory report` from a journal.
+
+pub mod config;
+pub mod events;
+pub mod journal;
+pub mod pool;
+pub mod report;
+pub mod station;
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::exit::{Code, Failure};
+use crate::job::{Job, JobArgs};
+use crate::pki::check::Target;
+use crate::profile::{Profile, Template};
+use config::{FactoryConfig, PoolSource};
+use events::{Board, Events};
+use journal::{Journal, SqliteJournal};
+use station::{Line, Source};
+
+/// How a run of the line is asked to behave beyond its config.
+pub struct RunOptions {
+    /// Stop once this many distinct units passed (counted in the journal, across restarts).
+    pub batch: Option<u64>,
+    pub events: Events,
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub units: u64,
+    pub passed: u64,
+}
+
+/// Runs the line until it is stopped (Ctrl-C or SIGTERM: after each station's current unit;
+/// a second Ctrl-C stops at once) or the batch is complete.
+pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, Failure> {
+    let profile = Profile::load(&config.profile).map_err(|e| Failure::usage(e.0))?;
+    let job_args = JobArgs {
+        job: config.job.clone(),
+        ..JobArgs::default()
+    };
+    let mut defaults = profile.defaults.clone();
+    defaults
+        .entry("mqtt.client_id".into())
+        .or_insert_with(|| "{thing_name}".into());
+    let job = Job::build(&job_args, &defaults).map_err(Failure::usage)?;
+    let ca_bytes = std::fs::read(&config.pool.ca).map_err(|e| {
+        Failure::usage(format!(
+            "{}: field `pool.ca`: {}: cannot read it: {e}",
+            config.path.display(),
+            config.pool.ca.display()
+        ))
+    })?;
+    let ca = (config.pool.ca.display().to_string(), ca_bytes);
+    let journal = SqliteJournal::open(&config.journal)
+        .map_err(|e| Failure::new(Code::Journal, e.to_string()))?;
+    let interrupted = journal
+        .recover()
+        .map_err(|e| Failure::new(Code::Journal, e.to_string()))?;
+    let source = match &config.pool.source {
+        PoolSource::Manifest(manifest) => {
+            let records = pool::load_manifest(manifest).map_err(Failure::usage)?;
+            journal
+                .register_pool(&records)
+                .map_err(|e| Failure::new(Code::Journal, e.to_string()))?;
+            Source::Manifest
+        }
+        PoolSource::Generate {
+            ca_cert,
+            ca_key,
+            dir,
+            thing_name,
+            days,
+        } => {
+            let read = |p: &std::path::Path, field: &str| {
+                std::fs::read_to_string(p).map_err(|e| {
+                    Failure::usage(format!(
+                        "{}: field `{field}`: {}: cannot read it: {e}",
+                        config.path.display(),
+                        p.display()
+                    ))
+                })
+            };
+            Source::Generate {
+                ca_cert_pem: read(ca_cert, "pool.generate.ca_cert")?,
+                ca_key_pem: read(ca_key, "pool.generate.ca_key")?,
+                dir: dir.clone(),
+                thing_name: Template::parse(thing_name)
+                    .map_err(|e| Failure::usage(format!("pool.generate.thing_name: {e}")))?,
+                days: *days,
+            }
+        }
+    };
+    let status = journal
+        .pool_status()
+        .map_err(|e| Failure::new(Code::Journal, e.to_string()))?;
+    let passed_before = journal
+        .units_passed()
+        .map_err(|e| Failure::new(Code::Journal, e.to_string()))?;
+    options.events.emit(
+        "",
+        "factory_started",
+        json!({
+            "tool": format!("atprov {}", env!("CARGO_PKG_VERSION")),
+            "profile": profile.name,
+            "stations": config.stations.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            "pool": status,
+            "units_passed": passed_before,
+            "interrupted_attempts": interrupted,
+        }),
+    );
+    if interrupted > 0 {
+        eprintln!(
+            "journal: {interrupted} attempt(s) were interrupted by the last stop; their units keep their credentials"
+        );
+    }
+    let (stop, _) = tokio::sync::watch::channel(false);
+    let target = Target::from_profile(&profile.name);
+    let line = Arc::new(Line {
+        config: config.clone(),
+        profile,
+        job,
+        journal: Arc::new(journal),
+        ca,
+        source,
+        target,
+        events: options.events,
+        stop,
+        batch: options.batch,
+        claimed: Default::default(),
+    });
+    if options.batch.is_some_and(|b| passed_before >= b) {
+        eprintln!(
+            "the batch is already complete: {passed_before} units passed (see atprov factory report)"
+        );
+        let _ = line.stop.send(true);
+    }
+    let board = Board::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for s in &config.stations {
+        let ui = board.line(&s.name);
+        tasks.spawn(station::run(line.clone(), s.clone(), ui));
+    }
+    let stopper = {
+        let line = line.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            eprintln!("stopping after the units in progress (Ctrl-C again stops at once)");
+            let _ = line.stop.send(true);
+            shutdown_signal().await;
+            std::process::exit(130);
+        })
+    };
+    let mut summary = Summary::default();
+    let mut error = None;
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Ok(n)) => summary.units += n,
+            Ok(Err(f)) => {
+                let _ = line.stop.send(true);
+                error.get_or_insert(f);
+            }
+            Err(e) => {
+                let _ = line.stop.send(true);
+                error.get_or_insert(Failure::new(
+                    Code::Internal,
+                    format!("a station crashed: {e}"),
+                ));
+            }
+        }
+    }
+    stopper.abort();
+    summary.passed = line
+        .journal
+        .units_passed()
+        .map_err(|e| Failure::new(Code::Journal, e.to_string()))?;
+    let status = line.journal.pool_status().unwrap_or_default();
+    line.events.emit(
+        "",
+        "factory_stopped",
+        json!({"units_this_run": summary.units, "units_passed": summary.passed, "pool": status}),
+    );
+    match error {
+        Some(f) => Err(f),
+        None => Ok(summary),
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

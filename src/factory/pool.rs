@@ -1,0 +1,222 @@
+//! The credential pool: per-unit certificates and keys listed in a manifest, or made per unit
+//! from a manufacturer CA. Every credential is checked (`pki check`) before it goes to a unit;
+//! one that fails is rejected in the journal and the next one is taken.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::journal::PoolRecord;
+use crate::pki::Credentials;
+use crate::pki::check::{Target, check_bytes};
+use crate::pki::load::sha256_hex;
+
+/// One manifest entry as written in JSON.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonEntry {
+    thing_name: String,
+    certificate: PathBuf,
+    key: PathBuf,
+}
+
+/// Reads a manifest: CSV with the header `thing_name,certificate,key`, or a JSON array of
+/// `{"thing_name", "certificate", "key"}`. Paths are relative to the manifest. Each
+/// certificate is read to fingerprint it; keys are only checked to exist.
+pub fn load_manifest(path: &Path) -> Result<Vec<PoolRecord>, String> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("pool manifest {shown}: cannot read it: {e}"))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let entries: Vec<(usize, String, PathBuf, PathBuf)> = if text.trim_start().starts_with('[') {
+        let list: Vec<JsonEntry> =
+            serde_json::from_str(&text).map_err(|e| format!("pool manifest {shown}: {e}"))?;
+        list.into_iter()
+            .enumerate()
+            .map(|(i, e)| (i + 1, e.thing_name, e.certificate, e.key))
+            .collect()
+    } else {
+        parse_csv(&text).map_err(|e| format!("pool manifest {shown}:{e}"))?
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    let mut names = std::collections::HashSet::new();
+    for (line, name, cert, key) in entries {
+        let at = |what: String| format!("pool manifest {shown}:{line}: {what}");
+        if name.is_empty() {
+            return Err(at("empty thing_name".into()));
+        }
+        if !names.insert(name.clone()) {
+            return Err(at(format!("thing_name `{name}` is listed twice")));
+        }
+        let cert = base.join(cert);
+        let key = base.join(key);
+        let bytes = std::fs::read(&cert).map_err(|e| {
+            at(format!(
+                "certificate {}: cannot read it: {e}",
+                cert.display()
+            ))
+        })?;
+        if !key.is_file() {
+            return Err(at(format!("key {}: no such file", key.display())));
+        }
+        out.push(PoolRecord {
+            thing_name: name,
+            cert_sha256: sha256_hex(&bytes),
+            cert,
+            key,
+        });
+    }
+    if out.is_empty() {
+        return Err(format!("pool manifest {shown}: no credentials listed"));
+    }
+    Ok(out)
+}
+
+/// `thing_name,certificate,key` lines after a header; `#` starts a comment line.
+fn parse_csv(text: &str) -> Result<Vec<(usize, String, PathBuf, PathBuf)>, String> {
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'));
+    let Some((n, header)) = lines.next() else {
+        return Ok(Vec::new());
+    };
+    let columns: Vec<&str> = header.split(',').map(str::trim).collect();
+    if columns != ["thing_name", "certificate", "key"] {
+        return Err(format!(
+            "{n}: the header must be `thing_name,certificate,key` (found `{header}`)"
+        ));
+    }
+    let mut out = Vec::new();
+    for (n, line) in lines {
+        if line.contains('"') {
+            return Err(format!(
+                "{n}: quoted fields are not supported; use the JSON manifest for names with commas"
+            ));
+        }
+        let f: Vec<&str> = line.split(',').map(str::trim).collect();
+        let [name, cert, key] = f.as_slice() else {
+            return Err(format!("{n}: expected 3 fields, found {}", f.len()));
+        };
+        out.push((n, name.to_string(), cert.into(), key.into()));
+    }
+    Ok(out)
+}
+
+/// Reads and checks one credential for a unit of `target`, with the pool's CA.
+pub fn load_credentials(
+    record: &PoolRecord,
+    ca: &(String, Vec<u8>),
+    target: Option<Target>,
+) -> Result<Credentials, String> {
+    let read =
+        |p: &Path| std::fs::read(p).map_err(|e| format!("{}: cannot read it: {e}", p.display()));
+    let cert = read(&record.cert)?;
+    if sha256_hex(&cert) != record.cert_sha256 {
+        return Err(format!(
+            "{}: the certificate changed since it was registered",
+            record.cert.display()
+        ));
+    }
+    let key = read(&record.key)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    check_bytes(
+        (&ca.0, &ca.1),
+        (&record.cert.display().to_string(), &cert),
+        (&record.key.display().to_string(), &key),
+        target,
+        now,
+    )
+    .map_err(|problems| problems.join("; "))
+}
+
+/// Makes a certificate for `thing_name` signed by the manufacturer CA and writes it to `dir`
+/// (`NAME.crt`, and `NAME.key` readable by its owner only), each file synced.
+pub fn generate(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    dir: &Path,
+    thing_name: &str,
+    days: u32,
+) -> Result<PoolRecord, String> {
+    if thing_name.is_empty() || thing_name.contains(['/', '\\']) || thing_name.starts_with('.') {
+        return Err(format!("thing name `{thing_name}` cannot name a file"));
+    }
+    let made = crate::pki::generate::device(
+        ca_cert_pem,
+        ca_key_pem,
+        thing_name,
+        days,
+        crate::pki::generate::KeyKind::P256,
+        None,
+    )?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let cert = dir.join(format!("{thing_name}.crt"));
+    let key = dir.join(format!("{thing_name}.key"));
+    write_synced(&key, made.key_pem.as_bytes(), 0o600)?;
+    write_synced(&cert, made.cert_pem.as_bytes(), 0o644)?;
+    Ok(PoolRecord {
+        thing_name: thing_name.to_string(),
+        cert_sha256: sha256_hex(made.cert_pem.as_bytes()),
+        cert,
+        key,
+    })
+}
+
+fn write_synced(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_manifest_errors_name_the_line() {
+        assert!(parse_csv("thing_name,certificate,key\na,b.crt,b.key\n").is_ok());
+        let e = parse_csv("name,cert,key\n").unwrap_err();
+        assert!(e.starts_with("1: the header"), "{e}");
+        let e = parse_csv("thing_name,certificate,key\n# c\na,b.crt\n").unwrap_err();
+        assert!(e.starts_with("3: expected 3 fields"), "{e}");
+    }
+
+    #[test]
+    fn manifests_fingerprint_certificates_and_refuse_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.crt"), "A").unwrap();
+        std::fs::write(dir.path().join("a.key"), "K").unwrap();
+        let m = dir.path().join("m.csv");
+        std::fs::write(&m, "thing_name,certificate,key\nt1,a.crt,a.key\n").unwrap();
+        let r = load_manifest(&m).unwrap();
+        assert_eq!(r[0].cert_sha256, sha256_hex(b"A"));
+        assert_eq!(r[0].cert, dir.path().join("a.crt"));
+        std::fs::write(
+            &m,
+            "thing_name,certificate,key\nt1,a.crt,a.key\nt1,a.crt,a.key\n",
+        )
+        .unwrap();
+        let e = load_manifest(&m).unwrap_err();
+        assert!(e.contains(":3: thing_name `t1` is listed twice"), "{e}");
+        std::fs::write(
+            &m,
+            r#"[{"thing_name":"t1","certificate":"a.crt","key":"gone.key"}]"#,
+        )
+        .unwrap();
+        let e = load_manifest(&m).unwrap_err();
+        assert!(e.contains(":1: key") && e.contains("no such file"), "{e}");
+    }
+}

@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use atprov::pki::load::sha256_hex;
-use common::line::{Conveyor, Factory, make_pool, operate, report, write_config};
+use std::time::Duration;
+
+use common::line::{Conveyor, Factory, make_pool, operate, react, report, write_config};
 
 /// The pool's certificate fingerprints by thing name.
 fn pool_fingerprints(pool: &Path) -> BTreeMap<String, String> {
@@ -112,4 +114,212 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// A small deterministic generator (xorshift) so that a failing run can be repeated with
+/// `ATPROV_CRASH_SEED`.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[test]
+fn killing_the_factory_at_random_moments_loses_nothing() {
+    let seed = std::env::var("ATPROV_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("ATPROV_CRASH_SEED={seed}");
+    let mut rng = Rng(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let pool = make_pool(dir.path(), 12);
+    // A little firmware time per command so that kills land inside flashing, not only between
+    // units.
+    let mut conveyor = Conveyor::new(dir.path(), 3, 4, &["--latency", "3ms"]);
+    let config = write_config(dir.path(), &conveyor, "answer_within = \"1s\"");
+    conveyor.fill();
+    let mut kills = 0;
+    let code = loop {
+        let mut factory = Factory::start(&config, &["--batch", "12"]);
+        let kill_at = (kills < 6)
+            .then(|| std::time::Instant::now() + Duration::from_millis(30 + rng.below(400)));
+        let exited = loop {
+            let wait = kill_at.map_or(Duration::from_secs(120), |t| {
+                t.saturating_duration_since(std::time::Instant::now())
+            });
+            match factory.events.recv_timeout(wait) {
+                Ok(ev) => react(&mut conveyor, &ev, true),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break true,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    assert!(kill_at.is_some(), "the factory went quiet for 120 s");
+                    break false;
+                }
+            }
+        };
+        if exited {
+            let (code, stderr) = factory.wait();
+            assert_eq!(code, 0, "{stderr}");
+            break code;
+        }
+        // SIGKILL: no chance to clean up.
+        factory.child.kill().unwrap();
+        let _ = factory.child.wait();
+        kills += 1;
+    };
+    assert_eq!(code, 0);
+    assert!(
+        kills >= 3,
+        "only {kills} kills happened before the batch was done"
+    );
+    assert_journal_matches_units(dir.path(), &conveyor, &pool);
+    let rows = report(&dir.path().join("journal.db"));
+    let interrupted = rows.iter().filter(|r| r["result"] == "interrupted").count();
+    eprintln!(
+        "{kills} kills, {interrupted} interrupted attempts, {} attempts",
+        rows.len()
+    );
+    // All twelve credentials went out, each to one unit.
+    let given: BTreeSet<&str> = rows
+        .iter()
+        .filter_map(|r| r["cert_sha256"].as_str())
+        .collect();
+    assert_eq!(given.len(), 12);
+}
+
+/// Runs one station through `units` in order: each verdict takes the unit out and puts the
+/// next in; after the last verdict the factory is asked to stop. Returns the verdict events.
+fn one_station(
+    dir: &Path,
+    pool_size: usize,
+    units: Vec<common::line::Unit>,
+    mut on_event: impl FnMut(&serde_json::Value, &mut Conveyor),
+) -> (Vec<serde_json::Value>, i32, String) {
+    make_pool(dir, pool_size);
+    let mut conveyor = Conveyor::new(dir, 1, 0, &[]);
+    let config = write_config(dir, &conveyor, "");
+    let mut queue = units.into_iter();
+    conveyor.plug("s1", queue.next().unwrap());
+    let mut factory = Factory::start(&config, &[]);
+    let mut verdicts = Vec::new();
+    while let Some(ev) = factory.next(Duration::from_secs(60)) {
+        on_event(&ev, &mut conveyor);
+        if matches!(ev["event"].as_str(), Some("unit_passed" | "unit_failed")) {
+            verdicts.push(ev.clone());
+            conveyor.unplug("s1");
+            match queue.next() {
+                Some(u) => conveyor.plug("s1", u),
+                None => factory.terminate(),
+            }
+        }
+    }
+    let (code, stderr) = factory.wait();
+    (verdicts, code, stderr)
+}
+
+#[test]
+fn an_exhausted_pool_and_a_returning_unit_are_handled() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = common::line::Unit::new(dir.path(), "24:0a:c4:00:00:0a", &[]);
+    let b = common::line::Unit::new(dir.path(), "24:0a:c4:00:00:0b", &[]);
+    let (v, code, stderr) = one_station(
+        dir.path(),
+        1,
+        vec![a.clone(), b.clone(), a.clone()],
+        |_, _| {},
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(v.len(), 3);
+    assert_eq!(v[0]["event"], "unit_passed");
+    assert_eq!(v[0]["again"], false);
+    // The second unit: no credential left, nothing written, one line saying what to do.
+    assert_eq!(v[1]["event"], "unit_failed");
+    assert_eq!(v[1]["exit_code"], 10);
+    let reason = v[1]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("credential pool exhausted (1 assigned, 0 rejected)"),
+        "{reason}"
+    );
+    assert!(reason.contains("nothing was written"), "{reason}");
+    assert!(b.stored_cert().is_none());
+    assert!(
+        stderr.contains("FAIL  unit 240ac400000b: credential pool exhausted"),
+        "{stderr}"
+    );
+    // The first unit comes back: its own credential again.
+    assert_eq!(v[2]["event"], "unit_passed");
+    assert_eq!(v[2]["again"], true);
+    assert_eq!(v[2]["thing_name"], v[0]["thing_name"]);
+    assert!(
+        stderr.contains("seen before: its own credential again"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_port_that_disappears_mid_unit_fails_it_and_the_unit_keeps_its_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    // Slow firmware so that the flash stage is long enough to pull the plug in.
+    let a = common::line::Unit::new(dir.path(), "24:0a:c4:00:00:0a", &["--latency", "40ms"]);
+    let b = common::line::Unit::new(dir.path(), "24:0a:c4:00:00:0b", &[]);
+    let mut pulled = false;
+    let (v, code, stderr) = one_station(
+        dir.path(),
+        2,
+        vec![a.clone(), a.clone(), b.clone()],
+        |ev, conveyor| {
+            if !pulled && ev["event"] == "stage_started" && ev["stage"] == "flash" {
+                pulled = true;
+                conveyor.unplug("s1");
+            }
+        },
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(v[0]["event"], "unit_failed", "{v:?}");
+    assert_eq!(v[0]["exit_code"], 8, "{v:?}");
+    assert_eq!(v[1]["event"], "unit_passed");
+    assert_eq!(v[1]["again"], true);
+    assert_eq!(v[1]["thing_name"], v[0]["thing_name"]);
+    assert_eq!(
+        sha256_hex(&a.stored_cert().unwrap()),
+        v[1]["cert_sha256"].as_str().unwrap()
+    );
+    // The next unit gets the next credential.
+    assert_eq!(v[2]["event"], "unit_passed");
+    assert_ne!(v[2]["thing_name"], v[0]["thing_name"]);
+}
+
+#[test]
+fn a_unit_that_fails_smoke_is_reported_and_its_credential_is_never_reissued() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = common::line::Unit::new(dir.path(), "24:0a:c4:00:00:0a", &["--deny-receive"]);
+    let b = common::line::Unit::new(dir.path(), "24:0a:c4:00:00:0b", &[]);
+    let (v, code, stderr) = one_station(dir.path(), 2, vec![a.clone(), b.clone()], |_, _| {});
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(v[0]["event"], "unit_failed");
+    assert_eq!(v[0]["exit_code"], 14);
+    let reason = v[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("did not come back") && reason.contains("iot:Receive"),
+        "{reason}"
+    );
+    // Its certificate reached its flash, so the next unit gets another one.
+    assert!(a.stored_cert().is_some());
+    assert_eq!(v[1]["event"], "unit_passed");
+    assert_ne!(v[1]["thing_name"], v[0]["thing_name"]);
+    let rows = report(&dir.path().join("journal.db"));
+    assert_eq!(rows[0]["result"], "fail");
+    assert_eq!(rows[0]["exit_code"], 14);
+    assert!(rows[0]["stages"].as_str().unwrap().contains("smoke="));
 }

@@ -41,6 +41,9 @@ pub struct SimArgs {
     /// busy:N or truncate:N, written KIND@PREFIX (repeat).
     #[arg(long, value_name = "KIND@PREFIX")]
     pub fault: Vec<String>,
+    /// The broker's policy lacks Receive: publishes are acknowledged but never come back.
+    #[arg(long)]
+    pub deny_receive: bool,
     /// The module's MAC address (its identity), e.g. 24:0a:c4:00:00:01.
     #[arg(long, value_name = "MAC")]
     pub mac: Option<String>,
@@ -80,6 +83,7 @@ pub async fn run(args: SimArgs) -> Result<(), Failure> {
         networks,
         sntp_never: args.no_sntp,
         realistic: args.realistic,
+        deny_receive: args.deny_receive,
     };
     let model = sim::model_with(&args.name, &options).map_err(Failure::usage)?;
     if !args.pty {

@@ -360,7 +360,7 @@ async fn unit(
         job.fail(Failure::new(
             Code::NoAnswer,
             format!(
-                "the unit on {port} did not answer AT within {:?}; check its power and the baud rate",
+                "the unit on {port} did not answer AT within {:?}; check its power and the baud rate (a unit left waiting for data by a crashed host needs a power cycle)",
                 line.config.policy.answer_within
             ),
         ));

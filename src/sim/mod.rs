@@ -81,6 +81,8 @@ pub struct SimOptions {
     pub sntp_never: bool,
     /// Realistic device latencies (Wi-Fi join, TLS, flash erase) instead of fast ones.
     pub realistic: bool,
+    /// The broker acknowledges publishes but never delivers them.
+    pub deny_receive: bool,
 }
 
 /// Makes the model a built-in emulator name stands for.
@@ -111,6 +113,7 @@ pub fn model_with(name: &str, options: &SimOptions) -> Result<Box<dyn ModelBox>,
     if let Some(mac) = options.mac {
         config.mac = mac;
     }
+    config.deny_receive = options.deny_receive;
     config.state_dir = options.state_dir.clone();
     let model = esp32::Esp32::with_config(config).map_err(|e| {
         format!(

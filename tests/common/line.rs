@@ -15,14 +15,24 @@ use std::time::Duration;
 
 use atprov::pki::generate::{self, KeyKind};
 
-/// One unit: its MAC and its flash.
+/// One unit: its MAC, its flash and how its emulator is started.
 #[derive(Debug, Clone)]
 pub struct Unit {
     pub mac: String,
     pub state: PathBuf,
+    /// More `atprov sim` arguments for this unit only.
+    pub extra: Vec<String>,
 }
 
 impl Unit {
+    pub fn new(dir: &Path, mac: &str, extra: &[&str]) -> Unit {
+        Unit {
+            mac: mac.into(),
+            state: dir.join(format!("unit-{}", mac.replace(':', ""))),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
     /// The client certificate the unit holds, if any.
     pub fn stored_cert(&self) -> Option<Vec<u8>> {
         std::fs::read(self.state.join("mfg_nvs/mqtt_cert/mqtt_cert.blob")).ok()
@@ -56,10 +66,7 @@ impl Conveyor {
                 name: format!("s{s}"),
                 link: dir.join(format!("tty-s{s}")),
                 queue: (1..=units_each)
-                    .map(|u| Unit {
-                        mac: format!("24:0a:c4:00:{s:02x}:{u:02x}"),
-                        state: dir.join(format!("unit-s{s}-{u}")),
-                    })
+                    .map(|u| Unit::new(dir, &format!("24:0a:c4:00:{s:02x}:{u:02x}"), &[]))
                     .collect(),
                 current: None,
             })
@@ -123,6 +130,7 @@ impl Conveyor {
             .args(["--mac", &unit.mac, "--state"])
             .arg(&unit.state)
             .args(&args)
+            .args(&unit.extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -189,7 +197,7 @@ pub fn write_config(dir: &Path, conveyor: &Conveyor, policy: &str) -> PathBuf {
     std::fs::write(
         dir.join("unit.toml"),
         "[wifi]\nssid = \"atprov-lab\"\npassword = \"correct horse battery\"\n\
-         [mqtt]\nhost = \"broker.test\"\n",
+         [mqtt]\nhost = \"broker.test\"\n[smoke]\ntimeout = \"1s\"\n",
     )
     .unwrap();
     let config = format!(
@@ -264,6 +272,14 @@ impl Factory {
         }
     }
 
+    /// Asks the factory to stop after the units in progress, as systemd or Ctrl-C would.
+    pub fn terminate(&self) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+    }
+
     /// Waits for the exit; returns the code and stderr.
     pub fn wait(mut self) -> (i32, String) {
         let status = self.child.wait().unwrap();
@@ -288,17 +304,30 @@ impl Drop for Factory {
 pub fn operate(factory: &mut Factory, conveyor: &mut Conveyor) -> Vec<serde_json::Value> {
     let mut seen = Vec::new();
     while let Some(ev) = factory.next(Duration::from_secs(120)) {
-        if std::env::var_os("ATPROV_TEST_EVENTS").is_some() {
-            eprintln!("{ev}");
-        }
-        if matches!(ev["event"].as_str(), Some("unit_passed" | "unit_failed")) {
-            let station = ev["station"].as_str().unwrap().to_string();
-            conveyor.unplug(&station);
-            conveyor.plug_next(&station);
-        }
+        react(conveyor, &ev, false);
         seen.push(ev);
     }
     seen
+}
+
+/// The operator's reaction to one event: after a verdict the unit comes out and the next goes
+/// in; with `retry_failed` a failed unit is power-cycled and put back instead.
+pub fn react(conveyor: &mut Conveyor, ev: &serde_json::Value, retry_failed: bool) {
+    if std::env::var_os("ATPROV_TEST_EVENTS").is_some() {
+        eprintln!("{ev}");
+    }
+    let verdict = ev["event"].as_str().unwrap_or("");
+    if !matches!(verdict, "unit_passed" | "unit_failed") {
+        return;
+    }
+    let station = ev["station"].as_str().unwrap().to_string();
+    let unit = conveyor.unplug(&station);
+    match unit {
+        Some(unit) if retry_failed && verdict == "unit_failed" => conveyor.plug(&station, unit),
+        _ => {
+            conveyor.plug_next(&station);
+        }
+    }
 }
 
 /// `atprov factory report --journal F --json`.

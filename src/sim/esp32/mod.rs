@@ -92,6 +92,8 @@ pub struct Esp32Config {
     pub state_dir: Option<PathBuf>,
     pub timing: Timing,
     pub mac: [u8; 6],
+    /// The broker acknowledges publishes but never delivers them (a policy without Receive).
+    pub deny_receive: bool,
 }
 
 impl Esp32Config {
@@ -104,6 +106,7 @@ impl Esp32Config {
             state_dir: None,
             timing: Timing::fast(),
             mac: [0x24, 0x0a, 0xc4, 0x12, 0x34, 0x56],
+            deny_receive: false,
         }
     }
 }
@@ -213,7 +216,7 @@ impl Esp32 {
                 config.timing.wifi_join,
                 announce_time,
             ),
-            mqtt: mqtt::Mqtt::default(),
+            mqtt: mqtt::Mqtt::with_policy(config.deny_receive),
             trust: config.trust,
             timing: config.timing,
         })

@@ -27,6 +27,8 @@ pub struct Mqtt {
     pending: Option<Pending>,
     pub alpn: Vec<String>,
     pub sni: Option<String>,
+    /// The broker's policy lacks `iot:Receive`: publishes are acknowledged, never delivered.
+    pub deny_receive: bool,
 }
 
 #[derive(Debug)]
@@ -58,8 +60,17 @@ fn error(syslog: bool, code: u32) -> Script {
 }
 
 impl Mqtt {
+    pub fn with_policy(deny_receive: bool) -> Mqtt {
+        Mqtt {
+            deny_receive,
+            ..Mqtt::default()
+        }
+    }
+
     pub fn reboot(&mut self) {
+        let deny_receive = self.deny_receive;
         *self = Mqtt::default();
+        self.deny_receive = deny_receive;
     }
 
     /// Handles an `AT+MQTT...` line.
@@ -292,10 +303,11 @@ impl Mqtt {
     /// The broker loops a publish back to every matching subscription, in chunks as esp-mqtt
     /// delivers messages larger than its 1 KiB buffer.
     fn deliver(&self, topic: &str, data: &[u8], loopback: Duration) -> Script {
-        if !self
-            .subscriptions
-            .iter()
-            .any(|(f, _)| topic_matches(f, topic))
+        if self.deny_receive
+            || !self
+                .subscriptions
+                .iter()
+                .any(|(f, _)| topic_matches(f, topic))
         {
             return Vec::new();
         }

@@ -323,3 +323,26 @@ fn a_unit_that_fails_smoke_is_reported_and_its_credential_is_never_reissued() {
     assert_eq!(rows[0]["exit_code"], 14);
     assert!(rows[0]["stages"].as_str().unwrap().contains("smoke="));
 }
+
+#[test]
+fn a_one_station_line_stops_when_its_batch_is_done() {
+    // Regression: the stop signal was lost when no station was waiting at that moment.
+    let dir = tempfile::tempdir().unwrap();
+    make_pool(dir.path(), 2);
+    let mut conveyor = Conveyor::new(dir.path(), 1, 1, &[]);
+    let config = write_config(dir.path(), &conveyor, "");
+    conveyor.fill();
+    let mut factory = Factory::start(&config, &["--batch", "1"]);
+    let events = operate(&mut factory, &mut conveyor);
+    let (code, stderr) = factory.wait();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(events.last().unwrap()["event"], "factory_stopped");
+    assert_eq!(events.last().unwrap()["units_passed"], 1);
+    // Started again, the line sees the batch is complete and stops at once.
+    let mut again = Factory::start(&config, &["--batch", "1"]);
+    let events = operate(&mut again, &mut conveyor);
+    let (code, stderr) = again.wait();
+    assert_eq!(code, 0);
+    assert!(stderr.contains("the batch is already complete"), "{stderr}");
+    assert!(!events.iter().any(|e| e["event"] == "unit_detected"));
+}

@@ -146,7 +146,7 @@ pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, 
         eprintln!(
             "the batch is already complete: {passed_before} units passed (see atprov factory report)"
         );
-        let _ = line.stop.send(true);
+        line.stop.send_replace(true);
     }
     let board = Board::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -159,7 +159,7 @@ pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, 
         tokio::spawn(async move {
             shutdown_signal().await;
             eprintln!("stopping after the units in progress (Ctrl-C again stops at once)");
-            let _ = line.stop.send(true);
+            line.stop.send_replace(true);
             shutdown_signal().await;
             std::process::exit(130);
         })
@@ -170,11 +170,11 @@ pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, 
         match done {
             Ok(Ok(n)) => summary.units += n,
             Ok(Err(f)) => {
-                let _ = line.stop.send(true);
+                line.stop.send_replace(true);
                 error.get_or_insert(f);
             }
             Err(e) => {
-                let _ = line.stop.send(true);
+                line.stop.send_replace(true);
                 error.get_or_insert(Failure::new(
                     Code::Internal,
                     format!("a station crashed: {e}"),
@@ -183,6 +183,7 @@ pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, 
         }
     }
     stopper.abort();
+    tracing::debug!("every station stopped");
     summary.passed = line
         .journal
         .units_passed()

@@ -123,7 +123,7 @@ pub async fn run(line: Arc<Line>, station: Station, ui: StationLine) -> Result<u
                 .map_err(journal_failure)?;
             if passed >= batch {
                 ui.say(&format!("batch of {batch} units passed: stopping"));
-                let _ = line.stop.send(true);
+                line.stop.send_replace(true);
             }
         }
         if matches!(selector, Selector::Sim(_) | Selector::Replay(_)) {
@@ -138,6 +138,7 @@ pub async fn run(line: Arc<Line>, station: Station, ui: StationLine) -> Result<u
             .remove(&port);
     }
     ui.finish("stopped");
+    tracing::debug!("station {}: stopped after {finished} unit(s)", station.name);
     Ok(finished)
 }
 

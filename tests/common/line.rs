@@ -225,6 +225,7 @@ impl Factory {
             .arg(config)
             .args(["--events", "-"])
             .args(extra)
+            .args(std::env::var("ATPROV_TEST_VERBOSE").ok().map(|_| "-vv"))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

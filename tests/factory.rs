@@ -346,3 +346,43 @@ fn a_one_station_line_stops_when_its_batch_is_done() {
     assert!(stderr.contains("the batch is already complete"), "{stderr}");
     assert!(!events.iter().any(|e| e["event"] == "unit_detected"));
 }
+
+#[test]
+fn a_generated_pool_makes_one_certificate_per_unit_from_the_manufacturer_ca() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // The manufacturer CA signs the device certificates; the emulated broker trusts it.
+    let ca = atprov::pki::generate::ca("maker CA", 10).unwrap();
+    std::fs::write(dir.path().join("mfg-ca.pem"), &ca.cert_pem).unwrap();
+    std::fs::write(dir.path().join("mfg-ca.key"), &ca.key_pem).unwrap();
+    let mut conveyor = Conveyor::new(dir.path(), 1, 2, &[]);
+    write_config(dir.path(), &conveyor, "");
+    let config = dir.path().join("factory.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[pool]\nmanifest = \"pool/manifest.csv\"\nca = \"pool/ca.pem\"\n",
+        "[pool]\nca = \"mfg-ca.pem\"\n[pool.generate]\nca_cert = \"mfg-ca.pem\"\nca_key = \"mfg-ca.key\"\ndir = \"made\"\nthing_name = \"maker-{unit_id}\"\n",
+    );
+    assert!(text.contains("[pool.generate]"));
+    std::fs::write(&config, text).unwrap();
+    conveyor.fill();
+    let mut factory = Factory::start(&config, &["--batch", "2"]);
+    let events = operate(&mut factory, &mut conveyor);
+    let (code, stderr) = factory.wait();
+    assert_eq!(code, 0, "{stderr}");
+    let passed: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"] == "unit_passed")
+        .collect();
+    assert_eq!(passed.len(), 2);
+    for (ev, unit) in passed.iter().zip(&conveyor.plugged) {
+        let name = format!("maker-{}", unit.unit_id());
+        assert_eq!(ev["thing_name"], name.as_str());
+        let cert = std::fs::read(dir.path().join(format!("made/{name}.crt"))).unwrap();
+        assert_eq!(unit.stored_cert().unwrap(), cert);
+        let key = dir.path().join(format!("made/{name}.key"));
+        assert_eq!(
+            std::fs::metadata(key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+}

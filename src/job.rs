@@ -51,6 +51,26 @@ pub struct JobFile {
     pub smoke: Smoke,
     #[serde(default)]
     pub time: Time,
+    /// Aliyun IoT Platform one-device-one-secret: the MQTT client id, username and password are
+    /// derived from these at run time (after identify, so names may use `{imei}`).
+    pub aliyun: Option<Aliyun>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Aliyun {
+    pub product_key: String,
+    /// Template, e.g. `{imei}`.
+    pub device_name: String,
+    /// Template (default: the device name).
+    pub client_id: Option<String>,
+    pub device_secret: Option<String>,
+    pub device_secret_env: Option<String>,
+    pub device_secret_file: Option<PathBuf>,
+    /// hmacmd5 (default), hmacsha1 or hmacsha256.
+    pub method: Option<String>,
+    /// 2 (TLS, default) or 3 (TCP).
+    pub securemode: Option<u8>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -157,6 +177,28 @@ pub struct Job {
     pub credentials: CredentialPaths,
     templates: BTreeMap<String, (String, bool)>,
     lists: BTreeMap<String, Vec<String>>,
+    aliyun: Option<AliyunSignIn>,
+}
+
+/// A job's Aliyun settings, checked, with the secret resolved.
+#[derive(Clone)]
+struct AliyunSignIn {
+    product_key: String,
+    device_name: String,
+    client_id: String,
+    secret: String,
+    method: crate::cloud::aliyun::Method,
+    securemode: u8,
+}
+
+impl std::fmt::Debug for AliyunSignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "AliyunSignIn {{ product_key: {}, device_name: {}, secret: not shown }}",
+            self.product_key, self.device_name
+        )
+    }
 }
 
 impl Job {
@@ -255,10 +297,15 @@ impl Job {
             cert: args.cert.clone().or(file.credentials.cert.clone()),
             key: args.key.clone().or(file.credentials.key.clone()),
         };
+        let aliyun = match &file.aliyun {
+            None => None,
+            Some(a) => Some(aliyun_sign_in(a)?),
+        };
         Ok(Job {
             credentials,
             templates: t,
             lists,
+            aliyun,
         })
     }
 
@@ -305,7 +352,68 @@ impl Job {
         for (k, items) in &self.lists {
             vars.set(k.clone(), Value::list(items.clone()));
         }
+        if let Some(a) = &self.aliyun {
+            let render = |t: &str| {
+                Template::parse(t)
+                    .ok()
+                    .and_then(|t| t.render(vars).ok())
+                    .map(|r| r.text)
+            };
+            if let (Some(dn), Some(cid)) = (render(&a.device_name), render(&a.client_id)) {
+                use crate::cloud::aliyun;
+                let device = aliyun::Device {
+                    product_key: &a.product_key,
+                    device_name: &dn,
+                };
+                let s = aliyun::mqtt_direct(&device, &a.secret, &cid, a.method, None, a.securemode);
+                vars.set_text("mqtt.client_id", s.client_id);
+                vars.set_text("mqtt.username", s.username);
+                vars.set("mqtt.password", Value::secret(s.password));
+            }
+        }
     }
+}
+
+fn aliyun_sign_in(a: &Aliyun) -> Result<AliyunSignIn, String> {
+    use crate::cloud::aliyun::Method;
+    let method = match a.method.as_deref() {
+        None => Method::Hmacmd5,
+        Some(m) => Method::parse(m).ok_or_else(|| {
+            format!("job file [aliyun] method `{m}`: use hmacmd5, hmacsha1 or hmacsha256")
+        })?,
+    };
+    let securemode = a.securemode.unwrap_or(2);
+    if !(2..=3).contains(&securemode) {
+        return Err(format!(
+            "job file [aliyun] securemode {securemode}: use 2 (TLS) or 3 (TCP)"
+        ));
+    }
+    for (field, t) in [
+        ("device_name", Some(&a.device_name)),
+        ("client_id", a.client_id.as_ref()),
+    ] {
+        if let Some(t) = t {
+            Template::parse(t).map_err(|e| format!("job file [aliyun] {field} = {t:?}: {e}"))?;
+        }
+    }
+    let secret = secret(
+        "Aliyun device secret",
+        a.device_secret_env.as_deref(),
+        a.device_secret_file.as_deref(),
+        a.device_secret.clone(),
+        "ATPROV_DEVICE_SECRET",
+    )?
+    .ok_or_else(|| {
+        "job file [aliyun]: the device secret is missing: device_secret_env, device_secret_file or ATPROV_DEVICE_SECRET".to_string()
+    })?;
+    Ok(AliyunSignIn {
+        product_key: a.product_key.clone(),
+        device_name: a.device_name.clone(),
+        client_id: a.client_id.clone().unwrap_or_else(|| a.device_name.clone()),
+        secret,
+        method,
+        securemode,
+    })
 }
 
 fn load_file(path: &Path) -> Result<JobFile, String> {
@@ -341,6 +449,39 @@ fn secret(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_aliyun_section_derives_the_mqtt_sign_in_after_identify() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job.toml");
+        std::fs::write(
+            &path,
+            "[aliyun]\nproduct_key = \"k1hipglLdjU\"\ndevice_name = \"{imei}\"\n\
+             device_secret = \"fef32adf6dad46c2c7cbf335d3a7b021\"\nsecuremode = 3\n",
+        )
+        .unwrap();
+        let args = JobArgs {
+            job: Some(path.clone()),
+            ..JobArgs::default()
+        };
+        let job = Job::build(&args, &BTreeMap::new()).unwrap();
+        assert!(!format!("{job:?}").contains("fef32adf"));
+        let mut vars = Vars::default();
+        vars.set_text("imei", "868488076506128");
+        job.apply(&mut vars);
+        assert_eq!(
+            vars.text("mqtt.client_id"),
+            "868488076506128|securemode=3,signmethod=hmacmd5|"
+        );
+        assert_eq!(vars.text("mqtt.username"), "868488076506128&k1hipglLdjU");
+        let password = vars.get("mqtt.password").unwrap();
+        assert!(password.secret);
+        assert_eq!(password.as_text(), "0f655b12adf519b9a7a2b0a990f398b6");
+
+        std::fs::write(&path, "[aliyun]\nproduct_key = \"pk\"\ndevice_name = \"dn\"\ndevice_secret = \"s\"\nmethod = \"md5\"\n").unwrap();
+        let e = Job::build(&args, &BTreeMap::new()).unwrap_err();
+        assert!(e.contains("[aliyun] method `md5`"), "{e}");
+    }
 
     #[test]
     fn flags_override_file_and_values_use_captures() {

@@ -6,6 +6,7 @@
 
 pub mod at;
 pub mod cli;
+pub mod cloud;
 pub mod exit;
 pub mod factory;
 pub mod flow;

@@ -14,6 +14,7 @@ mod provision;
 pub mod replay;
 mod report;
 mod send;
+mod sign;
 mod sim;
 
 use clap::{Parser, Subcommand};
@@ -60,6 +61,9 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     /// List serial ports with their USB ids.
     Ports(ports::PortsArgs),
+    /// Cloud sign-in computed on the host: `sign aliyun` (MQTT client id, username, password;
+    /// dynamic registration).
+    Sign(sign::SignArgs),
     /// Run a built-in emulated module (e.g. on a pseudo-terminal).
     Sim(sim::SimArgs),
     /// Credentials: encode/decode ESP-AT PKI bins, inspect, check and generate.
@@ -84,6 +88,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Replay(a) => replay::run(a).await,
         Command::Ports(a) => ports::run(a),
         Command::Sim(a) => sim::run(a).await,
+        Command::Sign(a) => sign::run(a),
         Command::Pki(a) => pki::run(a),
     }
 }

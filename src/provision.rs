@@ -244,13 +244,9 @@ impl<'a> Provisioning<'a> {
 
     /// What identify found so far (public values only) and the unit id.
     pub fn identity(&self) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        for k in IDENTITY.iter().copied().chain(["unit_id"]) {
-            if let Some(v) = self.device.vars.get(k) {
-                if !v.secret {
-                    out.insert(k.to_string(), v.as_text());
-                }
-            }
+        let mut out = public_identity(&self.device);
+        if let Some(v) = self.device.vars.get("unit_id") {
+            out.insert("unit_id".into(), v.as_text());
         }
         out
     }
@@ -278,13 +274,7 @@ impl<'a> Provisioning<'a> {
             started,
             ..
         } = self;
-        for k in IDENTITY {
-            if let Some(v) = device.vars.get(k) {
-                if !v.secret {
-                    report.identity.insert(k.to_string(), v.as_text());
-                }
-            }
-        }
+        report.identity = public_identity(&device);
         report.unit_id = device.vars.get("unit_id").map(Value::as_text);
         report.smoke_round_trip_ms = device
             .vars
@@ -298,6 +288,17 @@ impl<'a> Provisioning<'a> {
         report.ms = started.elapsed().as_millis() as u64;
         (report, failure)
     }
+}
+
+/// The identity variables the device holds, secrets left out.
+fn public_identity(device: &Device) -> BTreeMap<String, String> {
+    IDENTITY
+        .iter()
+        .filter_map(|k| {
+            let v = device.vars.get(k)?;
+            (!v.secret).then(|| (k.to_string(), v.as_text()))
+        })
+        .collect()
 }
 
 type StageResult = Result<(Vec<StepReport>, String), (Failure, Vec<StepReport>)>;

@@ -336,18 +336,16 @@ async fn unit(
     let link = match open(line, port, transcript.clone()).await {
         Ok(link) => link,
         Err(f) => {
-            return finish(
-                line,
-                station,
+            let verdict = Verdict {
                 attempt,
-                None,
-                None,
-                f.into_outcome(),
-                ui,
+                identity: None,
+                allocation: None,
+                failure: Some(f),
+                stages: Vec::new(),
                 started,
-                None,
-            )
-            .await;
+                transcript: None,
+            };
+            return finish(line, station, ui, verdict).await;
         }
     };
     let mut job = Provisioning::new(
@@ -417,54 +415,58 @@ async fn unit(
     }
     let (report, failure) = job.finish();
     link.close().await;
-    let mut outcome = match &failure {
-        Some(f) => f.clone().into_outcome(),
-        None => Outcome {
-            passed: true,
-            exit_code: 0,
-            reason: None,
-            stages: Vec::new(),
-            release: false,
-        },
+    let verdict = Verdict {
+        attempt,
+        identity,
+        allocation,
+        failure,
+        stages: report
+            .stages
+            .iter()
+            .map(|s| (s.stage.name().to_string(), s.ms))
+            .collect(),
+        started,
+        transcript,
     };
-    outcome.stages = report
-        .stages
-        .iter()
-        .map(|s| (s.stage.name().to_string(), s.ms))
-        .collect();
-    finish(
-        line, station, attempt, identity, allocation, outcome, ui, started, transcript,
-    )
-    .await
+    finish(line, station, ui, verdict).await
 }
 
-impl Failure {
-    fn into_outcome(self) -> Outcome {
-        Outcome {
-            passed: false,
-            exit_code: self.code.number(),
-            reason: Some(self.message),
-            stages: Vec::new(),
-            release: false,
-        }
-    }
-}
-
-/// Records the verdict, tells the operator and the MES, names the transcript.
-#[allow(clippy::too_many_arguments)]
-async fn finish(
-    line: &Line,
-    station: &Station,
+/// How an attempt ended, before it is recorded.
+struct Verdict {
     attempt: i64,
     identity: Option<UnitIdentity>,
     allocation: Option<Allocation>,
-    mut outcome: Outcome,
-    ui: &StationLine,
+    failure: Option<Failure>,
+    /// Stage name and milliseconds.
+    stages: Vec<(String, u64)>,
     started: Instant,
     transcript: Option<PathBuf>,
+}
+
+/// Records the verdict, tells the operator and the MES, names the transcript.
+async fn finish(
+    line: &Line,
+    station: &Station,
+    ui: &StationLine,
+    verdict: Verdict,
 ) -> Result<UnitEnd, Failure> {
-    outcome.release =
-        !outcome.passed && line.config.policy.on_failure == super::config::OnFailure::Release;
+    let Verdict {
+        attempt,
+        identity,
+        allocation,
+        failure,
+        stages,
+        started,
+        transcript,
+    } = verdict;
+    let outcome = Outcome {
+        passed: failure.is_none(),
+        exit_code: failure.as_ref().map_or(0, |f| f.code.number()),
+        reason: failure.as_ref().map(|f| f.message.clone()),
+        stages,
+        release: failure.is_some()
+            && line.config.policy.on_failure == super::config::OnFailure::Release,
+    };
     let recorded = outcome.clone();
     line.journal(move |j| j.finish_attempt(attempt, &recorded))
         .await
@@ -519,16 +521,6 @@ async fn finish(
         );
         let _ = std::fs::rename(&t, t.with_file_name(name));
     }
-    let failure = (!outcome.passed).then(|| {
-        Failure::new(
-            Code::ALL
-                .iter()
-                .copied()
-                .find(|c| c.number() == outcome.exit_code)
-                .unwrap_or(Code::Internal),
-            outcome.reason.clone().unwrap_or_default(),
-        )
-    });
     Ok(UnitEnd { identity, failure })
 }
 

@@ -176,6 +176,25 @@ impl Device {
                 return Err(self.explain(step, Some(&resp), &resp.summary(), step.fail));
             }
             self.capture(step, &resp);
+            if let Some(expect) = &step.expect {
+                let want = self.render(step, expect)?.text;
+                let lines = || {
+                    resp.info
+                        .iter()
+                        .chain(resp.completion.iter())
+                        .chain(resp.urcs.iter().map(|u| &u.line))
+                };
+                if !lines().any(|l| l.starts_with(&want)) {
+                    let got = lines()
+                        .find(|l| {
+                            let head = want.split(':').next().unwrap_or(&want);
+                            l.starts_with(head)
+                        })
+                        .map_or("nothing".to_string(), |l| format!("`{l}`"));
+                    let what = format!("{got} instead of `{want}`");
+                    return Err(self.explain(step, Some(&resp), &what, step.fail));
+                }
+            }
             let Some(poll) = &step.poll else {
                 return Ok(());
             };
@@ -185,6 +204,12 @@ impl Device {
                 .map_err(|e| self.bad(step, &e))?;
             if done {
                 return Ok(());
+            }
+            if let Some(stop) = &poll.stop_if {
+                if stop.eval(&self.vars).map_err(|e| self.bad(step, &e))? {
+                    let what = format!("`{}`", stop.0.shown(&self.vars));
+                    return Err(self.explain(step, Some(&resp), &what, step.fail));
+                }
             }
             let deadline = poll_deadline.expect("set when polling");
             let now = Instant::now();
@@ -234,7 +259,12 @@ impl Device {
     }
 
     fn capture(&mut self, step: &Step, resp: &Response) {
-        for line in resp.info.iter().chain(resp.urcs.iter().map(|u| &u.line)) {
+        let lines = resp
+            .info
+            .iter()
+            .chain(resp.completion.iter())
+            .chain(resp.urcs.iter().map(|u| &u.line));
+        for line in lines {
             for p in &step.capture {
                 if let Some(values) = p.captures(line) {
                     for (k, v) in values {
@@ -344,6 +374,7 @@ impl Device {
                 r.info
                     .iter()
                     .chain(&r.details)
+                    .chain(r.completion.iter())
                     .chain(r.urcs.iter().map(|u| &u.line))
                     .chain(r.final_line.iter())
                     .map(String::as_str)

@@ -247,7 +247,7 @@ impl Job {
                 .split_once('=')
                 .ok_or_else(|| format!("--set {s}: write NAME=VALUE"))?;
             let k = k.trim();
-            if !VARIABLES.contains(&k) || k.ends_with("password") {
+            if !(VARIABLES.contains(&k) || defaults.contains_key(k)) || k.ends_with("password") {
                 return Err(format!(
                     "--set {k}: not a job variable (passwords come from --wifi-password-env/-file or the job file); known: {}",
                     VARIABLES.join(", ")

@@ -8,7 +8,7 @@ use crate::sim::{self, RunnerOptions, SimControl, SimOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct SimArgs {
-    /// The emulator: esp32-at or esp32-at-v2.
+    /// The emulator: esp32-at, esp32-at-v2 or quectel.
     pub name: String,
     /// Serve on a new pseudo-terminal and print its path on the first line of stdout.
     #[arg(long)]
@@ -44,6 +44,11 @@ pub struct SimArgs {
     /// The broker's policy lacks Receive: publishes are acknowledged but never come back.
     #[arg(long)]
     pub deny_receive: bool,
+    /// A family-specific setting, KEY or KEY=VALUE (repeat). Quectel: imei=N, no-sim,
+    /// registration=home|roaming|denied, urcport=usbat|uart1, clock-set, open-result=N,
+    /// corrupt-upload, quecpython, aliyun=PK:DN:SECRET.
+    #[arg(long, value_name = "KEY[=VALUE]")]
+    pub module: Vec<String>,
     /// The module's MAC address (its identity), e.g. 24:0a:c4:00:00:01.
     #[arg(long, value_name = "MAC")]
     pub mac: Option<String>,
@@ -84,6 +89,7 @@ pub async fn run(args: SimArgs) -> Result<(), Failure> {
         sntp_never: args.no_sntp,
         realistic: args.realistic,
         deny_receive: args.deny_receive,
+        module: args.module.clone(),
     };
     let model = sim::model_with(&args.name, &options).map_err(Failure::usage)?;
     if !args.pty {

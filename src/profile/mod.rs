@@ -19,7 +19,10 @@ use serde::Deserialize;
 pub use template::{Condition, Pattern, Template, Value, Vars};
 
 /// The built-in profiles: name and TOML text.
-pub const BUILTIN: &[(&str, &str)] = &[("esp32-at", include_str!("../../profiles/esp32-at.toml"))];
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("esp32-at", include_str!("../../profiles/esp32-at.toml")),
+    ("quectel", include_str!("../../profiles/quectel.toml")),
+];
 
 /// A device profile.
 #[derive(Debug, Clone, Deserialize)]
@@ -61,6 +64,7 @@ pub struct Profile {
 #[serde(rename_all = "kebab-case")]
 pub enum Family {
     EspAt,
+    Quectel,
 }
 
 /// Serial defaults (the command line overrides them).
@@ -125,6 +129,8 @@ fn default_chunk() -> usize {
 #[serde(rename_all = "kebab-case")]
 pub enum StoreKind {
     EspAt,
+    /// Quectel UFS files: `AT+QFDEL`, `AT+QFUPL` (size and XOR-16 checked), `AT+QFLST`.
+    QuectelUfs,
 }
 
 /// What a failed step means, which picks the exit code.
@@ -161,6 +167,9 @@ pub struct Step {
     pub poll: Option<Poll>,
     /// Ok when the command ends with this URC after its `OK` (e.g. `+MQTTCONNECTED:`).
     pub completes_on: Option<String>,
+    /// The command succeeded only if a line of its response (info or URC) starts with this
+    /// (e.g. `+QMTOPEN: 0,0`); any other outcome is a failure the `explain` table explains.
+    pub expect: Option<Template>,
     pub fail: FailKind,
     /// Explanations: the first whose `match` starts a response line or URC is used.
     pub explain: Vec<Explain>,
@@ -194,6 +203,8 @@ pub struct Poll {
     pub within: Option<DurSpec>,
     /// Stop polling as soon as this URC arrives (e.g. `+TIME_UPDATED`).
     pub or_urc: Option<String>,
+    /// Fail at once, without waiting out `within`, when this holds (registration denied).
+    pub stop_if: Option<Condition>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -226,7 +237,9 @@ struct RawStep {
     every: Option<Dur>,
     within: Option<DurSpec>,
     or_urc: Option<String>,
+    stop_if: Option<Condition>,
     completes_on: Option<String>,
+    expect: Option<Template>,
     fail: Option<FailKind>,
     #[serde(default)]
     explain: Vec<Explain>,
@@ -266,15 +279,16 @@ impl TryFrom<RawStep> for Step {
             }
             (None, None) => return Err("a step needs `send` or `wait_urc`".into()),
         };
-        let poll = match (r.until, r.every, r.within, r.or_urc) {
-            (Some(until), every, within, or_urc) => Some(Poll {
+        let poll = match (r.until, r.every, r.within, r.or_urc, r.stop_if) {
+            (Some(until), every, within, or_urc, stop_if) => Some(Poll {
                 until,
                 every: every.map_or(Duration::from_secs(1), |d| d.0),
                 within,
                 or_urc,
+                stop_if,
             }),
-            (None, None, None, None) => None,
-            _ => return Err("`every`, `within` and `or_urc` need `until`".into()),
+            (None, None, None, None, None) => None,
+            _ => return Err("`every`, `within`, `or_urc` and `stop_if` need `until`".into()),
         };
         if poll.is_some() && matches!(action, Action::WaitUrc { .. }) {
             return Err("`until` polls a command; it does not go with `wait_urc`".into());
@@ -289,6 +303,7 @@ impl TryFrom<RawStep> for Step {
             retry_delay: r.retry_delay.map_or(Duration::from_millis(500), |d| d.0),
             poll,
             completes_on: r.completes_on,
+            expect: r.expect,
             fail: r.fail.unwrap_or(FailKind::At),
             explain: r.explain,
             hint: r.hint,

@@ -94,6 +94,8 @@ impl Vars {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Filter {
     Quote,
+    /// Quoted without escapes, as 3GPP modules (Quectel, Luat) read a string parameter.
+    QuotePlain,
     Len,
     Short(usize),
     Count,
@@ -251,6 +253,7 @@ fn parse_var(inner: &str) -> Result<Piece, String> {
                 ),
                 _ => match f {
                     "q" => Filter::Quote,
+                    "qs" => Filter::QuotePlain,
                     "len" => Filter::Len,
                     "count" => Filter::Count,
                     "qlist" => Filter::QuoteList,
@@ -259,7 +262,7 @@ fn parse_var(inner: &str) -> Result<Piece, String> {
                     "nocolon" => Filter::NoColon,
                     _ => {
                         return Err(format!(
-                            "unknown filter `{f}` (known: q, len, short:N, count, qlist, upper, lower, nocolon)"
+                            "unknown filter `{f}` (known: q, qs, len, short:N, count, qlist, upper, lower, nocolon)"
                         ));
                     }
                 },
@@ -279,6 +282,7 @@ fn apply(value: &Value, filters: &[Filter]) -> String {
         let cur = || joined.clone().unwrap_or_else(|| items.join(","));
         match f {
             Filter::Quote => joined = Some(quote(&cur())),
+            Filter::QuotePlain => joined = Some(format!("\"{}\"", cur())),
             Filter::Len => joined = Some(cur().len().to_string()),
             Filter::Short(n) => {
                 let c = cur();
@@ -417,7 +421,8 @@ impl Pattern {
 }
 
 /// A condition: a rendered template that is either `A OP B` (numbers compared; `==` and `!=`
-/// also compare text) or a single value, true when non-empty and not `0` or `false`.
+/// also compare text) or a single value, true when non-empty and not `0` or `false`; `||`
+/// joins alternatives (`{reg} == 1 || {reg} == 5`) and `&&` binds tighter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Condition(pub Template);
 
@@ -433,6 +438,22 @@ impl Condition {
 }
 
 fn eval(text: &str) -> Result<bool, String> {
+    if text.contains("||") {
+        for part in text.split("||") {
+            if eval(part)? {
+                return Ok(true);
+            }
+        }
+        return Ok(false);
+    }
+    if text.contains("&&") {
+        for part in text.split("&&") {
+            if !eval(part)? {
+                return Ok(false);
+            }
+        }
+        return Ok(true);
+    }
     for op in [">=", "<=", "==", "!=", ">", "<"] {
         if let Some((a, b)) = text.split_once(op) {
             let (a, b) = (a.trim(), b.trim());

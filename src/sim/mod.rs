@@ -7,6 +7,7 @@
 
 pub mod esp32;
 pub mod pty;
+pub mod quectel;
 pub mod replay;
 pub mod runner;
 
@@ -46,6 +47,10 @@ pub const EMULATORS: &[(&str, &str)] = &[
         "esp32-at-v2",
         "ESP32 with ESP-AT 2.2 (legacy PKI partitions, AT+SYSFLASH)",
     ),
+    (
+        "quectel",
+        "Quectel EC200U, standard AT firmware (UFS files, AT+QSSLCFG, AT+QMT*)",
+    ),
 ];
 
 /// Parses `24:0a:c4:00:00:01` (or with dashes, or bare hex).
@@ -83,6 +88,8 @@ pub struct SimOptions {
     pub realistic: bool,
     /// The broker acknowledges publishes but never delivers them.
     pub deny_receive: bool,
+    /// Family-specific settings, `KEY` or `KEY=VALUE` (`atprov sim --help` lists them).
+    pub module: Vec<String>,
 }
 
 /// Makes the model a built-in emulator name stands for.
@@ -92,6 +99,9 @@ pub fn model(name: &str) -> Result<Box<dyn ModelBox>, String> {
 
 /// Makes the model a built-in emulator name stands for, configured.
 pub fn model_with(name: &str, options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
+    if name == "quectel" {
+        return quectel_model(options);
+    }
     let generation = match name {
         "esp32-at" => esp32::Generation::V3,
         "esp32-at-v2" => esp32::Generation::V2,
@@ -116,6 +126,62 @@ pub fn model_with(name: &str, options: &SimOptions) -> Result<Box<dyn ModelBox>,
     config.deny_receive = options.deny_receive;
     config.state_dir = options.state_dir.clone();
     let model = esp32::Esp32::with_config(config).map_err(|e| {
+        format!(
+            "emulator state directory {}: {e}",
+            options
+                .state_dir
+                .as_deref()
+                .unwrap_or(std::path::Path::new("?"))
+                .display()
+        )
+    })?;
+    Ok(Box::new(model))
+}
+
+/// Settings `--module` takes for the Quectel emulator.
+pub const QUECTEL_SETTINGS: &str = "imei=N, no-sim, registration=home|roaming|denied, urcport=usbat|uart1, clock-set, open-result=N, corrupt-upload, quecpython, aliyun=PK:DN:SECRET";
+
+fn quectel_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
+    use quectel::{QuectelConfig, Registration, Sim};
+    let mut c = QuectelConfig {
+        trust: options.trust.clone(),
+        state_dir: options.state_dir.clone(),
+        deny_receive: options.deny_receive,
+        ntp: !options.sntp_never,
+        ..QuectelConfig::default()
+    };
+    if options.realistic {
+        c.open_time = Duration::from_millis(1500);
+    }
+    for setting in &options.module {
+        let (k, v) = setting.split_once('=').unwrap_or((setting, ""));
+        let bad = || format!("--module {setting}: the Quectel emulator takes {QUECTEL_SETTINGS}");
+        match (k, v) {
+            ("imei", v) if v.len() == 15 && v.bytes().all(|b| b.is_ascii_digit()) => {
+                c.imei = v.into()
+            }
+            ("no-sim", "") => c.sim = Sim::Missing,
+            ("registration", "home") => c.registration = Registration::Home { searching: 1 },
+            ("registration", "roaming") => c.registration = Registration::Roaming,
+            ("registration", "denied") => c.registration = Registration::Denied,
+            ("urcport", p @ ("usbat" | "uart1")) => c.urcport = p.into(),
+            ("clock-set", "") => c.clock_unset = false,
+            ("open-result", n) => c.open_result = Some(n.parse().map_err(|_| bad())?),
+            ("corrupt-upload", "") => c.corrupt_upload = true,
+            ("quecpython", "") => c.quecpython = true,
+            ("aliyun", t) => {
+                let mut parts = t.splitn(3, ':');
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some(pk), Some(dn), Some(s)) if !pk.is_empty() && !dn.is_empty() => {
+                        c.aliyun = Some((pk.into(), dn.into(), s.into()))
+                    }
+                    _ => return Err(bad()),
+                }
+            }
+            _ => return Err(bad()),
+        }
+    }
+    let model = quectel::Quectel::with_config(c).map_err(|e| {
         format!(
             "emulator state directory {}: {e}",
             options

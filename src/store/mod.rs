@@ -3,6 +3,7 @@
 //! compares it byte for byte; content already identical is not rewritten unless forced.
 
 pub mod esp_at;
+pub mod quectel;
 
 use crate::at::{Command, Engine, Response};
 use crate::exit::{Code, Failure};
@@ -12,7 +13,7 @@ use crate::profile::{Store, StoreKind};
 /// What a probe found out about the module's store.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StoreInfo {
-    /// `mfg_nvs` (ESP-AT 3.1+) or `partitions` (ESP-AT 2.x).
+    /// `mfg_nvs` (ESP-AT 3.1+), `partitions` (ESP-AT 2.x) or `ufs` (Quectel).
     pub generation: &'static str,
     /// Namespaces or partitions the module lists.
     pub slots: Vec<String>,
@@ -38,6 +39,7 @@ pub struct ItemReport {
 pub async fn probe(engine: &Engine, store: &Store) -> Result<StoreInfo, Failure> {
     match store.kind {
         StoreKind::EspAt => esp_at::probe(engine, store).await,
+        StoreKind::QuectelUfs => quectel::probe(engine).await,
     }
 }
 
@@ -52,6 +54,7 @@ pub async fn write(
 ) -> Result<Vec<ItemReport>, Failure> {
     match store.kind {
         StoreKind::EspAt => esp_at::write(engine, store, info, creds, force, on_item).await,
+        StoreKind::QuectelUfs => quectel::write(engine, store, creds, on_item).await,
     }
 }
 

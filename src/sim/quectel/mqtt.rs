@@ -1,0 +1,288 @@
+//! The emulated Quectel's SSL contexts (`AT+QSSLCFG`) and MQTT client (`AT+QMT*`), with a
+//! broker behind it: `AT+QMTOPEN` does DNS, TCP and the TLS handshake (checking the uploaded
+//! CA, certificate and key when `seclevel` is 2), `AT+QMTCONN` checks Aliyun sign-in when the
+//! emulator knows a device triple, and a publish comes back as `+QMTRECV` (length form) to a
+//! matching subscription. Results are URCs after `OK`, which reach the host only when the URC
+//! port is `uart1`.
+
+use std::collections::BTreeMap;
+
+use super::{OK, QuectelConfig};
+use crate::sim::runner::{Script, Step};
+use crate::sim::unquote;
+
+/// What MQTT sees of the rest of the module.
+pub struct Context<'a> {
+    pub files: &'a BTreeMap<String, Vec<u8>>,
+    pub pdp_active: bool,
+    pub clock_synced: bool,
+    pub config: &'a QuectelConfig,
+    pub urcport: &'a str,
+}
+
+impl Context<'_> {
+    fn urc(&self, line: &str) -> Vec<u8> {
+        if self.urcport == "uart1" {
+            format!("\r\n{line}\r\n").into_bytes()
+        } else {
+            tracing::info!(
+                "emulated Quectel: URC `{line}` went to the {} port",
+                self.urcport
+            );
+            Vec::new()
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Mqtt {
+    /// SSL context settings: (ctx, key) → value.
+    ssl: BTreeMap<(u8, String), String>,
+    /// MQTT settings of client 0: key → raw parameters.
+    cfg: BTreeMap<String, Vec<String>>,
+    open: bool,
+    connected: bool,
+    subscriptions: Vec<String>,
+    /// A publish waiting for its payload: (msgid, topic).
+    publishing: Option<(String, String)>,
+}
+
+fn err() -> Script {
+    vec![Step::Final(b"\r\nERROR\r\n".to_vec())]
+}
+
+fn ok_then(cx: &Context, delay: std::time::Duration, urc: &str) -> Script {
+    vec![
+        Step::Final(OK.to_vec()),
+        Step::Delay(delay),
+        Step::Send(cx.urc(urc)),
+    ]
+}
+
+impl Mqtt {
+    pub fn command(&mut self, name: &str, p: &[&str], line: &str, cx: &Context) -> Script {
+        let _ = line;
+        match name {
+            "AT+QSSLCFG" if p.len() >= 2 => {
+                let key = unquote(p[0]).to_ascii_lowercase();
+                let Ok(ctx) = p[1].trim().parse::<u8>() else {
+                    return err();
+                };
+                if p.len() == 2 {
+                    let v = self
+                        .ssl
+                        .get(&(ctx, key.clone()))
+                        .cloned()
+                        .unwrap_or_default();
+                    return vec![
+                        Step::Send(format!("\r\n+QSSLCFG: \"{key}\",{ctx},{v}\r\n").into_bytes()),
+                        Step::Final(OK.to_vec()),
+                    ];
+                }
+                if key == "alpn" {
+                    // This EC200U build has no ALPN.
+                    return err();
+                }
+                self.ssl.insert((ctx, key), p[2..].join(","));
+                vec![Step::Final(OK.to_vec())]
+            }
+            "AT+QMTCFG" if p.len() == 1 && p[0].trim() == "?" => vec![
+                Step::Send(b"\r\n+QMTCFG: \"version\",(0-5),(3,4)\r\n".to_vec()),
+                Step::Final(OK.to_vec()),
+            ],
+            "AT+QMTCFG" if p.len() >= 2 => {
+                let key = unquote(p[0]).to_ascii_lowercase();
+                self.cfg
+                    .insert(key, p[2..].iter().map(|s| unquote(s)).collect());
+                vec![Step::Final(OK.to_vec())]
+            }
+            "AT+QMTOPEN" if p.len() >= 3 => {
+                if self.open {
+                    return ok_then(cx, cx.config.open_time, "+QMTOPEN: 0,2");
+                }
+                let host = unquote(p[1]);
+                let result = match cx.config.open_result {
+                    Some(r) => r,
+                    None if !cx.pdp_active => 3,
+                    None if host.ends_with(".invalid") => 4,
+                    None => match self.handshake(cx) {
+                        Ok(()) => 0,
+                        Err(why) => {
+                            tracing::info!("emulated Quectel: TLS to {host} failed: {why}");
+                            5
+                        }
+                    },
+                };
+                self.open = result == 0;
+                ok_then(cx, cx.config.open_time, &format!("+QMTOPEN: 0,{result}"))
+            }
+            "AT+QMTCONN" if p.len() >= 2 => {
+                if !self.open {
+                    return ok_then(cx, std::time::Duration::from_millis(1), "+QMTCONN: 0,2");
+                }
+                let client = unquote(p[1]);
+                let user = p.get(2).map(|s| unquote(s)).unwrap_or_default();
+                let pass = p.get(3).map(|s| unquote(s)).unwrap_or_default();
+                let ret = match &cx.config.aliyun {
+                    Some(triple) if !aliyun_ok(triple, &client, &user, &pass) => 4,
+                    _ => 0,
+                };
+                self.connected = ret == 0;
+                ok_then(
+                    cx,
+                    std::time::Duration::from_millis(5),
+                    &format!("+QMTCONN: 0,0,{ret}"),
+                )
+            }
+            "AT+QMTSUB" if p.len() >= 4 => {
+                if !self.connected {
+                    return err();
+                }
+                let msgid = p[1].trim().to_string();
+                self.subscriptions.push(unquote(p[2]));
+                ok_then(
+                    cx,
+                    std::time::Duration::from_millis(2),
+                    &format!("+QMTSUB: 0,{msgid},0,1"),
+                )
+            }
+            "AT+QMTPUBEX" if p.len() >= 6 => {
+                if !self.connected {
+                    return err();
+                }
+                let Ok(len) = p[5].trim().parse::<usize>() else {
+                    return err();
+                };
+                self.publishing = Some((p[1].trim().to_string(), unquote(p[4])));
+                vec![Step::Prompt {
+                    bytes: b"> ".to_vec(),
+                    len,
+                }]
+            }
+            "AT+QMTDISC" => {
+                let was = self.connected;
+                self.connected = false;
+                self.open = false;
+                self.subscriptions.clear();
+                ok_then(
+                    cx,
+                    std::time::Duration::from_millis(1),
+                    if was {
+                        "+QMTDISC: 0,0"
+                    } else {
+                        "+QMTDISC: 0,-1"
+                    },
+                )
+            }
+            "AT+QMTCLOSE" => {
+                self.open = false;
+                self.connected = false;
+                ok_then(cx, std::time::Duration::from_millis(1), "+QMTCLOSE: 0,0")
+            }
+            _ => err(),
+        }
+    }
+
+    pub fn payload(&mut self, data: Vec<u8>, cx: &Context) -> Script {
+        let Some((msgid, topic)) = self.publishing.take() else {
+            return err();
+        };
+        let mut script = ok_then(
+            cx,
+            std::time::Duration::from_millis(2),
+            &format!("+QMTPUBEX: 0,{msgid},0"),
+        );
+        if self.subscriptions.contains(&topic) && !cx.config.deny_receive {
+            // recv/mode 0,1: the length before the quoted payload.
+            let mut urc = format!("+QMTRECV: 0,0,\"{topic}\",{},\"", data.len()).into_bytes();
+            urc.extend_from_slice(&data);
+            urc.push(b'"');
+            let mut line = b"\r\n".to_vec();
+            line.extend(urc);
+            line.extend_from_slice(b"\r\n");
+            if cx.urcport == "uart1" {
+                script.push(Step::Delay(std::time::Duration::from_millis(3)));
+                script.push(Step::Send(line));
+            }
+        }
+        script
+    }
+
+    /// The TLS handshake as the broker sees it.
+    fn handshake(&self, cx: &Context) -> Result<(), String> {
+        let Some(enabled) = self.cfg.get("ssl") else {
+            return Ok(());
+        };
+        if enabled.first().map(String::as_str) != Some("1") {
+            return Ok(());
+        }
+        let ctx: u8 = enabled.get(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let get = |k: &str| self.ssl.get(&(ctx, k.to_string())).map(|v| unquote(v));
+        let seclevel = get("seclevel").unwrap_or_else(|| "0".into());
+        if seclevel == "0" {
+            return Ok(());
+        }
+        let file = |k: &str| -> Result<Vec<u8>, String> {
+            let name = get(k).ok_or(format!("SSL context {ctx} has no {k}"))?;
+            cx.files
+                .get(&name)
+                .cloned()
+                .ok_or(format!("{k} file {name} does not exist"))
+        };
+        let ca = file("cacert")?;
+        let ignore_time = get("ignorelocaltime").is_none_or(|v| v == "1");
+        if !ignore_time && !cx.clock_synced {
+            return Err("certificate not yet valid: the clock is at 1980".into());
+        }
+        if seclevel == "2" {
+            let cert = file("clientcert")?;
+            let key = file("clientkey")?;
+            let trust = cx.config.trust.as_deref().unwrap_or(&ca);
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            crate::pki::check::check_bytes(
+                ("trusted CA", trust),
+                ("clientcert", &cert),
+                ("clientkey", &key),
+                None,
+                now,
+            )
+            .map_err(|p| p.join("; "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether an Aliyun connect carries the triple's signature.
+fn aliyun_ok(triple: &(String, String, String), client: &str, user: &str, pass: &str) -> bool {
+    use crate::cloud::aliyun::{Device, Method, mqtt_direct};
+    let (pk, dn, secret) = triple;
+    let Some((cid, block)) = client.split_once('|') else {
+        return false;
+    };
+    let field = |k: &str| {
+        block
+            .trim_end_matches('|')
+            .split(',')
+            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+            .map(str::to_string)
+    };
+    let method = field("signmethod")
+        .and_then(|m| Method::parse(&m))
+        .unwrap_or(Method::Hmacmd5);
+    let securemode = field("securemode")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let device = Device {
+        product_key: pk,
+        device_name: dn,
+    };
+    let want = mqtt_direct(
+        &device,
+        secret,
+        cid,
+        method,
+        field("timestamp").as_deref(),
+        securemode,
+    );
+    user == want.username && pass.eq_ignore_ascii_case(&want.password)
+}

@@ -1,0 +1,161 @@
+//! Quectel UFS (reference `cellular.md` §3.4): each credential is a file, deleted first
+//! (`AT+QFDEL`, a missing file is fine), uploaded with `AT+QFUPL="UFS:name",size,100`
+//! (`CONNECT`, exactly `size` raw bytes, then `+QFUPL: <size>,<xor16>`), and accepted only when
+//! the size and the XOR-16 checksum the module reports equal the host's, and `AT+QFLST` lists
+//! the file with that size. `+CME ERROR: 407` (the file exists) is answered with a delete and
+//! one retry. The module cannot cheaply read a file back, so every flash uploads.
+
+use std::time::Duration;
+
+use super::{ItemReport, StoreInfo, must};
+use crate::at::{Command, Engine};
+use crate::exit::{Code, Failure};
+use crate::pki::Credentials;
+use crate::pki::checksum::qfupl_checksum;
+use crate::profile::Store;
+
+/// Lists the UFS files.
+pub async fn probe(engine: &Engine) -> Result<StoreInfo, Failure> {
+    let resp = must(engine, Command::new(r#"AT+QFLST="*""#), "listing UFS files").await?;
+    let slots = resp
+        .info
+        .iter()
+        .filter_map(|l| l.strip_prefix("+QFLST: "))
+        .filter_map(|l| l.split(',').next())
+        .map(|n| n.trim_matches('"').to_string())
+        .collect();
+    Ok(StoreInfo {
+        generation: "ufs",
+        slots,
+        sizes: Vec::new(),
+    })
+}
+
+fn ufs(name: &str) -> String {
+    if name.contains(':') {
+        name.to_string()
+    } else {
+        format!("UFS:{name}")
+    }
+}
+
+/// Uploads and verifies the three files.
+pub async fn write(
+    engine: &Engine,
+    store: &Store,
+    creds: &Credentials,
+    on_item: &mut (dyn FnMut(&str) + Send),
+) -> Result<Vec<ItemReport>, Failure> {
+    let items: [(&'static str, &str, &[u8]); 3] = [
+        ("ca", &store.ca, &creds.ca),
+        ("cert", &store.cert, &creds.cert),
+        ("key", &store.key, creds.key()),
+    ];
+    let mut out = Vec::new();
+    for (item, name, bytes) in items {
+        let file = ufs(name);
+        on_item(&file);
+        upload(engine, &file, bytes, item == "key").await?;
+        out.push(ItemReport {
+            item,
+            slot: file,
+            bytes: bytes.len(),
+            action: "written",
+        });
+    }
+    Ok(out)
+}
+
+async fn delete(engine: &Engine, file: &str) -> Result<(), Failure> {
+    let resp = engine
+        .run(Command::new(format!("AT+QFDEL={file:?}")))
+        .await?;
+    let missing = resp
+        .final_line
+        .as_deref()
+        .is_some_and(|l| l.ends_with(": 405"));
+    if resp.is_ok() || missing {
+        return Ok(());
+    }
+    Err(Failure::new(
+        crate::exit::code_for_status(&resp.status),
+        format!("deleting {file}: {}", resp.summary()),
+    ))
+}
+
+async fn upload(engine: &Engine, file: &str, bytes: &[u8], secret: bool) -> Result<(), Failure> {
+    delete(engine, file).await?;
+    // 100 s for the module to receive the bytes; the wire at 9600 baud needs ~1 s per KiB.
+    let line = format!("AT+QFUPL={file:?},{},100", bytes.len());
+    let mut retried = false;
+    let resp = loop {
+        let mut cmd = Command::new(line.clone())
+            .payload(bytes.to_vec())
+            .timeout(Duration::from_secs(30));
+        if secret {
+            cmd = cmd.secret_payload();
+        }
+        let resp = engine.run(cmd).await?;
+        let exists = resp
+            .final_line
+            .as_deref()
+            .is_some_and(|l| l.ends_with(": 407"));
+        if exists && !retried {
+            retried = true;
+            delete(engine, file).await?;
+            continue;
+        }
+        if !resp.is_ok() {
+            return Err(Failure::new(
+                crate::exit::code_for_status(&resp.status),
+                format!(
+                    "uploading {file}: {}; the file may be partial: run flash again",
+                    resp.summary()
+                ),
+            ));
+        }
+        break resp;
+    };
+    let reported = resp
+        .info
+        .iter()
+        .find_map(|l| l.strip_prefix("+QFUPL: "))
+        .ok_or_else(|| {
+            Failure::new(
+                Code::VerifyMismatch,
+                format!("uploading {file}: no `+QFUPL: <size>,<checksum>` line; the upload is not verified: run flash again"),
+            )
+        })?;
+    let (size, sum) = reported.split_once(',').unwrap_or((reported, ""));
+    let size: usize = size.trim().parse().unwrap_or(usize::MAX);
+    let sum = u16::from_str_radix(sum.trim(), 16).ok();
+    let host = qfupl_checksum(bytes);
+    if size != bytes.len() || sum != Some(host) {
+        return Err(Failure::new(
+            Code::VerifyMismatch,
+            format!(
+                "uploading {file}: the module stored {size} bytes with checksum {} but the host sent {} bytes with checksum {host:x}; bytes were lost or changed on the line (flow control?): run flash again",
+                sum.map_or("?".into(), |s| format!("{s:x}")),
+                bytes.len()
+            ),
+        ));
+    }
+    let listed = must(engine, Command::new(format!("AT+QFLST={file:?}")), file).await?;
+    let listed_size = listed
+        .info
+        .iter()
+        .find_map(|l| l.strip_prefix("+QFLST: "))
+        .and_then(|l| l.rsplit(',').next())
+        .and_then(|n| n.trim().parse::<usize>().ok());
+    if listed_size != Some(bytes.len()) {
+        return Err(Failure::new(
+            Code::VerifyMismatch,
+            format!(
+                "{file}: AT+QFLST lists {} bytes, {} were uploaded: run flash again",
+                listed_size.map_or("no file".into(), |n| n.to_string()),
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(())
+}

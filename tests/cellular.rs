@@ -1,0 +1,275 @@
+//! Cellular families end to end: the atprov binary over a real PTY against `atprov sim quectel`
+//! in another process, with the emulator's `--state DIR` inspected afterwards, and one test per
+//! gotcha of the reference notes (§7), each checking the exit code and the one line.
+
+mod common;
+
+use std::path::PathBuf;
+
+use atprov::pki::generate::{self, KeyKind};
+use common::{SimProcess, atprov};
+
+/// A CA, a device certificate and key signed by it, and job files.
+struct Bundle {
+    dir: tempfile::TempDir,
+}
+
+impl Bundle {
+    fn new() -> Bundle {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = generate::ca("test CA", 10).unwrap();
+        let dev = generate::device(
+            &ca.cert_pem,
+            &ca.key_pem,
+            "thing-1",
+            10,
+            KeyKind::P256,
+            None,
+        )
+        .unwrap();
+        let w = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        w("ca.pem", &ca.cert_pem);
+        w("dev.pem", &dev.cert_pem);
+        w("dev.key", &dev.key_pem);
+        let d = dir.path().display();
+        w(
+            "aws.toml",
+            &format!(
+                "[credentials]\nca = \"{d}/ca.pem\"\ncert = \"{d}/dev.pem\"\nkey = \"{d}/dev.key\"\n\
+                 [mqtt]\nhost = \"abc-ats.iot.eu-west-1.amazonaws.com\"\n[smoke]\ntimeout = \"2s\"\n"
+            ),
+        );
+        w(
+            "aliyun.toml",
+            &format!(
+                "[credentials]\nca = \"{d}/ca.pem\"\ncert = \"{d}/dev.pem\"\nkey = \"{d}/dev.key\"\n\
+                 [mqtt]\nhost = \"k1hipglLdjU.iot-as-mqtt.cn-shanghai.aliyuncs.com\"\nport = 1883\n\
+                 [aliyun]\nproduct_key = \"k1hipglLdjU\"\ndevice_name = \"{{imei}}\"\n\
+                 device_secret = \"fef32adf6dad46c2c7cbf335d3a7b021\"\n[smoke]\ntimeout = \"2s\"\n"
+            ),
+        );
+        Bundle { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn arg(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+}
+
+fn provision(sim: &SimProcess, job: &str, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec![
+        "provision",
+        "--profile",
+        "quectel",
+        "--port",
+        &sim.path,
+        "--job",
+        job,
+    ];
+    args.extend_from_slice(extra);
+    atprov(&args)
+}
+
+fn last_line(s: &str) -> &str {
+    s.lines().last().unwrap_or("")
+}
+
+#[test]
+fn quectel_provisions_aws_mutual_tls_with_byte_identical_files() {
+    let b = Bundle::new();
+    let state = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start("quectel", &["--state", state.path().to_str().unwrap()]);
+    let transcript = b.path("session.txt");
+    let (code, out, err) = provision(
+        &sim,
+        &b.arg("aws.toml"),
+        &["--json", "--transcript", transcript.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}\n{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["identity"]["imei"], "866834041644845");
+    assert_eq!(report["store"]["generation"], "ufs");
+    assert!(report["smoke_round_trip_ms"].is_number());
+    for (file, name) in [
+        ("atprov_ca.pem", "ca.pem"),
+        ("atprov_cert.pem", "dev.pem"),
+        ("atprov_key.pem", "dev.key"),
+    ] {
+        let stored = std::fs::read(state.path().join("ufs").join(file)).unwrap();
+        assert_eq!(stored, std::fs::read(b.path(name)).unwrap(), "{file}");
+    }
+    // The wrong URC port was found and fixed (kept in NVRAM).
+    let nvram = std::fs::read_to_string(state.path().join("nvram/urcport")).unwrap();
+    assert_eq!(nvram, "uart1");
+    let t = std::fs::read_to_string(&transcript).unwrap();
+    assert!(t.contains(r#"AT+QURCCFG="urcport","uart1""#), "{t}");
+    let key = std::fs::read_to_string(b.path("dev.key")).unwrap();
+    assert!(
+        !t.contains(key.lines().nth(1).unwrap()),
+        "the key is in the transcript"
+    );
+}
+
+#[test]
+fn quectel_provisions_with_aliyun_signing() {
+    let b = Bundle::new();
+    let state = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(
+        "quectel",
+        &[
+            "--state",
+            state.path().to_str().unwrap(),
+            "--module",
+            "imei=868488076506128",
+            "--module",
+            "aliyun=k1hipglLdjU:868488076506128:fef32adf6dad46c2c7cbf335d3a7b021",
+        ],
+    );
+    let transcript = b.path("session.txt");
+    let (code, out, err) = provision(
+        &sim,
+        &b.arg("aliyun.toml"),
+        &[
+            "--set",
+            "tls.seclevel=1",
+            "--transcript",
+            transcript.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}\n{out}");
+    assert!(out.contains("smoke: the message came back"), "{out}");
+    let t = std::fs::read_to_string(&transcript).unwrap();
+    assert!(
+        t.contains(r#"AT+QMTCONN=0,"868488076506128|securemode=2,signmethod=hmacmd5|","868488076506128&k1hipglLdjU",***"#),
+        "{t}"
+    );
+    assert!(
+        !t.contains("fef32adf"),
+        "the device secret is in the transcript"
+    );
+}
+
+/// Provisions against an emulator with `--module` settings; returns exit code and last line.
+fn fails_with(settings: &[&str], extra: &[&str]) -> (i32, String) {
+    let b = Bundle::new();
+    let mut args = Vec::new();
+    for s in settings {
+        args.push("--module");
+        args.push(s);
+    }
+    args.extend_from_slice(extra);
+    let sim = SimProcess::start("quectel", &args);
+    let (code, _out, err) = provision(&sim, &b.arg("aws.toml"), &[]);
+    (code, last_line(&err).to_string())
+}
+
+#[test]
+fn every_qmtopen_failure_is_explained() {
+    for (result, code, words) in [
+        ("-1", 12, "could not open a network connection"),
+        ("3", 12, "PDP context could not be activated"),
+        (
+            "4",
+            12,
+            "cannot resolve abc-ats.iot.eu-west-1.amazonaws.com",
+        ),
+        ("5", 13, "refused the certificate"),
+    ] {
+        let (got, line) = fails_with(&[&format!("open-result={result}")], &[]);
+        assert_eq!(got, code, "+QMTOPEN: 0,{result}: {line}");
+        assert!(line.starts_with("atprov: open network: "), "{line}");
+        assert!(line.contains(words), "+QMTOPEN: 0,{result}: {line}");
+        assert!(line.contains(&format!("`+QMTOPEN: 0,{result}`")), "{line}");
+    }
+}
+
+#[test]
+fn a_wrong_upload_checksum_is_detected() {
+    let (code, line) = fails_with(&["corrupt-upload"], &[]);
+    assert_eq!(code, 11, "{line}");
+    assert!(
+        line.contains("UFS:atprov_ca.pem") && line.contains("checksum"),
+        "{line}"
+    );
+}
+
+#[test]
+fn no_sim_is_named() {
+    let (code, line) = fails_with(&["no-sim"], &[]);
+    assert_eq!(code, 12, "{line}");
+    assert!(line.contains("SIM: no SIM card"), "{line}");
+}
+
+#[test]
+fn denied_registration_fails_at_once() {
+    let started = std::time::Instant::now();
+    let (code, line) = fails_with(&["registration=denied"], &[]);
+    assert_eq!(code, 12, "{line}");
+    assert!(line.contains("registration: registration denied"), "{line}");
+    // Not the 120 s the registration may otherwise take.
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+}
+
+#[test]
+fn a_quecpython_build_is_refused_before_anything_is_written() {
+    let b = Bundle::new();
+    let state = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(
+        "quectel",
+        &[
+            "--module",
+            "quecpython",
+            "--state",
+            state.path().to_str().unwrap(),
+        ],
+    );
+    let (code, _out, err) = provision(&sim, &b.arg("aws.toml"), &[]);
+    assert_eq!(code, 7, "{err}");
+    assert!(last_line(&err).contains("QuecPython"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(state.path().join("ufs")).unwrap().count(),
+        0
+    );
+}
+
+#[test]
+fn a_clock_at_1980_is_synced_or_certificate_dates_are_ignored() {
+    // NTP works: the clock is set and certificate dates are checked.
+    let b = Bundle::new();
+    let sim = SimProcess::start("quectel", &[]);
+    let t = b.path("synced.txt");
+    let (code, _, err) = provision(
+        &sim,
+        &b.arg("aws.toml"),
+        &["--transcript", t.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&t).unwrap();
+    assert!(
+        text.contains(r#"AT+QSSLCFG="ignorelocaltime",2,0"#),
+        "{text}"
+    );
+    // NTP never answers: the clock stays at 1980 and TLS goes on without date checks, said so.
+    let sim = SimProcess::start("quectel", &["--no-sntp"]);
+    let t = b.path("unsynced.txt");
+    let (code, _, err) = provision(
+        &sim,
+        &b.arg("aws.toml"),
+        &["--transcript", t.to_str().unwrap(), "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&t).unwrap();
+    assert!(text.contains(r#"+CCLK: "80/01/06"#), "{text}");
+    assert!(
+        text.contains(r#"AT+QSSLCFG="ignorelocaltime",2,1"#),
+        "{text}"
+    );
+    assert!(
+        err.contains("sync clock: NTP server pool.ntp.org did not answer"),
+        "{err}"
+    );
+}

@@ -152,3 +152,65 @@ fn a_missing_secret_is_one_line_naming_the_flag() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("--device-secret"), "{err}");
 }
+
+#[test]
+fn an_aws_authorizer_username_carries_the_openssl_signature() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let key = fixtures.join("authorizer-signing-key.pem");
+    // Made with: printf tok-123 | openssl dgst -sha256 -sign KEY | openssl base64 -A
+    let expected =
+        std::fs::read_to_string(fixtures.join("authorizer-signature-tok-123.b64")).unwrap();
+    let got = run(&[
+        "sign".into(),
+        "aws-authorizer".into(),
+        "--json".into(),
+        "--name".into(),
+        "dev1".into(),
+        "--authorizer".into(),
+        "MyAuth".into(),
+        "--token-key-name".into(),
+        "tok".into(),
+        "--token".into(),
+        "tok-123".into(),
+        "--signing-key".into(),
+        key.display().to_string(),
+    ]);
+    assert_eq!(got["signature"], expected.trim());
+    let encoded = expected
+        .trim()
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    assert_eq!(
+        got["username"],
+        format!(
+            "dev1?x-amz-customauthorizer-name=MyAuth&x-amz-customauthorizer-signature={encoded}&tok=tok-123"
+        )
+    );
+    assert_eq!(got["alpn"], "mqtt");
+}
+
+#[test]
+fn an_ec_key_cannot_sign_for_an_authorizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = atprov::pki::generate::ca("x", 1).unwrap();
+    let key = dir.path().join("ec.key");
+    std::fs::write(&key, ca.key_pem).unwrap();
+    let (code, _, err) = atprov(&[
+        "sign",
+        "aws-authorizer",
+        "--name",
+        "d",
+        "--authorizer",
+        "A",
+        "--token-key-name",
+        "t",
+        "--token",
+        "v",
+        "--signing-key",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not an RSA key"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

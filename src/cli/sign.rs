@@ -1,6 +1,7 @@
 //! `atprov sign aliyun`: Aliyun IoT Platform sign-in computed on the host (what people used to
 //! get from an online HMAC page): the MQTT client id, username and password of a device, or
-//! the request of a one-type-one-secret dynamic registration.
+//! the request of a one-type-one-secret dynamic registration; and `atprov sign aws-authorizer`:
+//! the username of an AWS IoT custom-authorizer connect.
 
 use std::path::PathBuf;
 
@@ -20,6 +21,30 @@ pub enum SignCloud {
     /// Aliyun IoT Platform: MQTT client id, username and password (one device, one secret), or
     /// a dynamic registration (--register, with the product secret).
     Aliyun(AliyunArgs),
+    /// AWS IoT Core custom authorizer: the MQTT username carrying the token and its RSA-SHA256
+    /// signature (connect on 443 with ALPN `mqtt`).
+    AwsAuthorizer(AwsAuthorizerArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AwsAuthorizerArgs {
+    /// What comes before `?` in the username (often the client id).
+    #[arg(long)]
+    pub name: String,
+    /// The authorizer's name (CreateAuthorizer --authorizer-name).
+    #[arg(long)]
+    pub authorizer: String,
+    /// The token key name (CreateAuthorizer --token-key-name).
+    #[arg(long)]
+    pub token_key_name: String,
+    /// The token (or set ATPROV_AUTHORIZER_TOKEN).
+    #[arg(long, env = "ATPROV_AUTHORIZER_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// The RSA private key whose public half the authorizer holds (PEM or DER, PKCS#1 or #8).
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: PathBuf,
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How a device registers itself with the product secret.
@@ -78,6 +103,7 @@ pub struct AliyunArgs {
 pub fn run(args: SignArgs) -> Result<(), Failure> {
     match args.cloud {
         SignCloud::Aliyun(a) => aliyun(a),
+        SignCloud::AwsAuthorizer(a) => aws_authorizer(a),
     }
 }
 
@@ -148,6 +174,49 @@ fn aliyun(a: AliyunArgs) -> Result<(), Failure> {
     );
     let content = aliyun::sign_content(&device, client_id, a.timestamp.as_deref());
     print_sign_in(&s, &content, a.json)
+}
+
+fn aws_authorizer(a: AwsAuthorizerArgs) -> Result<(), Failure> {
+    use crate::cloud::aws;
+    let shown = a.signing_key.display();
+    let loaded = crate::pki::load::load(&a.signing_key)
+        .map_err(|e| Failure::usage(format!("--signing-key {shown}: {e}")))?;
+    if loaded.is_encrypted_key() {
+        return Err(Failure::usage(format!(
+            "--signing-key {shown}: the key is encrypted; decrypt it (openssl pkey -in {shown} -out plain.pem)"
+        )));
+    }
+    let (der, format) = loaded
+        .private_key()
+        .ok_or_else(|| Failure::usage(format!("--signing-key {shown}: no private key in it")))?;
+    let signature = aws::sign_token(der, format, &a.token)
+        .map_err(|e| Failure::usage(format!("--signing-key {shown}: {e}")))?;
+    let username = aws::authorizer_username(
+        &a.name,
+        &a.authorizer,
+        &signature,
+        &a.token_key_name,
+        &a.token,
+    );
+    if a.json {
+        let v = json!({
+            "username": username,
+            "signature": signature,
+            "usernameLength": username.len(),
+            "alpn": "mqtt",
+            "port": 443,
+        });
+        println!("{v:#}");
+    } else {
+        println!("{username}");
+        if username.len() > 256 {
+            eprintln!(
+                "note: the username is {} bytes: over Luat's 256-byte field; ESP-AT sends it with AT+MQTTLONGUSERNAME",
+                username.len()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn print_sign_in(s: &aliyun::MqttSignIn, content: &str, json: bool) -> Result<(), Failure> {

@@ -5,3 +5,4 @@
 //!   parameters and one-type-one-secret dynamic registration.
 
 pub mod aliyun;
+pub mod aws;

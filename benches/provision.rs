@@ -72,7 +72,7 @@ fn main() {
         ..JobArgs::default()
     };
     let job = Job::build(&args, &profile.defaults).unwrap();
-    let creds = provision::check_credentials(&job).unwrap();
+    let creds = provision::check_credentials(&job, &profile).unwrap();
 
     println!("provision against the emulated ESP32 (esp32-at, 115200 baud, realistic latencies)");
     println!("bound: wire time + latencies as configured; slept: as the emulator's timers slept");

@@ -161,8 +161,9 @@ impl Device {
                     cmd = cmd.secret_payload();
                 }
             }
-            if let Some(prefix) = &step.completes_on {
-                cmd = cmd.completes_on(&[prefix.as_str()], self.timeout(step)?);
+            if !step.completes_on.is_empty() {
+                let prefixes: Vec<&str> = step.completes_on.iter().map(String::as_str).collect();
+                cmd = cmd.completes_on(&prefixes, self.timeout(step)?);
             }
             let resp = self.engine.run(cmd).await?;
             self.backlog.extend(resp.urcs.iter().cloned());

@@ -430,11 +430,13 @@ fn smoke_payload(unit: &str) -> String {
     format!("{{\"atprov\":\"smoke\",\"unit\":\"{unit}\",\"nonce\":\"{nanos:x}\"}}")
 }
 
-/// Checks credentials on the host, before any module is touched.
-pub fn check_credentials(job: &Job) -> Result<Credentials, Failure> {
+/// Checks credentials on the host, before any module is touched, against the limits of the
+/// profile's module family (a Luat module takes RSA keys only).
+pub fn check_credentials(job: &Job, profile: &Profile) -> Result<Credentials, Failure> {
     let (ca, cert, key) = job.credential_paths().map_err(Failure::usage)?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    crate::pki::check::check(ca, cert, key, None, now).map_err(|problems| {
+    let target = crate::pki::check::Target::from_profile(&profile.name);
+    crate::pki::check::check(ca, cert, key, target, now).map_err(|problems| {
         Failure::new(
             Code::Credentials,
             format!(

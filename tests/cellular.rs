@@ -273,3 +273,162 @@ fn a_clock_at_1980_is_synced_or_certificate_dates_are_ignored() {
         "{err}"
     );
 }
+
+/// RSA credentials (Luat's TLS stack takes RSA keys only), committed as test fixtures.
+fn rsa_job(dir: &std::path::Path, extra: &str) -> String {
+    let f = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rsa");
+    let d = f.display();
+    let job = dir.join("luat.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[credentials]\nca = \"{d}/ca.pem\"\ncert = \"{d}/dev.pem\"\nkey = \"{d}/dev.key\"\n\
+             [smoke]\ntimeout = \"2s\"\n{extra}"
+        ),
+    )
+    .unwrap();
+    job.display().to_string()
+}
+
+fn luat(sim: &SimProcess, job: &str, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec![
+        "provision",
+        "--profile",
+        "air780ep",
+        "--port",
+        &sim.path,
+        "--job",
+        job,
+    ];
+    args.extend_from_slice(extra);
+    atprov(&args)
+}
+
+#[test]
+fn air780ep_provisions_aws_mutual_tls_and_logs_in_at_once_after_connect_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let job = rsa_job(
+        dir.path(),
+        "[mqtt]\nhost = \"abc-ats.iot.eu-west-1.amazonaws.com\"\n",
+    );
+    let sim = SimProcess::start("air780ep", &["--state", state.path().to_str().unwrap()]);
+    let t = dir.path().join("session.txt");
+    let (code, out, err) = luat(&sim, &job, &["--json", "--transcript", t.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}\n{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["identity"]["imei"], "868488076506128");
+    assert!(report["smoke_round_trip_ms"].is_number());
+    let f = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rsa");
+    for (file, name) in [
+        ("atprov_ca.crt", "ca.pem"),
+        ("atprov_dev.crt", "dev.pem"),
+        ("atprov_dev.key", "dev.key"),
+    ] {
+        let stored = std::fs::read(state.path().join("fs").join(file)).unwrap();
+        assert_eq!(stored, std::fs::read(f.join(name)).unwrap(), "{file}");
+    }
+    // The login follows CONNECT OK with no other command in between (§7 Luat 1).
+    let text = std::fs::read_to_string(&t).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    let ok = lines
+        .iter()
+        .position(|l| l.contains("CONNECT OK"))
+        .expect("CONNECT OK");
+    let next_host_line = lines[ok + 1..]
+        .iter()
+        .find(|l| l.starts_with(">>"))
+        .unwrap();
+    assert!(
+        next_host_line.starts_with(">> AT+MCONNECT="),
+        "{next_host_line}"
+    );
+    let key = std::fs::read_to_string(f.join("dev.key")).unwrap();
+    assert!(
+        !text.contains(key.lines().nth(1).unwrap()),
+        "the key is in the transcript"
+    );
+}
+
+#[test]
+fn air780ep_provisions_with_aliyun_signing() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = rsa_job(
+        dir.path(),
+        "[mqtt]\nhost = \"k1hipglLdjU.iot-as-mqtt.cn-shanghai.aliyuncs.com\"\nport = 1883\n\
+         [aliyun]\nproduct_key = \"k1hipglLdjU\"\ndevice_name = \"{imei}\"\n\
+         device_secret = \"fef32adf6dad46c2c7cbf335d3a7b021\"\n",
+    );
+    let sim = SimProcess::start(
+        "air780ep",
+        &[
+            "--module",
+            "aliyun=k1hipglLdjU:868488076506128:fef32adf6dad46c2c7cbf335d3a7b021",
+        ],
+    );
+    let (code, out, err) = luat(&sim, &job, &["--set", "tls.seclevel=1"]);
+    assert_eq!(code, 0, "{err}\n{out}");
+    assert!(out.contains("smoke: the message came back"), "{out}");
+    // A wrong secret: the broker closes the connection, explained.
+    let bad = rsa_job(
+        dir.path(),
+        "[mqtt]\nhost = \"k1hipglLdjU.iot-as-mqtt.cn-shanghai.aliyuncs.com\"\nport = 1883\n\
+         [aliyun]\nproduct_key = \"k1hipglLdjU\"\ndevice_name = \"{imei}\"\ndevice_secret = \"wrong\"\n",
+    );
+    let (code, _, err) = luat(&sim, &bad, &["--set", "tls.seclevel=1"]);
+    assert_eq!(code, 13, "{err}");
+    assert!(
+        last_line(&err).contains("connect MQTT: the broker closed the connection"),
+        "{err}"
+    );
+}
+
+#[test]
+fn air780ep_refuses_an_ec_key_before_uploading() {
+    let b = Bundle::new(); // P-256 credentials
+    let state = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start("air780ep", &["--state", state.path().to_str().unwrap()]);
+    let (code, _, err) = luat(&sim, &b.arg("aws.toml"), &[]);
+    assert_eq!(code, 10, "{err}");
+    assert!(last_line(&err).contains("RSA"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(state.path().join("fs")).unwrap().count(),
+        0
+    );
+}
+
+#[test]
+fn air780ep_says_it_has_no_alpn() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = rsa_job(
+        dir.path(),
+        "[mqtt]\nhost = \"abc-ats.iot.eu-west-1.amazonaws.com\"\nport = 443\nalpn = [\"x-amzn-mqtt-ca\"]\n",
+    );
+    let sim = SimProcess::start("air780ep", &[]);
+    let (code, _, err) = luat(&sim, &job, &[]);
+    assert_eq!(code, 13, "{err}");
+    assert!(last_line(&err).contains("has no ALPN"), "{err}");
+}
+
+#[test]
+fn air780ep_with_a_clock_at_1980_and_no_ntp_ignores_certificate_dates() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = rsa_job(
+        dir.path(),
+        "[mqtt]\nhost = \"abc-ats.iot.eu-west-1.amazonaws.com\"\n",
+    );
+    let sim = SimProcess::start("air780ep", &["--module", "clock-unset", "--no-sntp"]);
+    let t = dir.path().join("session.txt");
+    let (code, _, err) = luat(&sim, &job, &["--transcript", t.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&t).unwrap();
+    assert!(text.contains(r#"+CCLK: "80/01/06"#), "{text}");
+    assert!(
+        text.contains(r#"AT+SSLCFG="ignorelocaltime",88,1"#),
+        "{text}"
+    );
+    assert!(
+        err.contains("sync clock: NTP server ntp.aliyun.com did not answer"),
+        "{err}"
+    );
+}

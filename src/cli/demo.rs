@@ -98,7 +98,7 @@ client_id = "demo-{{unit_id}}"
         ..JobArgs::default()
     };
     let job = Job::build(&job_args, &profile.defaults).map_err(Failure::usage)?;
-    let credentials = provision::check_credentials(&job)?;
+    let credentials = provision::check_credentials(&job, &profile)?;
     let name = if args.legacy {
         "esp32-at-v2"
     } else {

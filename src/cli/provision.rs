@@ -31,7 +31,7 @@ pub async fn run(args: DeviceArgs, goal: Goal) -> Result<(), Failure> {
     let profile = Profile::load(&args.profile).map_err(|e| Failure::usage(e.0))?;
     let job = Job::build(&args.job, &profile.defaults).map_err(Failure::usage)?;
     let credentials = if goal.needs_credentials() {
-        Some(provision::check_credentials(&job)?)
+        Some(provision::check_credentials(&job, &profile)?)
     } else {
         None
     };

@@ -22,6 +22,7 @@ pub use template::{Condition, Pattern, Template, Value, Vars};
 pub const BUILTIN: &[(&str, &str)] = &[
     ("esp32-at", include_str!("../../profiles/esp32-at.toml")),
     ("quectel", include_str!("../../profiles/quectel.toml")),
+    ("air780ep", include_str!("../../profiles/air780ep.toml")),
 ];
 
 /// A device profile.
@@ -59,12 +60,32 @@ pub struct Profile {
     pub cleanup: Vec<Step>,
 }
 
+/// A string or a list of strings (`completes_on = "SUBACK"` or `["CONNACK OK", "CLOSED"]`).
+#[derive(Debug, Clone, Default)]
+struct OneOrMany(Vec<String>);
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match Raw::deserialize(d)? {
+            Raw::One(s) => OneOrMany(vec![s]),
+            Raw::Many(v) => OneOrMany(v),
+        })
+    }
+}
+
 /// Module families atprov has Rust logic for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Family {
     EspAt,
     Quectel,
+    Luat,
 }
 
 /// Serial defaults (the command line overrides them).
@@ -131,6 +152,8 @@ pub enum StoreKind {
     EspAt,
     /// Quectel UFS files: `AT+QFDEL`, `AT+QFUPL` (size and XOR-16 checked), `AT+QFLST`.
     QuectelUfs,
+    /// Luat files: `AT+FSDEL`, `AT+FSCREATE`, `AT+FSWRITE` (≤10,240 bytes a call), `AT+FSFLSIZE`.
+    LuatFs,
 }
 
 /// What a failed step means, which picks the exit code.
@@ -166,7 +189,7 @@ pub struct Step {
     /// Poll: resend every `every` until `until` holds, for at most `within`.
     pub poll: Option<Poll>,
     /// Ok when the command ends with this URC after its `OK` (e.g. `+MQTTCONNECTED:`).
-    pub completes_on: Option<String>,
+    pub completes_on: Vec<String>,
     /// The command succeeded only if a line of its response (info or URC) starts with this
     /// (e.g. `+QMTOPEN: 0,0`); any other outcome is a failure the `explain` table explains.
     pub expect: Option<Template>,
@@ -238,7 +261,8 @@ struct RawStep {
     within: Option<DurSpec>,
     or_urc: Option<String>,
     stop_if: Option<Condition>,
-    completes_on: Option<String>,
+    #[serde(default)]
+    completes_on: OneOrMany,
     expect: Option<Template>,
     fail: Option<FailKind>,
     #[serde(default)]
@@ -302,7 +326,7 @@ impl TryFrom<RawStep> for Step {
             retries: r.retries,
             retry_delay: r.retry_delay.map_or(Duration::from_millis(500), |d| d.0),
             poll,
-            completes_on: r.completes_on,
+            completes_on: r.completes_on.0,
             expect: r.expect,
             fail: r.fail.unwrap_or(FailKind::At),
             explain: r.explain,

@@ -6,6 +6,7 @@
 //! a pseudo-terminal ([`pty`]) so that tests exercise the real serial path.
 
 pub mod esp32;
+pub mod luat;
 pub mod pty;
 pub mod quectel;
 pub mod replay;
@@ -37,6 +38,47 @@ pub(crate) fn unquote(s: &str) -> String {
     out
 }
 
+/// Whether an emulated broker accepts an Aliyun connect: the client id, user name and password
+/// the device triple (product key, device name, secret) signs.
+pub(crate) fn aliyun_sign_in_ok(
+    triple: &(String, String, String),
+    client: &str,
+    user: &str,
+    pass: &str,
+) -> bool {
+    use crate::cloud::aliyun::{Device, Method, mqtt_direct};
+    let (pk, dn, secret) = triple;
+    let Some((cid, block)) = client.split_once('|') else {
+        return false;
+    };
+    let field = |k: &str| {
+        block
+            .trim_end_matches('|')
+            .split(',')
+            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+            .map(str::to_string)
+    };
+    let method = field("signmethod")
+        .and_then(|m| Method::parse(&m))
+        .unwrap_or(Method::Hmacmd5);
+    let securemode = field("securemode")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let device = Device {
+        product_key: pk,
+        device_name: dn,
+    };
+    let want = mqtt_direct(
+        &device,
+        secret,
+        cid,
+        method,
+        field("timestamp").as_deref(),
+        securemode,
+    );
+    user == want.username && pass.eq_ignore_ascii_case(&want.password)
+}
+
 /// The built-in emulators: name and what it is.
 pub const EMULATORS: &[(&str, &str)] = &[
     (
@@ -46,6 +88,10 @@ pub const EMULATORS: &[(&str, &str)] = &[
     (
         "esp32-at-v2",
         "ESP32 with ESP-AT 2.2 (legacy PKI partitions, AT+SYSFLASH)",
+    ),
+    (
+        "air780ep",
+        "Hezhou/Luat Air780EP, Luat AT firmware (FS files, SSL context 88, AT+M* MQTT)",
     ),
     (
         "quectel",
@@ -101,6 +147,9 @@ pub fn model(name: &str) -> Result<Box<dyn ModelBox>, String> {
 pub fn model_with(name: &str, options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
     if name == "quectel" {
         return quectel_model(options);
+    }
+    if name == "air780ep" {
+        return luat_model(options);
     }
     let generation = match name {
         "esp32-at" => esp32::Generation::V3,
@@ -169,29 +218,70 @@ fn quectel_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
             ("open-result", n) => c.open_result = Some(n.parse().map_err(|_| bad())?),
             ("corrupt-upload", "") => c.corrupt_upload = true,
             ("quecpython", "") => c.quecpython = true,
-            ("aliyun", t) => {
-                let mut parts = t.splitn(3, ':');
-                match (parts.next(), parts.next(), parts.next()) {
-                    (Some(pk), Some(dn), Some(s)) if !pk.is_empty() && !dn.is_empty() => {
-                        c.aliyun = Some((pk.into(), dn.into(), s.into()))
-                    }
-                    _ => return Err(bad()),
-                }
-            }
+            ("aliyun", t) => c.aliyun = Some(parse_triple(t).ok_or_else(bad)?),
             _ => return Err(bad()),
         }
     }
-    let model = quectel::Quectel::with_config(c).map_err(|e| {
-        format!(
-            "emulator state directory {}: {e}",
-            options
-                .state_dir
-                .as_deref()
-                .unwrap_or(std::path::Path::new("?"))
-                .display()
-        )
-    })?;
+    let model = quectel::Quectel::with_config(c).map_err(|e| state_error(options, e))?;
     Ok(Box::new(model))
+}
+
+/// Settings `--module` takes for the Air780EP emulator.
+pub const LUAT_SETTINGS: &str = "imei=N, no-sim, registration=home|roaming|denied, clock-unset, idle-kick=MS, aliyun=PK:DN:SECRET";
+
+fn luat_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
+    let mut c = luat::LuatConfig {
+        trust: options.trust.clone(),
+        state_dir: options.state_dir.clone(),
+        deny_receive: options.deny_receive,
+        ntp: !options.sntp_never,
+        ..luat::LuatConfig::default()
+    };
+    if options.realistic {
+        c.open_time = Duration::from_millis(1800);
+    }
+    for setting in &options.module {
+        let (k, v) = setting.split_once('=').unwrap_or((setting, ""));
+        let bad = || format!("--module {setting}: the Air780EP emulator takes {LUAT_SETTINGS}");
+        match (k, v) {
+            ("imei", v) if v.len() == 15 && v.bytes().all(|b| b.is_ascii_digit()) => {
+                c.imei = v.into()
+            }
+            ("no-sim", "") => c.sim = false,
+            ("registration", "home") => c.registration = 1,
+            ("registration", "roaming") => c.registration = 5,
+            ("registration", "denied") => c.registration = 3,
+            ("clock-unset", "") => c.clock_unset = true,
+            ("idle-kick", ms) => {
+                c.idle_kick = Duration::from_millis(ms.parse().map_err(|_| bad())?)
+            }
+            ("aliyun", t) => c.aliyun = Some(parse_triple(t).ok_or_else(bad)?),
+            _ => return Err(bad()),
+        }
+    }
+    let model = luat::Luat::with_config(c).map_err(|e| state_error(options, e))?;
+    Ok(Box::new(model))
+}
+
+fn parse_triple(t: &str) -> Option<(String, String, String)> {
+    let mut parts = t.splitn(3, ':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(pk), Some(dn), Some(s)) if !pk.is_empty() && !dn.is_empty() => {
+            Some((pk.into(), dn.into(), s.into()))
+        }
+        _ => None,
+    }
+}
+
+fn state_error(options: &SimOptions, e: std::io::Error) -> String {
+    format!(
+        "emulator state directory {}: {e}",
+        options
+            .state_dir
+            .as_deref()
+            .unwrap_or(std::path::Path::new("?"))
+            .display()
+    )
 }
 
 fn unknown(name: &str) -> String {

@@ -3,6 +3,7 @@
 //! compares it byte for byte; content already identical is not rewritten unless forced.
 
 pub mod esp_at;
+pub mod luat;
 pub mod quectel;
 
 use crate::at::{Command, Engine, Response};
@@ -13,7 +14,7 @@ use crate::profile::{Store, StoreKind};
 /// What a probe found out about the module's store.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StoreInfo {
-    /// `mfg_nvs` (ESP-AT 3.1+), `partitions` (ESP-AT 2.x) or `ufs` (Quectel).
+    /// `mfg_nvs` (ESP-AT 3.1+), `partitions` (ESP-AT 2.x) or `ufs` (Quectel) or `fs` (Luat).
     pub generation: &'static str,
     /// Namespaces or partitions the module lists.
     pub slots: Vec<String>,
@@ -40,6 +41,11 @@ pub async fn probe(engine: &Engine, store: &Store) -> Result<StoreInfo, Failure>
     match store.kind {
         StoreKind::EspAt => esp_at::probe(engine, store).await,
         StoreKind::QuectelUfs => quectel::probe(engine).await,
+        StoreKind::LuatFs => Ok(StoreInfo {
+            generation: "fs",
+            slots: Vec::new(),
+            sizes: Vec::new(),
+        }),
     }
 }
 
@@ -55,6 +61,7 @@ pub async fn write(
     match store.kind {
         StoreKind::EspAt => esp_at::write(engine, store, info, creds, force, on_item).await,
         StoreKind::QuectelUfs => quectel::write(engine, store, creds, on_item).await,
+        StoreKind::LuatFs => luat::write(engine, store, creds, on_item).await,
     }
 }
 

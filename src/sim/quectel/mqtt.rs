@@ -124,7 +124,11 @@ impl Mqtt {
                 let user = p.get(2).map(|s| unquote(s)).unwrap_or_default();
                 let pass = p.get(3).map(|s| unquote(s)).unwrap_or_default();
                 let ret = match &cx.config.aliyun {
-                    Some(triple) if !aliyun_ok(triple, &client, &user, &pass) => 4,
+                    Some(triple)
+                        if !crate::sim::aliyun_sign_in_ok(triple, &client, &user, &pass) =>
+                    {
+                        4
+                    }
                     _ => 0,
                 };
                 self.connected = ret == 0;
@@ -250,39 +254,4 @@ impl Mqtt {
         }
         Ok(())
     }
-}
-
-/// Whether an Aliyun connect carries the triple's signature.
-fn aliyun_ok(triple: &(String, String, String), client: &str, user: &str, pass: &str) -> bool {
-    use crate::cloud::aliyun::{Device, Method, mqtt_direct};
-    let (pk, dn, secret) = triple;
-    let Some((cid, block)) = client.split_once('|') else {
-        return false;
-    };
-    let field = |k: &str| {
-        block
-            .trim_end_matches('|')
-            .split(',')
-            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
-            .map(str::to_string)
-    };
-    let method = field("signmethod")
-        .and_then(|m| Method::parse(&m))
-        .unwrap_or(Method::Hmacmd5);
-    let securemode = field("securemode")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
-    let device = Device {
-        product_key: pk,
-        device_name: dn,
-    };
-    let want = mqtt_direct(
-        &device,
-        secret,
-        cid,
-        method,
-        field("timestamp").as_deref(),
-        securemode,
-    );
-    user == want.username && pass.eq_ignore_ascii_case(&want.password)
 }

@@ -1,0 +1,68 @@
+//! Luat file system (reference `cellular.md` §2.4): each credential is a file, deleted first
+//! (`AT+FSDEL`; `ERROR` when it did not exist is fine), created (`AT+FSCREATE`), written with
+//! `AT+FSWRITE="name",<0 from start|1 append>,<len>,<timeout s>` (a bare `>` prompt, at most
+//! 10,240 bytes a call, `TimeOut` when fewer bytes arrive), and accepted only when
+//! `AT+FSFLSIZE` reports the size written. Luat offers no checksum.
+
+use super::{ItemReport, must};
+use crate::at::{Command, Engine};
+use crate::exit::{Code, Failure};
+use crate::pki::Credentials;
+use crate::profile::Store;
+
+/// The most `AT+FSWRITE` takes in one call.
+pub const MAX_WRITE: usize = 10_240;
+
+/// Writes and checks the three files.
+pub async fn write(
+    engine: &Engine,
+    store: &Store,
+    creds: &Credentials,
+    on_item: &mut (dyn FnMut(&str) + Send),
+) -> Result<Vec<ItemReport>, Failure> {
+    let items: [(&'static str, &str, &[u8]); 3] = [
+        ("ca", &store.ca, &creds.ca),
+        ("cert", &store.cert, &creds.cert),
+        ("key", &store.key, creds.key()),
+    ];
+    let chunk = store.chunk.clamp(1, MAX_WRITE);
+    let mut out = Vec::new();
+    for (item, name, bytes) in items {
+        on_item(name);
+        // A missing file answers ERROR: nothing to delete.
+        engine
+            .run(Command::new(format!("AT+FSDEL={name:?}")))
+            .await?;
+        must(engine, Command::new(format!("AT+FSCREATE={name:?}")), name).await?;
+        for (i, part) in bytes.chunks(chunk).enumerate() {
+            let mode = u8::from(i > 0);
+            let mut cmd = Command::new(format!("AT+FSWRITE={name:?},{mode},{},15", part.len()))
+                .payload(part.to_vec());
+            if item == "key" {
+                cmd = cmd.secret_payload();
+            }
+            must(engine, cmd, name).await?;
+        }
+        let size = must(engine, Command::new(format!("AT+FSFLSIZE={name:?}")), name).await?;
+        let stored = size
+            .value("+FSFLSIZE:")
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        if stored != Some(bytes.len()) {
+            return Err(Failure::new(
+                Code::VerifyMismatch,
+                format!(
+                    "{name}: AT+FSFLSIZE reports {} bytes, {} were written: bytes were lost on the line: run flash again",
+                    stored.map_or("no size".into(), |n| n.to_string()),
+                    bytes.len()
+                ),
+            ));
+        }
+        out.push(ItemReport {
+            item,
+            slot: name.to_string(),
+            bytes: bytes.len(),
+            action: "written",
+        });
+    }
+    Ok(out)
+}

@@ -5,6 +5,7 @@
 //! busy, prompts, faults, timing) on a byte stream: an in-process pipe ([`open_in_process`]) or
 //! a pseudo-terminal ([`pty`]) so that tests exercise the real serial path.
 
+pub mod cellular;
 pub mod esp32;
 pub mod luat;
 pub mod pty;

@@ -65,6 +65,18 @@ pub async fn write(
     }
 }
 
+/// The three credentials with their item names and the slots the profile gives them.
+pub(crate) fn items<'a>(
+    store: &'a Store,
+    creds: &'a Credentials,
+) -> [(&'static str, &'a str, &'a [u8]); 3] {
+    [
+        ("ca", &store.ca, &creds.ca),
+        ("cert", &store.cert, &creds.cert),
+        ("key", &store.key, creds.key()),
+    ]
+}
+
 /// Runs a store command; anything but OK is a failure naming the slot.
 pub(crate) async fn must(engine: &Engine, cmd: Command, what: &str) -> Result<Response, Failure> {
     let resp = engine.run(cmd).await?;

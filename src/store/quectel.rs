@@ -46,11 +46,7 @@ pub async fn write(
     creds: &Credentials,
     on_item: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Vec<ItemReport>, Failure> {
-    let items: [(&'static str, &str, &[u8]); 3] = [
-        ("ca", &store.ca, &creds.ca),
-        ("cert", &store.cert, &creds.cert),
-        ("key", &store.key, creds.key()),
-    ];
+    let items = super::items(store, creds);
     let mut out = Vec::new();
     for (item, name, bytes) in items {
         let file = ufs(name);

@@ -6,16 +6,27 @@
 
 mod mqtt;
 
+/// What the MQTT side sees of the rest of the module (a macro so that the borrows stay
+/// disjoint from `self.mqtt`).
+macro_rules! mqtt_context {
+    ($m:expr) => {
+        mqtt::Context {
+            files: &$m.files,
+            attached: $m.config.sim && matches!($m.config.registration, 1 | 5),
+            clock_synced: $m.clock_synced,
+            config: &$m.config,
+        }
+    };
+}
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::cellular::{OK, cme, error, info, ok};
 use super::runner::{Model, Script, Step};
 use super::unquote;
 use crate::at::command::params;
-
-const OK: &[u8] = b"\r\nOK\r\n";
-const ERROR: &[u8] = b"\r\nERROR\r\n";
 
 /// How to build an emulated Air780EP.
 #[derive(Debug, Clone)]
@@ -94,26 +105,6 @@ impl Luat {
         })
     }
 
-    fn ok() -> Script {
-        vec![Step::Final(OK.to_vec())]
-    }
-
-    fn error() -> Script {
-        vec![Step::Final(ERROR.to_vec())]
-    }
-
-    fn cme(n: u32) -> Script {
-        vec![Step::Final(format!("\r\n+CME ERROR: {n}\r\n").into_bytes())]
-    }
-
-    fn info(lines: &[String]) -> Script {
-        let mut s: Vec<u8> = Vec::new();
-        for l in lines {
-            s.extend_from_slice(format!("\r\n{l}\r\n").as_bytes());
-        }
-        vec![Step::Send(s), Step::Final(OK.to_vec())]
-    }
-
     fn persist(&self, name: &str) {
         let Some(dir) = &self.config.state_dir else {
             return;
@@ -129,7 +120,7 @@ impl Luat {
     }
 
     fn registered(&self) -> bool {
-        self.config.sim && matches!(self.config.registration, 1 | 5)
+        mqtt_context!(self).attached
     }
 
     fn clock(&self) -> String {
@@ -149,22 +140,22 @@ impl Luat {
         Some(match name {
             "AT+FSDEL" => {
                 if self.files.remove(&file).is_none() {
-                    return Some(Self::error());
+                    return Some(error());
                 }
                 self.persist(&file);
-                Self::ok()
+                ok()
             }
             "AT+FSCREATE" => {
                 if file.is_empty() || file.len() > 64 {
-                    return Some(Self::error());
+                    return Some(error());
                 }
                 self.files.entry(file.clone()).or_default();
                 self.persist(&file);
-                Self::ok()
+                ok()
             }
             "AT+FSWRITE" if p.len() >= 3 => {
                 if !self.files.contains_key(&file) {
-                    return Some(Self::cme(62));
+                    return Some(cme(62));
                 }
                 let append = p[1].trim() == "1";
                 match p[2].trim().parse::<usize>() {
@@ -175,12 +166,12 @@ impl Luat {
                             len,
                         }]
                     }
-                    _ => Self::cme(63),
+                    _ => cme(63),
                 }
             }
             "AT+FSFLSIZE" => match self.files.get(&file) {
-                Some(b) => Self::info(&[format!("+FSFLSIZE: {}", b.len())]),
-                None => Self::cme(62),
+                Some(b) => info(&[format!("+FSFLSIZE: {}", b.len())]),
+                None => cme(62),
             },
             _ => return None,
         })
@@ -210,41 +201,41 @@ impl Model for Luat {
         let name = upper.split(['=', '?']).next().unwrap_or("").to_string();
         let p = params(line);
         match upper.as_str() {
-            "AT" | "AT+CMEE=1" => return Self::ok(),
+            "AT" | "AT+CMEE=1" => return ok(),
             "ATE0" => {
                 self.echo = false;
-                return Self::ok();
+                return ok();
             }
-            "ATI" => return Self::info(&["AirM2M_780EP_V1007_LTE_AT".into()]),
-            "AT+CGMR" => return Self::info(&["+CGMR: \"AirM2M_780EP_V1007_LTE_AT\"".into()]),
-            "AT+CGSN" => return Self::info(std::slice::from_ref(&self.config.imei)),
-            "AT+CCID" | "AT+CPIN?" if !self.config.sim => return Self::cme(10),
-            "AT+CCID" => return Self::info(std::slice::from_ref(&self.config.iccid)),
-            "AT+CPIN?" => return Self::info(&["+CPIN: READY".into()]),
-            "AT+CSQ" => return Self::info(&["+CSQ: 15,0".into()]),
+            "ATI" => return info(&["AirM2M_780EP_V1007_LTE_AT".into()]),
+            "AT+CGMR" => return info(&["+CGMR: \"AirM2M_780EP_V1007_LTE_AT\"".into()]),
+            "AT+CGSN" => return info(std::slice::from_ref(&self.config.imei)),
+            "AT+CCID" | "AT+CPIN?" if !self.config.sim => return cme(10),
+            "AT+CCID" => return info(std::slice::from_ref(&self.config.iccid)),
+            "AT+CPIN?" => return info(&["+CPIN: READY".into()]),
+            "AT+CSQ" => return info(&["+CSQ: 15,0".into()]),
             "AT+CEREG?" | "AT+CREG?" | "AT+CGREG?" => {
                 let stat = if self.config.sim {
                     self.config.registration
                 } else {
                     0
                 };
-                return Self::info(&[format!("{}: 0,{stat}", &name[2..])]);
+                return info(&[format!("{}: 0,{stat}", &name[2..])]);
             }
             "AT+CGATT?" => {
                 let n = u8::from(self.registered());
-                return Self::info(&[format!("+CGATT: {n}")]);
+                return info(&[format!("+CGATT: {n}")]);
             }
-            "AT+CCLK?" => return Self::info(&[format!("+CCLK: \"{}\"", self.clock())]),
+            "AT+CCLK?" => return info(&[format!("+CCLK: \"{}\"", self.clock())]),
             "AT+SAPBR=1,1" => {
                 if !self.registered() {
-                    return Self::error();
+                    return error();
                 }
                 self.bearer = true;
-                return Self::ok();
+                return ok();
             }
             "AT+CNTP" => {
                 if !self.bearer {
-                    return Self::cme(901);
+                    return cme(901);
                 }
                 let urc = if self.config.ntp {
                     self.clock_synced = true;
@@ -264,17 +255,11 @@ impl Model for Luat {
             return s;
         }
         match name.as_str() {
-            "AT+SAPBR" | "AT+CNTPCID" | "AT+CNTP" | "AT+MQTTMSGSET" => Self::ok(),
+            "AT+SAPBR" | "AT+CNTPCID" | "AT+CNTP" | "AT+MQTTMSGSET" => ok(),
             n if n == "AT+SSLCFG" || n.starts_with("AT+M") || n == "AT+SSLMIPSTART" => {
-                let cx = mqtt::Context {
-                    files: &self.files,
-                    attached: self.registered(),
-                    clock_synced: self.clock_synced,
-                    config: &self.config,
-                };
-                self.mqtt.command(n, &p, &cx)
+                self.mqtt.command(n, &p, &mqtt_context!(self))
             }
-            _ => Self::error(),
+            _ => error(),
         }
     }
 
@@ -286,14 +271,8 @@ impl Model for Luat {
             }
             file.extend_from_slice(&data);
             self.persist(&name);
-            return Self::ok();
+            return ok();
         }
-        let cx = mqtt::Context {
-            files: &self.files,
-            attached: self.registered(),
-            clock_synced: self.clock_synced,
-            config: &self.config,
-        };
-        self.mqtt.payload(data, &cx)
+        self.mqtt.payload(data, &mqtt_context!(self))
     }
 }

@@ -8,7 +8,8 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use super::{ERROR, LuatConfig, OK};
+use super::LuatConfig;
+use crate::sim::cellular::{self, ERROR, OK};
 use crate::sim::runner::{Script, Step};
 use crate::sim::unquote;
 
@@ -188,10 +189,6 @@ impl Mqtt {
     }
 
     fn handshake(&self, cx: &Context) -> Result<(), String> {
-        let level = self.ssl.get("seclevel").map_or("0", String::as_str);
-        if level == "0" {
-            return Ok(());
-        }
         let file = |k: &str| -> Result<Vec<u8>, String> {
             let name = self.ssl.get(k).ok_or(format!("context 88 has no {k}"))?;
             cx.files
@@ -199,25 +196,16 @@ impl Mqtt {
                 .cloned()
                 .ok_or(format!("{k} file {name} does not exist"))
         };
-        let ca = file("cacert")?;
-        let ignore_time = self.ssl.get("ignorelocaltime").is_some_and(|v| v == "1");
-        if !ignore_time && !cx.clock_synced {
-            return Err("certificate not yet valid: the clock is at 1980".into());
-        }
-        if level == "2" {
-            let cert = file("clientcert")?;
-            let key = file("clientkey")?;
-            let trust = cx.config.trust.as_deref().unwrap_or(&ca);
-            let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            crate::pki::check::check_bytes(
-                ("trusted CA", trust),
-                ("clientcert", &cert),
-                ("clientkey", &key),
-                Some(crate::pki::check::Target::Luat),
-                now,
-            )
-            .map_err(|p| p.join("; "))?;
-        }
-        Ok(())
+        cellular::handshake(cellular::Tls {
+            seclevel: self.ssl.get("seclevel").map_or("0", String::as_str),
+            ignore_local_time: self.ssl.get("ignorelocaltime").is_some_and(|v| v == "1"),
+            clock_synced: cx.clock_synced,
+            ca: file("cacert"),
+            cert: file("clientcert"),
+            key: file("clientkey"),
+            trust: cx.config.trust.as_deref(),
+            // The module's TLS stack offers RSA key exchange only (§7 Luat 11).
+            target: Some(crate::pki::check::Target::Luat),
+        })
     }
 }

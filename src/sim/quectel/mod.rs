@@ -8,16 +8,40 @@
 
 mod mqtt;
 
+/// What the MQTT side sees of the rest of the module (a macro so that the borrows stay
+/// disjoint from `self.mqtt`).
+macro_rules! mqtt_context {
+    ($m:expr) => {
+        mqtt::Context {
+            files: &$m.files,
+            pdp_active: $m.pdp_active,
+            clock_synced: $m.clock_synced,
+            config: &$m.config,
+            urcport: &$m.urcport,
+        }
+    };
+}
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::cellular::{OK, cme, error, info, ok};
 use super::runner::{Model, Script, Step};
 use super::unquote;
 use crate::at::command::params;
 use crate::pki::checksum::qfupl_hex;
 
-const OK: &[u8] = b"\r\nOK\r\n";
+/// A URC as framed bytes, or nothing when URCs are routed to another port than this (main
+/// UART) one.
+fn urc_on(urcport: &str, line: &str) -> Vec<u8> {
+    if urcport == "uart1" {
+        format!("\r\n{line}\r\n").into_bytes()
+    } else {
+        tracing::info!("emulated Quectel: URC `{line}` went to the {urcport} port");
+        Vec::new()
+    }
+}
 
 /// How the SIM answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,33 +160,9 @@ impl Quectel {
         })
     }
 
-    fn ok() -> Script {
-        vec![Step::Final(OK.to_vec())]
-    }
-
-    fn cme(n: u32) -> Script {
-        vec![Step::Final(format!("\r\n+CME ERROR: {n}\r\n").into_bytes())]
-    }
-
-    fn info(lines: &[String]) -> Script {
-        let mut s: Vec<u8> = Vec::new();
-        for l in lines {
-            s.extend_from_slice(format!("\r\n{l}\r\n").as_bytes());
-        }
-        vec![Step::Send(s), Step::Final(OK.to_vec())]
-    }
-
     /// A URC, sent only when URCs are routed to this (main UART) port.
     fn urc(&self, line: &str) -> Vec<u8> {
-        if self.urcport == "uart1" {
-            format!("\r\n{line}\r\n").into_bytes()
-        } else {
-            tracing::info!(
-                "emulated Quectel: URC `{line}` went to the {} port",
-                self.urcport
-            );
-            Vec::new()
-        }
+        urc_on(&self.urcport, line)
     }
 
     fn ufs_name(p: &str) -> String {
@@ -211,9 +211,9 @@ impl Quectel {
                     .map(|(n, b)| format!("+QFLST: \"{n}\",{}", b.len()))
                     .collect();
                 if which != "*" && lines.is_empty() {
-                    return Some(Self::cme(405));
+                    return Some(cme(405));
                 }
-                Self::info(&lines)
+                info(&lines)
             }
             "AT+QFDEL" if !p.is_empty() => {
                 let n = Self::ufs_name(p[0]);
@@ -223,21 +223,21 @@ impl Quectel {
                     for n in names {
                         self.persist_file(&n);
                     }
-                    return Some(Self::ok());
+                    return Some(ok());
                 }
                 if self.files.remove(&n).is_none() {
-                    return Some(Self::cme(405));
+                    return Some(cme(405));
                 }
                 self.persist_file(&n);
-                Self::ok()
+                ok()
             }
             "AT+QFUPL" if p.len() >= 2 => {
                 let n = Self::ufs_name(p[0]);
                 if self.files.contains_key(&n) {
-                    return Some(Self::cme(407));
+                    return Some(cme(407));
                 }
                 let Ok(len) = p[1].trim().parse::<usize>() else {
-                    return Some(Self::cme(400));
+                    return Some(cme(400));
                 };
                 self.uploading = Some(n);
                 vec![Step::Prompt {
@@ -275,13 +275,13 @@ impl Model for Quectel {
         let name = upper.split(['=', '?']).next().unwrap_or("").to_string();
         let p = params(line);
         match upper.as_str() {
-            "AT" | "AT+CMEE=1" => return Self::ok(),
+            "AT" | "AT+CMEE=1" => return ok(),
             "ATE0" => {
                 self.echo = false;
-                return Self::ok();
+                return ok();
             }
             "ATI" => {
-                return Self::info(&[
+                return info(&[
                     "Quectel".into(),
                     "EC200U".into(),
                     "Revision: EC200UCNAAR03A09M08".into(),
@@ -293,15 +293,15 @@ impl Model for Quectel {
                 } else {
                     "EC200UCNAAR03A09M08_BETA1213"
                 };
-                return Self::info(&[build.into()]);
+                return info(&[build.into()]);
             }
-            "AT+GSN" | "AT+CGSN" => return Self::info(std::slice::from_ref(&self.config.imei)),
+            "AT+GSN" | "AT+CGSN" => return info(std::slice::from_ref(&self.config.imei)),
             "AT+QCCID" if self.config.sim == Sim::Ready => {
-                return Self::info(&[format!("+QCCID: {}", self.config.iccid)]);
+                return info(&[format!("+QCCID: {}", self.config.iccid)]);
             }
-            "AT+QCCID" | "AT+CPIN?" if self.config.sim == Sim::Missing => return Self::cme(10),
-            "AT+CPIN?" => return Self::info(&["+CPIN: READY".into()]),
-            "AT+CSQ" => return Self::info(&["+CSQ: 20,99".into()]),
+            "AT+QCCID" | "AT+CPIN?" if self.config.sim == Sim::Missing => return cme(10),
+            "AT+CPIN?" => return info(&["+CPIN: READY".into()]),
+            "AT+CSQ" => return info(&["+CSQ: 20,99".into()]),
             "AT+CEREG?" | "AT+CREG?" => {
                 self.reg_queries += 1;
                 let stat = match self.config.registration {
@@ -311,7 +311,7 @@ impl Model for Quectel {
                     Registration::Roaming => 5,
                     Registration::Denied => 3,
                 };
-                return Self::info(&[format!("{}: 0,{stat}", &name[2..])]);
+                return info(&[format!("{}: 0,{stat}", &name[2..])]);
             }
             "AT+QIACT?" => {
                 let lines: Vec<String> = if self.pdp_active {
@@ -319,11 +319,11 @@ impl Model for Quectel {
                 } else {
                     Vec::new()
                 };
-                return Self::info(&lines);
+                return info(&lines);
             }
             "AT+QIACT=1" => {
                 if self.pdp_active || !self.registered() {
-                    return vec![Step::Final(b"\r\nERROR\r\n".to_vec())];
+                    return error();
                 }
                 self.pdp_active = true;
                 return vec![
@@ -331,7 +331,7 @@ impl Model for Quectel {
                     Step::Final(OK.to_vec()),
                 ];
             }
-            "AT+CCLK?" => return Self::info(&[format!("+CCLK: \"{}\"", self.clock())]),
+            "AT+CCLK?" => return info(&[format!("+CCLK: \"{}\"", self.clock())]),
             _ => {}
         }
         if let Some(s) = self.files_command(&name, &p) {
@@ -340,15 +340,13 @@ impl Model for Quectel {
         match name.as_str() {
             "AT+QICSGP" if p.len() >= 3 => {
                 self.apn_set = true;
-                Self::ok()
+                ok()
             }
-            "AT+QLTS" if self.clock_synced => {
-                Self::info(&[format!("+QLTS: \"20{},0\"", self.clock())])
-            }
-            "AT+QLTS" => Self::info(&["+QLTS: \"\"".into()]),
+            "AT+QLTS" if self.clock_synced => info(&[format!("+QLTS: \"20{},0\"", self.clock())]),
+            "AT+QLTS" => info(&["+QLTS: \"\"".into()]),
             "AT+QNTP" if p.len() >= 2 => {
                 if !self.pdp_active {
-                    return Self::cme(561);
+                    return cme(561);
                 }
                 let urc = if self.config.ntp {
                     self.clock_synced = true;
@@ -356,39 +354,32 @@ impl Model for Quectel {
                 } else {
                     "+QNTP: 569".into()
                 };
-                let mut s = Self::ok();
+                let mut s = ok();
                 s.push(Step::Delay(Duration::from_millis(30)));
                 s.push(Step::Send(self.urc(&urc)));
                 s
             }
             "AT+QURCCFG" if !p.is_empty() && unquote(p[0]) == "urcport" => {
                 if p.len() == 1 {
-                    return Self::info(&[format!("+QURCCFG: \"urcport\",\"{}\"", self.urcport)]);
+                    return info(&[format!("+QURCCFG: \"urcport\",\"{}\"", self.urcport)]);
                 }
                 let port = unquote(p[1]);
                 if !["usbat", "usbmodem", "uart1"].contains(&port.as_str()) {
-                    return vec![Step::Final(b"\r\nERROR\r\n".to_vec())];
+                    return error();
                 }
                 self.urcport = port;
                 if let Some(dir) = &self.config.state_dir {
                     let _ = std::fs::write(dir.join("nvram/urcport"), &self.urcport);
                 }
-                Self::ok()
+                ok()
             }
             n if n.starts_with("AT+QSSLCFG") || n.starts_with("AT+QMT") => {
                 if self.config.quecpython && n.starts_with("AT+QMT") {
-                    return vec![Step::Final(b"\r\nERROR\r\n".to_vec())];
+                    return error();
                 }
-                let cx = mqtt::Context {
-                    files: &self.files,
-                    pdp_active: self.pdp_active,
-                    clock_synced: self.clock_synced,
-                    config: &self.config,
-                    urcport: &self.urcport,
-                };
-                self.mqtt.command(n, &p, line, &cx)
+                self.mqtt.command(n, &p, line, &mqtt_context!(self))
             }
-            _ => vec![Step::Final(b"\r\nERROR\r\n".to_vec())],
+            _ => error(),
         }
     }
 
@@ -401,16 +392,9 @@ impl Model for Quectel {
             let len = data.len();
             self.files.insert(name.clone(), data);
             self.persist_file(&name);
-            return Self::info(&[format!("+QFUPL: {len},{sum}")]);
+            return info(&[format!("+QFUPL: {len},{sum}")]);
         }
-        let cx = mqtt::Context {
-            files: &self.files,
-            pdp_active: self.pdp_active,
-            clock_synced: self.clock_synced,
-            config: &self.config,
-            urcport: &self.urcport,
-        };
-        self.mqtt.payload(data, &cx)
+        self.mqtt.payload(data, &mqtt_context!(self))
     }
 }
 

@@ -7,7 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{OK, QuectelConfig};
+use super::QuectelConfig;
+use crate::sim::cellular::{self, OK};
 use crate::sim::runner::{Script, Step};
 use crate::sim::unquote;
 
@@ -48,15 +49,11 @@ pub struct Mqtt {
 }
 
 fn err() -> Script {
-    vec![Step::Final(b"\r\nERROR\r\n".to_vec())]
+    cellular::error()
 }
 
 fn ok_then(cx: &Context, delay: std::time::Duration, urc: &str) -> Script {
-    vec![
-        Step::Final(OK.to_vec()),
-        Step::Delay(delay),
-        Step::Send(cx.urc(urc)),
-    ]
+    cellular::ok_then(delay, cx.urc(urc))
 }
 
 impl Mqtt {
@@ -222,10 +219,6 @@ impl Mqtt {
         }
         let ctx: u8 = enabled.get(1).and_then(|c| c.parse().ok()).unwrap_or(0);
         let get = |k: &str| self.ssl.get(&(ctx, k.to_string())).map(|v| unquote(v));
-        let seclevel = get("seclevel").unwrap_or_else(|| "0".into());
-        if seclevel == "0" {
-            return Ok(());
-        }
         let file = |k: &str| -> Result<Vec<u8>, String> {
             let name = get(k).ok_or(format!("SSL context {ctx} has no {k}"))?;
             cx.files
@@ -233,25 +226,17 @@ impl Mqtt {
                 .cloned()
                 .ok_or(format!("{k} file {name} does not exist"))
         };
-        let ca = file("cacert")?;
-        let ignore_time = get("ignorelocaltime").is_none_or(|v| v == "1");
-        if !ignore_time && !cx.clock_synced {
-            return Err("certificate not yet valid: the clock is at 1980".into());
-        }
-        if seclevel == "2" {
-            let cert = file("clientcert")?;
-            let key = file("clientkey")?;
-            let trust = cx.config.trust.as_deref().unwrap_or(&ca);
-            let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            crate::pki::check::check_bytes(
-                ("trusted CA", trust),
-                ("clientcert", &cert),
-                ("clientkey", &key),
-                None,
-                now,
-            )
-            .map_err(|p| p.join("; "))?;
-        }
-        Ok(())
+        let seclevel = get("seclevel").unwrap_or_else(|| "0".into());
+        cellular::handshake(cellular::Tls {
+            seclevel: &seclevel,
+            // Quectel's default is 1: dates ignored (§3.5).
+            ignore_local_time: get("ignorelocaltime").is_none_or(|v| v == "1"),
+            clock_synced: cx.clock_synced,
+            ca: file("cacert"),
+            cert: file("clientcert"),
+            key: file("clientkey"),
+            trust: cx.config.trust.as_deref(),
+            target: None,
+        })
     }
 }

@@ -161,6 +161,9 @@ impl Device {
                     cmd = cmd.secret_payload();
                 }
             }
+            if step.secret {
+                cmd = cmd.secret_response();
+            }
             if !step.completes_on.is_empty() {
                 let prefixes: Vec<&str> = step.completes_on.iter().map(String::as_str).collect();
                 cmd = cmd.completes_on(&prefixes, self.timeout(step)?);
@@ -269,7 +272,12 @@ impl Device {
             for p in &step.capture {
                 if let Some(values) = p.captures(line) {
                     for (k, v) in values {
-                        self.vars.set_text(k, v.trim_matches('"').to_string());
+                        let v = v.trim_matches('"').to_string();
+                        if step.secret {
+                            self.vars.set(k, crate::profile::Value::secret(v));
+                        } else {
+                            self.vars.set_text(k, v);
+                        }
                     }
                 }
             }
@@ -358,6 +366,11 @@ impl Device {
                         ),
                     );
                 }
+                // OK came, the message that completes the command did not: the step's own
+                // explanation (the server never answered), not a dead module.
+                Status::Timeout {
+                    phase: crate::at::Phase::Completion,
+                } => {}
                 Status::Timeout { .. } => {
                     return Failure::new(
                         Code::NoAnswer,

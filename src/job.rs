@@ -32,6 +32,10 @@ pub const VARIABLES: &[&str] = &[
     "time.server",
     "time.min_year",
     "time.within",
+    "aliyun.register_url",
+    "aliyun.register_body",
+    "aliyun.needs_registration",
+    "aliyun.secret_file",
 ];
 
 /// The job file. Every field is optional; `atprov` says which one is missing when a step
@@ -71,6 +75,17 @@ pub struct Aliyun {
     pub method: Option<String>,
     /// 2 (TLS, default) or 3 (TCP).
     pub securemode: Option<u8>,
+    /// One-type-one-secret: `https` registers the device with the product secret when its
+    /// secret file does not exist yet, and keeps what the platform returns in that file.
+    pub register: Option<String>,
+    pub product_secret: Option<String>,
+    pub product_secret_env: Option<String>,
+    pub product_secret_file: Option<PathBuf>,
+    /// Template of the file that keeps a registered device's secret (readable by its owner
+    /// only); default `aliyun-{unit_id}.secret`.
+    pub secret_file: Option<String>,
+    /// Region of the registration endpoint (default cn-shanghai).
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -186,9 +201,18 @@ struct AliyunSignIn {
     product_key: String,
     device_name: String,
     client_id: String,
-    secret: String,
+    /// The device secret, unless it comes from a registration.
+    secret: Option<String>,
     method: crate::cloud::aliyun::Method,
     securemode: u8,
+    registration: Option<AliyunRegistration>,
+}
+
+#[derive(Clone)]
+struct AliyunRegistration {
+    product_secret: String,
+    secret_file: String,
+    region: String,
 }
 
 impl std::fmt::Debug for AliyunSignIn {
@@ -353,25 +377,74 @@ impl Job {
             vars.set(k.clone(), Value::list(items.clone()));
         }
         if let Some(a) = &self.aliyun {
-            let render = |t: &str| {
-                Template::parse(t)
-                    .ok()
-                    .and_then(|t| t.render(vars).ok())
-                    .map(|r| r.text)
-            };
-            if let (Some(dn), Some(cid)) = (render(&a.device_name), render(&a.client_id)) {
-                use crate::cloud::aliyun;
-                let device = aliyun::Device {
-                    product_key: &a.product_key,
-                    device_name: &dn,
-                };
-                let s = aliyun::mqtt_direct(&device, &a.secret, &cid, a.method, None, a.securemode);
-                vars.set_text("mqtt.client_id", s.client_id);
-                vars.set_text("mqtt.username", s.username);
-                vars.set("mqtt.password", Value::secret(s.password));
-            }
+            apply_aliyun(a, vars);
         }
     }
+}
+
+/// Derives the MQTT sign-in from the device secret (given, kept in the secret file, or just
+/// registered), or prepares the registration request when there is no secret yet.
+fn apply_aliyun(a: &AliyunSignIn, vars: &mut Vars) {
+    use crate::cloud::aliyun;
+    let render = |t: &str, vars: &Vars| {
+        Template::parse(t)
+            .ok()
+            .and_then(|t| t.render(vars).ok())
+            .map(|r| r.text)
+    };
+    let (Some(dn), Some(cid)) = (render(&a.device_name, vars), render(&a.client_id, vars)) else {
+        return;
+    };
+    let device = aliyun::Device {
+        product_key: &a.product_key,
+        device_name: &dn,
+    };
+    let mut secret = vars
+        .get("aliyun.device_secret")
+        .map(Value::as_text)
+        .or_else(|| a.secret.clone());
+    if let Some(r) = &a.registration {
+        let Some(file) = render(&r.secret_file, vars) else {
+            return;
+        };
+        if secret.is_none() {
+            secret = std::fs::read_to_string(&file)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty());
+        }
+        vars.set_text("aliyun.secret_file", file);
+        vars.set_text(
+            "aliyun.needs_registration",
+            if secret.is_some() { "0" } else { "1" },
+        );
+        if secret.is_none() {
+            let random = format!(
+                "{:x}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or_default()
+            );
+            let req = aliyun::register_https(&device, &r.product_secret, &random, a.method);
+            vars.set_text(
+                "aliyun.register_url",
+                format!(
+                    "https://iot-auth.{}.aliyuncs.com/auth/register/device",
+                    r.region
+                ),
+            );
+            // The body carries a signature made with the product secret: kept out of logs.
+            vars.set("aliyun.register_body", Value::secret(req.body));
+        }
+    }
+    let Some(secret) = secret else {
+        return;
+    };
+    let s = aliyun::mqtt_direct(&device, &secret, &cid, a.method, None, a.securemode);
+    vars.set_text("mqtt.client_id", s.client_id);
+    vars.set_text("mqtt.username", s.username);
+    vars.set("mqtt.password", Value::secret(s.password));
 }
 
 fn aliyun_sign_in(a: &Aliyun) -> Result<AliyunSignIn, String> {
@@ -396,21 +469,53 @@ fn aliyun_sign_in(a: &Aliyun) -> Result<AliyunSignIn, String> {
             Template::parse(t).map_err(|e| format!("job file [aliyun] {field} = {t:?}: {e}"))?;
         }
     }
-    let secret = secret(
+    let device_secret = secret(
         "Aliyun device secret",
         a.device_secret_env.as_deref(),
         a.device_secret_file.as_deref(),
         a.device_secret.clone(),
         "ATPROV_DEVICE_SECRET",
-    )?
-    .ok_or_else(|| {
-        "job file [aliyun]: the device secret is missing: device_secret_env, device_secret_file or ATPROV_DEVICE_SECRET".to_string()
-    })?;
+    )?;
+    let registration = match a.register.as_deref() {
+        None => None,
+        Some("https") => {
+            let product_secret = secret(
+                "Aliyun product secret",
+                a.product_secret_env.as_deref(),
+                a.product_secret_file.as_deref(),
+                a.product_secret.clone(),
+                "ATPROV_PRODUCT_SECRET",
+            )?
+            .ok_or_else(|| {
+                "job file [aliyun] register = \"https\" needs the product secret: product_secret_env, product_secret_file or ATPROV_PRODUCT_SECRET".to_string()
+            })?;
+            let secret_file = a
+                .secret_file
+                .clone()
+                .unwrap_or_else(|| "aliyun-{unit_id}.secret".into());
+            Template::parse(&secret_file)
+                .map_err(|e| format!("job file [aliyun] secret_file = {secret_file:?}: {e}"))?;
+            Some(AliyunRegistration {
+                product_secret,
+                secret_file,
+                region: a.region.clone().unwrap_or_else(|| "cn-shanghai".into()),
+            })
+        }
+        Some(other) => {
+            return Err(format!(
+                "job file [aliyun] register = {other:?}: use \"https\" (one type, one secret)"
+            ));
+        }
+    };
+    if device_secret.is_none() && registration.is_none() {
+        return Err("job file [aliyun]: the device secret is missing: device_secret_env, device_secret_file or ATPROV_DEVICE_SECRET (or register = \"https\" with the product secret)".into());
+    }
     Ok(AliyunSignIn {
         product_key: a.product_key.clone(),
         device_name: a.device_name.clone(),
         client_id: a.client_id.clone().unwrap_or_else(|| a.device_name.clone()),
-        secret,
+        secret: device_secret,
+        registration,
         method,
         securemode,
     })

@@ -31,9 +31,9 @@ impl Goal {
         match self {
             Goal::Identify => &[Init, Identify],
             Goal::Flash => &[Init, Identify, Flash],
-            Goal::Connect => &[Init, Identify, Connect],
-            Goal::Smoke => &[Init, Identify, Connect, Smoke, Cleanup],
-            Goal::Provision => &[Init, Identify, Flash, Connect, Smoke, Cleanup],
+            Goal::Connect => &[Init, Identify, Register, Connect],
+            Goal::Smoke => &[Init, Identify, Register, Connect, Smoke, Cleanup],
+            Goal::Provision => &[Init, Identify, Flash, Register, Connect, Smoke, Cleanup],
         }
     }
 
@@ -48,6 +48,8 @@ pub enum Stage {
     Init,
     Identify,
     Flash,
+    /// One-type-one-secret registration (only when the job asks and no secret is kept yet).
+    Register,
     Connect,
     Smoke,
     Cleanup,
@@ -59,6 +61,7 @@ impl Stage {
             Stage::Init => "init",
             Stage::Identify => "identify",
             Stage::Flash => "flash",
+            Stage::Register => "register",
             Stage::Connect => "connect",
             Stage::Smoke => "smoke",
             Stage::Cleanup => "cleanup",
@@ -393,6 +396,49 @@ async fn run_stage(
             });
             Ok((steps, summary))
         }
+        Stage::Register => {
+            if device.vars.text("aliyun.needs_registration") != "1" {
+                return Ok((Vec::new(), "not needed".into()));
+            }
+            if profile.register.is_empty() {
+                return Err((
+                    Failure::usage(format!(
+                        "the job asks for a registration but profile {} has no [[register]] steps",
+                        profile.name
+                    )),
+                    Vec::new(),
+                ));
+            }
+            let steps = device.run_flow(&profile.register, &mut on_step).await?;
+            let secret = device
+                .vars
+                .get("aliyun.device_secret")
+                .map(Value::as_text)
+                .unwrap_or_default();
+            let file = device.vars.text("aliyun.secret_file");
+            if secret.is_empty() {
+                return Err((
+                    Failure::new(
+                        Code::Network,
+                        "registration: the platform's reply carried no deviceSecret".to_string(),
+                    ),
+                    steps,
+                ));
+            }
+            keep_secret(std::path::Path::new(&file), &secret).map_err(|e| {
+                (
+                    Failure::new(
+                        Code::Internal,
+                        format!(
+                            "registration succeeded but the device secret could not be kept in {file}: {e}; the device must be reset on the platform (ResetThing) before it can register again"
+                        ),
+                    ),
+                    steps.clone(),
+                )
+            })?;
+            job.apply(&mut device.vars);
+            Ok((steps, format!("registered; device secret kept in {file}")))
+        }
         Stage::Connect => {
             let steps = device.run_flow(&profile.connect, &mut on_step).await?;
             let summary = format!(
@@ -419,6 +465,26 @@ async fn run_stage(
             Ok((steps, "disconnected".into()))
         }
     }
+}
+
+/// Writes a device secret to `path`, readable by its owner only, synced before it counts.
+fn keep_secret(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(secret.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// A payload no earlier run sent: the unit and the current time in nanoseconds.

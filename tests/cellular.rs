@@ -432,3 +432,113 @@ fn air780ep_with_a_clock_at_1980_and_no_ntp_ignores_certificate_dates() {
         "{err}"
     );
 }
+
+#[test]
+fn air780ep_registers_over_https_and_keeps_the_secret_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("secrets/unit.secret");
+    let job = rsa_job(
+        dir.path(),
+        &format!(
+            "[mqtt]\nhost = \"k1hipglLdjU.iot-as-mqtt.cn-shanghai.aliyuncs.com\"\nport = 1883\n\
+             [aliyun]\nproduct_key = \"k1hipglLdjU\"\ndevice_name = \"{{imei}}\"\nregister = \"https\"\n\
+             product_secret = \"8LQwOYSZMwp3DFBd\"\nsecret_file = \"{}\"\n",
+            secret_file.display()
+        ),
+    );
+    let sim = SimProcess::start(
+        "air780ep",
+        &["--module", "product=k1hipglLdjU:8LQwOYSZMwp3DFBd"],
+    );
+    let t = dir.path().join("session.txt");
+    let (code, out, err) = luat(
+        &sim,
+        &job,
+        &[
+            "--set",
+            "tls.seclevel=1",
+            "--json",
+            "--transcript",
+            t.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}\n{out}");
+    let kept = std::fs::read_to_string(&secret_file).unwrap();
+    let secret = kept.trim();
+    assert_eq!(secret.len(), 32, "{kept:?}");
+    let mode = std::fs::metadata(&secret_file)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // Never printed: not in the report, the progress lines or the transcript.
+    let text = std::fs::read_to_string(&t).unwrap();
+    for (what, s) in [("report", &out), ("stderr", &err), ("transcript", &text)] {
+        assert!(!s.contains(secret), "the device secret is in the {what}");
+        assert!(
+            !s.contains("8LQwOYSZMwp3DFBd"),
+            "the product secret is in the {what}"
+        );
+    }
+    assert!(text.contains("AT+HTTPACTION=1"), "{text}");
+    // A second run uses the kept secret and does not register again.
+    let t2 = dir.path().join("again.txt");
+    let (code, _, err) = luat(
+        &sim,
+        &job,
+        &[
+            "--set",
+            "tls.seclevel=1",
+            "--transcript",
+            t2.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !std::fs::read_to_string(&t2)
+            .unwrap()
+            .contains("AT+HTTPACTION")
+    );
+}
+
+#[test]
+fn a_registration_reply_that_never_comes_is_one_line_and_keeps_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("unit.secret");
+    let job = rsa_job(
+        dir.path(),
+        &format!(
+            "[mqtt]\nhost = \"k1hipglLdjU.iot-as-mqtt.cn-shanghai.aliyuncs.com\"\nport = 1883\n\
+             [aliyun]\nproduct_key = \"k1hipglLdjU\"\ndevice_name = \"{{imei}}\"\nregister = \"https\"\n\
+             product_secret = \"8LQwOYSZMwp3DFBd\"\nsecret_file = \"{}\"\n",
+            secret_file.display()
+        ),
+    );
+    let sim = SimProcess::start(
+        "air780ep",
+        &[
+            "--module",
+            "product=k1hipglLdjU:8LQwOYSZMwp3DFBd",
+            "--module",
+            "register-silent",
+        ],
+    );
+    let (code, _, err) = luat(
+        &sim,
+        &job,
+        &[
+            "--set",
+            "tls.seclevel=1",
+            "--set",
+            "aliyun.register_within=2s",
+        ],
+    );
+    assert_eq!(code, 12, "{err}");
+    let line = last_line(&err);
+    assert!(
+        line.contains("registration request: the registration server did not answer"),
+        "{line}"
+    );
+    assert!(!secret_file.exists());
+}

@@ -13,4 +13,4 @@ pub mod text;
 pub use classify::Grammar;
 pub use command::Command;
 pub use engine::{Engine, EngineConfig, EngineError, TraceEvent};
-pub use response::{Response, Status, Urc};
+pub use response::{Phase, Response, Status, Urc};

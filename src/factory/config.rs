@@ -128,8 +128,19 @@ impl Steps {
     pub fn after_identify(self) -> &'static [Stage] {
         match self {
             Steps::Flash => &[Stage::Flash],
-            Steps::Connect => &[Stage::Flash, Stage::Connect, Stage::Cleanup],
-            Steps::Provision => &[Stage::Flash, Stage::Connect, Stage::Smoke, Stage::Cleanup],
+            Steps::Connect => &[
+                Stage::Flash,
+                Stage::Register,
+                Stage::Connect,
+                Stage::Cleanup,
+            ],
+            Steps::Provision => &[
+                Stage::Flash,
+                Stage::Register,
+                Stage::Connect,
+                Stage::Smoke,
+                Stage::Cleanup,
+            ],
         }
     }
 }

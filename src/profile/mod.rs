@@ -58,6 +58,10 @@ pub struct Profile {
     /// Best-effort teardown after smoke (errors are reported, not fatal).
     #[serde(default)]
     pub cleanup: Vec<Step>,
+    /// One-type-one-secret registration, run before connect when a job asks for it and the
+    /// unit has no device secret yet; must capture `{aliyun.device_secret}`.
+    #[serde(default)]
+    pub register: Vec<Step>,
 }
 
 /// A string or a list of strings (`completes_on = "SUBACK"` or `["CONNACK OK", "CLOSED"]`).
@@ -200,6 +204,9 @@ pub struct Step {
     pub hint: Option<Template>,
     /// Failure is reported but not fatal.
     pub optional: bool,
+    /// The response carries a secret: transcripts show its length only and what the step
+    /// captures is secret.
+    pub secret: bool,
     /// Keep the time this step took, in milliseconds, in this variable.
     pub record_ms: Option<String>,
 }
@@ -270,6 +277,8 @@ struct RawStep {
     hint: Option<Template>,
     #[serde(default)]
     optional: bool,
+    #[serde(default)]
+    secret: bool,
     record_ms: Option<String>,
 }
 
@@ -332,6 +341,7 @@ impl TryFrom<RawStep> for Step {
             explain: r.explain,
             hint: r.hint,
             optional: r.optional,
+            secret: r.secret,
             record_ms: r.record_ms,
         })
     }
@@ -429,9 +439,10 @@ impl Profile {
             .map(|s| s.to_string())
             .collect();
         known.extend(self.defaults.keys().cloned());
-        let flows: [(&str, &[Step]); 5] = [
+        let flows: [(&str, &[Step]); 6] = [
             ("init", &self.init),
             ("identify", &self.identify),
+            ("register", &self.register),
             ("connect", &self.connect),
             ("smoke", &self.smoke),
             ("cleanup", &self.cleanup),

@@ -228,7 +228,7 @@ fn quectel_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
 }
 
 /// Settings `--module` takes for the Air780EP emulator.
-pub const LUAT_SETTINGS: &str = "imei=N, no-sim, registration=home|roaming|denied, clock-unset, idle-kick=MS, aliyun=PK:DN:SECRET";
+pub const LUAT_SETTINGS: &str = "imei=N, no-sim, registration=home|roaming|denied, clock-unset, idle-kick=MS, aliyun=PK:DN:SECRET, product=PK:PRODUCT_SECRET, register-silent";
 
 fn luat_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
     let mut c = luat::LuatConfig {
@@ -257,6 +257,13 @@ fn luat_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
                 c.idle_kick = Duration::from_millis(ms.parse().map_err(|_| bad())?)
             }
             ("aliyun", t) => c.aliyun = Some(parse_triple(t).ok_or_else(bad)?),
+            ("product", t) => match t.split_once(':') {
+                Some((pk, s)) if !pk.is_empty() && !s.is_empty() => {
+                    c.product = Some((pk.into(), s.into()))
+                }
+                _ => return Err(bad()),
+            },
+            ("register-silent", "") => c.register_silent = true,
             _ => return Err(bad()),
         }
     }

@@ -2,8 +2,9 @@
 //! §2: identity (`ATI`, `AT+CGMR`, `AT+CGSN`, `AT+CCID` without prefixes), SIM, registration
 //! and attach, the clock (NITZ, or `80/01/06` until `AT+CNTP` over a SAPBR bearer), the file
 //! system (`AT+FSWRITE` with a bare `>` and at most 10,240 bytes a call), SSL context 88 and the
-//! single MQTT link ([`mqtt`]). With `--state DIR` the files are `DIR/fs/<name>`.
+//! single MQTT link ([`mqtt`]), and HTTP(S) ([`http`]) to an emulated Aliyun registration server. With `--state DIR` the files are `DIR/fs/<name>`.
 
+mod http;
 mod mqtt;
 
 /// What the MQTT side sees of the rest of the module (a macro so that the borrows stay
@@ -46,6 +47,10 @@ pub struct LuatConfig {
     pub deny_receive: bool,
     pub state_dir: Option<PathBuf>,
     pub open_time: Duration,
+    /// The product (key, secret) the emulated registration server knows.
+    pub product: Option<(String, String)>,
+    /// The registration server never answers.
+    pub register_silent: bool,
 }
 
 impl Default for LuatConfig {
@@ -63,6 +68,8 @@ impl Default for LuatConfig {
             deny_receive: false,
             state_dir: None,
             open_time: Duration::from_millis(20),
+            product: None,
+            register_silent: false,
         }
     }
 }
@@ -77,6 +84,7 @@ pub struct Luat {
     bearer: bool,
     /// A file write waiting for its bytes: (name, append).
     writing: Option<(String, bool)>,
+    http: http::Http,
     mqtt: mqtt::Mqtt,
 }
 
@@ -101,6 +109,7 @@ impl Luat {
             files,
             bearer: false,
             writing: None,
+            http: http::Http::default(),
             mqtt: mqtt::Mqtt::default(),
         })
     }
@@ -254,6 +263,10 @@ impl Model for Luat {
         if let Some(s) = self.fs_command(&name, &p) {
             return s;
         }
+        if name.starts_with("AT+HTTP") {
+            let registered = self.registered();
+            return self.http.command(&name, &p, registered, &mut self.config);
+        }
         match name.as_str() {
             "AT+SAPBR" | "AT+CNTPCID" | "AT+CNTP" | "AT+MQTTMSGSET" => ok(),
             n if n == "AT+SSLCFG" || n.starts_with("AT+M") || n == "AT+SSLMIPSTART" => {
@@ -272,6 +285,9 @@ impl Model for Luat {
             file.extend_from_slice(&data);
             self.persist(&name);
             return ok();
+        }
+        if self.http.awaiting_body() {
+            return self.http.body(data);
         }
         self.mqtt.payload(data, &mqtt_context!(self))
     }

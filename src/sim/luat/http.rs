@@ -1,0 +1,153 @@
+//! The emulated Air780EP's HTTP(S) client (`AT+HTTPINIT`, `AT+HTTPPARA`, `AT+HTTPDATA` with the
+//! `DOWNLOAD` prompt, `AT+HTTPACTION` → `+HTTPACTION: <method>,<status>,<len>`, `AT+HTTPREAD`,
+//! `AT+HTTPTERM`; reference §2.3) talking to an emulated Aliyun registration server
+//! (`/auth/register/device`, §4.5): it checks the signature with the product secret and
+//! returns a device secret, which the emulated MQTT broker then accepts.
+
+use super::LuatConfig;
+use crate::sim::cellular::{OK, cme, error, ok};
+use crate::sim::runner::{Script, Step};
+use crate::sim::unquote;
+
+#[derive(Debug, Default)]
+pub struct Http {
+    open: bool,
+    url: String,
+    body: Vec<u8>,
+    awaiting: bool,
+    reply: Option<Vec<u8>>,
+}
+
+/// The secret the emulated platform gives a registered device: stable per product and name.
+pub fn issued_secret(product_secret: &str, device_name: &str) -> String {
+    crate::cloud::aliyun::Method::Hmacmd5.sign(
+        product_secret.as_bytes(),
+        format!("secret{device_name}").as_bytes(),
+    )
+}
+
+impl Http {
+    pub fn awaiting_body(&self) -> bool {
+        self.awaiting
+    }
+
+    pub fn command(
+        &mut self,
+        name: &str,
+        p: &[&str],
+        attached: bool,
+        config: &mut LuatConfig,
+    ) -> Script {
+        match name {
+            "AT+HTTPINIT" => {
+                if self.open {
+                    return error();
+                }
+                *self = Http {
+                    open: true,
+                    ..Http::default()
+                };
+                ok()
+            }
+            "AT+HTTPTERM" => {
+                if !std::mem::take(&mut self.open) {
+                    return error();
+                }
+                ok()
+            }
+            "AT+HTTPPARA" if self.open && p.len() >= 2 => {
+                if unquote(p[0]).eq_ignore_ascii_case("URL") {
+                    self.url = unquote(p[1]);
+                }
+                ok()
+            }
+            "AT+HTTPDATA" if self.open && !p.is_empty() => match p[0].trim().parse() {
+                Ok(len) if len <= 3356 => {
+                    self.awaiting = true;
+                    vec![Step::Prompt {
+                        bytes: b"\r\nDOWNLOAD\r\n".to_vec(),
+                        len,
+                    }]
+                }
+                _ => cme(53),
+            },
+            "AT+HTTPACTION" if self.open => {
+                if !attached {
+                    return cme(901);
+                }
+                if config.register_silent {
+                    // Accepted, and then nothing: the server never answers.
+                    return ok();
+                }
+                let (status, reply) = self.serve(config);
+                let len = reply.len();
+                self.reply = Some(reply);
+                vec![
+                    Step::Final(OK.to_vec()),
+                    Step::Delay(std::time::Duration::from_millis(20)),
+                    Step::Send(format!("\r\n+HTTPACTION: 1,{status},{len}\r\n").into_bytes()),
+                ]
+            }
+            "AT+HTTPREAD" if self.open => match &self.reply {
+                Some(body) => {
+                    let mut out = format!("\r\n+HTTPREAD: {}\r\n", body.len()).into_bytes();
+                    out.extend_from_slice(body);
+                    out.extend_from_slice(b"\r\n");
+                    vec![Step::Send(out), Step::Final(OK.to_vec())]
+                }
+                None => error(),
+            },
+            _ => error(),
+        }
+    }
+
+    pub fn body(&mut self, data: Vec<u8>) -> Script {
+        self.awaiting = false;
+        self.body = data;
+        ok()
+    }
+
+    /// The registration server: checks the form's signature, issues the device secret.
+    fn serve(&self, config: &mut LuatConfig) -> (u16, Vec<u8>) {
+        use crate::cloud::aliyun::{Device, Method, register_https};
+        if !self.url.ends_with("/auth/register/device") {
+            return (404, b"{\"code\":404,\"message\":\"not found\"}".to_vec());
+        }
+        let body = String::from_utf8_lossy(&self.body).into_owned();
+        let field = |k: &str| {
+            body.split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                .unwrap_or("")
+                .to_string()
+        };
+        let (pk, dn, random) = (field("productKey"), field("deviceName"), field("random"));
+        let method = Method::parse(&field("signMethod")).unwrap_or(Method::Hmacmd5);
+        let Some((known_pk, product_secret)) = config.product.clone() else {
+            return (
+                200,
+                b"{\"code\":6288,\"message\":\"product not found\"}".to_vec(),
+            );
+        };
+        let want = register_https(
+            &Device {
+                product_key: &pk,
+                device_name: &dn,
+            },
+            &product_secret,
+            &random,
+            method,
+        );
+        if pk != known_pk || !field("sign").eq_ignore_ascii_case(&want.sign) {
+            return (
+                200,
+                b"{\"code\":6250,\"message\":\"sign check failed\"}".to_vec(),
+            );
+        }
+        let secret = issued_secret(&product_secret, &dn);
+        config.aliyun = Some((pk.clone(), dn.clone(), secret.clone()));
+        let reply = format!(
+            "{{\"code\":200,\"data\":{{\"deviceName\":\"{dn}\",\"deviceSecret\":\"{secret}\",\"productKey\":\"{pk}\"}},\"message\":\"success\"}}"
+        );
+        (200, reply.into_bytes())
+    }
+}

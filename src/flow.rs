@@ -122,7 +122,12 @@ impl Device {
                     None => None,
                 };
                 let timeout = self.timeout(step)?;
-                if self.wait_urc(&prefix, payload.as_deref(), timeout).await {
+                if let Some(urc) = self.wait_urc(&prefix, payload.as_deref(), timeout).await {
+                    let body = urc.payload.as_deref().map(crate::at::text::escape);
+                    let lines: Vec<&str> = std::iter::once(urc.line.as_str())
+                        .chain(body.as_deref())
+                        .collect();
+                    self.capture_lines(step, &lines);
                     Ok(())
                 } else {
                     let what = format!("no `{prefix}…` within {}", show(timeout));
@@ -263,11 +268,19 @@ impl Device {
     }
 
     fn capture(&mut self, step: &Step, resp: &Response) {
-        let lines = resp
+        let lines: Vec<&str> = resp
             .info
             .iter()
             .chain(resp.completion.iter())
-            .chain(resp.urcs.iter().map(|u| &u.line));
+            .chain(resp.urcs.iter().map(|u| &u.line))
+            .map(String::as_str)
+            .collect();
+        self.capture_lines(step, &lines);
+    }
+
+    /// Sets the variables a step's capture patterns find in `lines` (secret when the step
+    /// says its response is).
+    fn capture_lines(&mut self, step: &Step, lines: &[&str]) {
         for line in lines {
             for p in &step.capture {
                 if let Some(values) = p.captures(line) {
@@ -284,8 +297,14 @@ impl Device {
         }
     }
 
-    /// Waits for a URC starting with `prefix` (and carrying `payload`, chunks joined).
-    async fn wait_urc(&mut self, prefix: &str, payload: Option<&[u8]>, within: Duration) -> bool {
+    /// Waits for a URC starting with `prefix` (and carrying `payload`, chunks joined); returns
+    /// the one that matched.
+    async fn wait_urc(
+        &mut self,
+        prefix: &str,
+        payload: Option<&[u8]>,
+        within: Duration,
+    ) -> Option<Urc> {
         let deadline = tokio::time::Instant::now() + within;
         let mut joined: Vec<u8> = Vec::new();
         let mut i = 0;
@@ -309,19 +328,20 @@ impl Device {
                         }
                     };
                     if matched {
+                        let urc = self.backlog[i].clone();
                         self.backlog.drain(..=i);
-                        return true;
+                        return Some(urc);
                     }
                 }
                 i += 1;
             }
             match tokio::time::timeout_at(deadline, self.urcs.recv()).await {
-                Err(_) => return false,
+                Err(_) => return None,
                 Ok(Ok(urc)) => self.backlog.push(urc),
                 Ok(Err(broadcast::error::RecvError::Lagged(n))) => {
                     tracing::warn!("{n} unsolicited messages were missed");
                 }
-                Ok(Err(broadcast::error::RecvError::Closed)) => return false,
+                Ok(Err(broadcast::error::RecvError::Closed)) => return None,
             }
         }
     }

@@ -34,6 +34,9 @@ pub const VARIABLES: &[&str] = &[
     "time.within",
     "aliyun.register_url",
     "aliyun.register_body",
+    "aliyun.register_client_id",
+    "aliyun.register_username",
+    "aliyun.register_password",
     "aliyun.needs_registration",
     "aliyun.secret_file",
 ];
@@ -75,8 +78,9 @@ pub struct Aliyun {
     pub method: Option<String>,
     /// 2 (TLS, default) or 3 (TCP).
     pub securemode: Option<u8>,
-    /// One-type-one-secret: `https` registers the device with the product secret when its
-    /// secret file does not exist yet, and keeps what the platform returns in that file.
+    /// One-type-one-secret: `https` or `mqtt` registers the device with the product secret when
+    /// its secret file does not exist yet, and keeps what the platform returns in that file
+    /// (the profile's `[[register]]` steps say which transport the module uses).
     pub register: Option<String>,
     pub product_secret: Option<String>,
     pub product_secret_env: Option<String>,
@@ -436,6 +440,11 @@ fn apply_aliyun(a: &AliyunSignIn, vars: &mut Vars) {
             );
             // The body carries a signature made with the product secret: kept out of logs.
             vars.set("aliyun.register_body", Value::secret(req.body));
+            let mqtt =
+                aliyun::register_mqtt(&device, &r.product_secret, &random, a.method, false, None);
+            vars.set_text("aliyun.register_client_id", mqtt.client_id);
+            vars.set_text("aliyun.register_username", mqtt.username);
+            vars.set("aliyun.register_password", Value::secret(mqtt.password));
         }
     }
     let Some(secret) = secret else {
@@ -478,7 +487,7 @@ fn aliyun_sign_in(a: &Aliyun) -> Result<AliyunSignIn, String> {
     )?;
     let registration = match a.register.as_deref() {
         None => None,
-        Some("https") => {
+        Some("https" | "mqtt") => {
             let product_secret = secret(
                 "Aliyun product secret",
                 a.product_secret_env.as_deref(),
@@ -487,7 +496,7 @@ fn aliyun_sign_in(a: &Aliyun) -> Result<AliyunSignIn, String> {
                 "ATPROV_PRODUCT_SECRET",
             )?
             .ok_or_else(|| {
-                "job file [aliyun] register = \"https\" needs the product secret: product_secret_env, product_secret_file or ATPROV_PRODUCT_SECRET".to_string()
+                "job file [aliyun] register needs the product secret: product_secret_env, product_secret_file or ATPROV_PRODUCT_SECRET".to_string()
             })?;
             let secret_file = a
                 .secret_file
@@ -503,7 +512,7 @@ fn aliyun_sign_in(a: &Aliyun) -> Result<AliyunSignIn, String> {
         }
         Some(other) => {
             return Err(format!(
-                "job file [aliyun] register = {other:?}: use \"https\" (one type, one secret)"
+                "job file [aliyun] register = {other:?}: use \"https\" or \"mqtt\" (one type, one secret; the profile's [[register]] steps use one of them)"
             ));
         }
     };

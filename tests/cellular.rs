@@ -542,3 +542,105 @@ fn a_registration_reply_that_never_comes_is_one_line_and_keeps_nothing() {
     );
     assert!(!secret_file.exists());
 }
+
+fn mqtt_register_job(dir: &std::path::Path, secret_file: &std::path::Path) -> String {
+    let job = dir.join("register.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[credentials]\nca = \"{d}/ca.pem\"\ncert = \"{d}/dev.pem\"\nkey = \"{d}/dev.key\"\n\
+             [mqtt]\nhost = \"k1hipglLdjU.iot-as-mqtt.cn-shanghai.aliyuncs.com\"\nport = 1883\n\
+             [smoke]\ntimeout = \"2s\"\n\
+             [aliyun]\nproduct_key = \"k1hipglLdjU\"\ndevice_name = \"{{imei}}\"\nregister = \"mqtt\"\n\
+             product_secret_env = \"TEST_PRODUCT_SECRET\"\nsecret_file = \"{}\"\n",
+            secret_file.display(),
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    job.display().to_string()
+}
+
+#[test]
+fn quectel_registers_over_mqtt_and_connects_with_the_issued_secret() {
+    let b = Bundle::new();
+    let secret_file = b.path("unit.secret");
+    let job = mqtt_register_job(b.dir.path(), &secret_file);
+    let sim = SimProcess::start(
+        "quectel",
+        &["--module", "product=k1hipglLdjU:8LQwOYSZMwp3DFBd"],
+    );
+    let t = b.path("session.txt");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atprov"))
+        .args([
+            "provision",
+            "--profile",
+            "quectel",
+            "--port",
+            &sim.path,
+            "--job",
+            &job,
+        ])
+        .args([
+            "--set",
+            "tls.seclevel=1",
+            "--transcript",
+            t.to_str().unwrap(),
+        ])
+        .env("TEST_PRODUCT_SECRET", "8LQwOYSZMwp3DFBd")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let secret = std::fs::read_to_string(&secret_file).unwrap();
+    let text = std::fs::read_to_string(&t).unwrap();
+    assert!(text.contains("authType=register"), "{text}");
+    assert!(
+        !text.contains(secret.trim()),
+        "the device secret is in the transcript"
+    );
+    assert!(!err.contains(secret.trim()));
+}
+
+#[test]
+fn an_mqtt_registration_message_that_never_comes_is_one_line() {
+    let b = Bundle::new();
+    let secret_file = b.path("unit.secret");
+    let job = mqtt_register_job(b.dir.path(), &secret_file);
+    let sim = SimProcess::start(
+        "quectel",
+        &[
+            "--module",
+            "product=k1hipglLdjU:8LQwOYSZMwp3DFBd",
+            "--module",
+            "register-silent",
+        ],
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atprov"))
+        .args([
+            "provision",
+            "--profile",
+            "quectel",
+            "--port",
+            &sim.path,
+            "--job",
+            &job,
+        ])
+        .args([
+            "--set",
+            "tls.seclevel=1",
+            "--set",
+            "aliyun.register_within=1s",
+        ])
+        .env("TEST_PRODUCT_SECRET", "8LQwOYSZMwp3DFBd")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(12), "{err}");
+    assert!(
+        last_line(&err)
+            .contains("device secret: the platform sent no /ext/register message within 1s"),
+        "{err}"
+    );
+    assert!(!secret_file.exists());
+}

@@ -189,6 +189,7 @@ pub struct Grammar {
     error_details: Vec<String>,
     urc_lines: Vec<String>,
     urc_prefixes: Vec<String>,
+    secret_urcs: Vec<String>,
 }
 
 impl Grammar {
@@ -216,6 +217,18 @@ impl Grammar {
         self.error_details.extend_from_slice(error_details);
         self.urc_lines.extend_from_slice(urc_lines);
         self.urc_prefixes.extend_from_slice(urc_prefixes);
+    }
+
+    /// Adds prefixes of URCs that carry a secret (traced as their length only).
+    pub fn extend_secret_urcs(&mut self, prefixes: &[String]) {
+        self.secret_urcs.extend_from_slice(prefixes);
+    }
+
+    /// Whether an unsolicited line carries a secret (e.g. Aliyun's `/ext/register` message).
+    pub fn is_secret_urc(&self, line: &str) -> bool {
+        self.secret_urcs
+            .iter()
+            .any(|p| line.starts_with(p.as_str()))
     }
 
     pub fn final_code(&self, line: &str) -> Option<FinalCode> {

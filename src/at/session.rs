@@ -476,7 +476,7 @@ impl Session {
         out.push(Output::Rx {
             text: line.clone(),
             class,
-            secret: false,
+            secret: self.grammar.is_secret_urc(&line),
         });
         let urc = Urc {
             line,

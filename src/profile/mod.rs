@@ -128,6 +128,8 @@ pub struct Grammar {
     pub urc_lines: Vec<String>,
     /// Prefixes of unsolicited lines.
     pub urc_prefixes: Vec<String>,
+    /// Prefixes of unsolicited lines that carry a secret: transcripts show their length only.
+    pub secret_urcs: Vec<String>,
 }
 
 /// Where and how credentials are stored on the module.
@@ -513,6 +515,7 @@ impl Profile {
             &self.grammar.urc_lines,
             &self.grammar.urc_prefixes,
         );
+        g.extend_secret_urcs(&self.grammar.secret_urcs);
         g
     }
 }

@@ -49,16 +49,10 @@ pub(crate) fn aliyun_sign_in_ok(
 ) -> bool {
     use crate::cloud::aliyun::{Device, Method, mqtt_direct};
     let (pk, dn, secret) = triple;
-    let Some((cid, block)) = client.split_once('|') else {
+    let Some((cid, _)) = client.split_once('|') else {
         return false;
     };
-    let field = |k: &str| {
-        block
-            .trim_end_matches('|')
-            .split(',')
-            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
-            .map(str::to_string)
-    };
+    let field = |k: &str| cellular::client_id_field(client, k);
     let method = field("signmethod")
         .and_then(|m| Method::parse(&m))
         .unwrap_or(Method::Hmacmd5);
@@ -189,7 +183,7 @@ pub fn model_with(name: &str, options: &SimOptions) -> Result<Box<dyn ModelBox>,
 }
 
 /// Settings `--module` takes for the Quectel emulator.
-pub const QUECTEL_SETTINGS: &str = "imei=N, no-sim, registration=home|roaming|denied, urcport=usbat|uart1, clock-set, open-result=N, corrupt-upload, quecpython, aliyun=PK:DN:SECRET";
+pub const QUECTEL_SETTINGS: &str = "imei=N, no-sim, registration=home|roaming|denied, urcport=usbat|uart1, clock-set, open-result=N, corrupt-upload, quecpython, aliyun=PK:DN:SECRET, product=PK:PRODUCT_SECRET, register-silent";
 
 fn quectel_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
     use quectel::{QuectelConfig, Registration, Sim};
@@ -220,6 +214,8 @@ fn quectel_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
             ("corrupt-upload", "") => c.corrupt_upload = true,
             ("quecpython", "") => c.quecpython = true,
             ("aliyun", t) => c.aliyun = Some(parse_triple(t).ok_or_else(bad)?),
+            ("product", t) => c.product = Some(parse_product(t).ok_or_else(bad)?),
+            ("register-silent", "") => c.register_silent = true,
             _ => return Err(bad()),
         }
     }
@@ -257,12 +253,7 @@ fn luat_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
                 c.idle_kick = Duration::from_millis(ms.parse().map_err(|_| bad())?)
             }
             ("aliyun", t) => c.aliyun = Some(parse_triple(t).ok_or_else(bad)?),
-            ("product", t) => match t.split_once(':') {
-                Some((pk, s)) if !pk.is_empty() && !s.is_empty() => {
-                    c.product = Some((pk.into(), s.into()))
-                }
-                _ => return Err(bad()),
-            },
+            ("product", t) => c.product = Some(parse_product(t).ok_or_else(bad)?),
             ("register-silent", "") => c.register_silent = true,
             _ => return Err(bad()),
         }
@@ -277,6 +268,13 @@ fn parse_triple(t: &str) -> Option<(String, String, String)> {
         (Some(pk), Some(dn), Some(s)) if !pk.is_empty() && !dn.is_empty() => {
             Some((pk.into(), dn.into(), s.into()))
         }
+        _ => None,
+    }
+}
+
+fn parse_product(t: &str) -> Option<(String, String)> {
+    match t.split_once(':') {
+        Some((pk, s)) if !pk.is_empty() && !s.is_empty() => Some((pk.into(), s.into())),
         _ => None,
     }
 }

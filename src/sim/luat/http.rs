@@ -18,14 +18,6 @@ pub struct Http {
     reply: Option<Vec<u8>>,
 }
 
-/// The secret the emulated platform gives a registered device: stable per product and name.
-pub fn issued_secret(product_secret: &str, device_name: &str) -> String {
-    crate::cloud::aliyun::Method::Hmacmd5.sign(
-        product_secret.as_bytes(),
-        format!("secret{device_name}").as_bytes(),
-    )
-}
-
 impl Http {
     pub fn awaiting_body(&self) -> bool {
         self.awaiting
@@ -143,7 +135,7 @@ impl Http {
                 b"{\"code\":6250,\"message\":\"sign check failed\"}".to_vec(),
             );
         }
-        let secret = issued_secret(&product_secret, &dn);
+        let secret = crate::sim::cellular::issued_secret(&product_secret, &dn);
         config.aliyun = Some((pk.clone(), dn.clone(), secret.clone()));
         let reply = format!(
             "{{\"code\":200,\"data\":{{\"deviceName\":\"{dn}\",\"deviceSecret\":\"{secret}\",\"productKey\":\"{pk}\"}},\"message\":\"success\"}}"

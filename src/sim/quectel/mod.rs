@@ -88,6 +88,10 @@ pub struct QuectelConfig {
     pub state_dir: Option<PathBuf>,
     /// Network open (DNS + TCP + TLS) time.
     pub open_time: Duration,
+    /// The product (key, secret) the emulated platform knows, for MQTT dynamic registration.
+    pub product: Option<(String, String)>,
+    /// The platform never sends the `/ext/register` message.
+    pub register_silent: bool,
 }
 
 impl Default for QuectelConfig {
@@ -108,6 +112,8 @@ impl Default for QuectelConfig {
             deny_receive: false,
             state_dir: None,
             open_time: Duration::from_millis(20),
+            product: None,
+            register_silent: false,
         }
     }
 }

@@ -46,6 +46,8 @@ pub struct Mqtt {
     subscriptions: Vec<String>,
     /// A publish waiting for its payload: (msgid, topic).
     publishing: Option<(String, String)>,
+    /// A device registered over MQTT in this session: (product key, name, issued secret).
+    registered: Option<(String, String, String)>,
 }
 
 fn err() -> Script {
@@ -120,7 +122,11 @@ impl Mqtt {
                 let client = unquote(p[1]);
                 let user = p.get(2).map(|s| unquote(s)).unwrap_or_default();
                 let pass = p.get(3).map(|s| unquote(s)).unwrap_or_default();
-                let ret = match &cx.config.aliyun {
+                if cellular::client_id_field(&client, "authType").as_deref() == Some("register") {
+                    return self.register(cx, &client, &user, &pass);
+                }
+                let triple = self.registered.as_ref().or(cx.config.aliyun.as_ref());
+                let ret = match triple {
                     Some(triple)
                         if !crate::sim::aliyun_sign_in_ok(triple, &client, &user, &pass) =>
                     {
@@ -206,6 +212,50 @@ impl Mqtt {
                 script.push(Step::Send(line));
             }
         }
+        script
+    }
+
+    /// MQTT dynamic registration (reference §4.5): the platform checks the signature made with
+    /// the product secret, accepts, and publishes the device secret on `/ext/register`.
+    fn register(&mut self, cx: &Context, client: &str, user: &str, pass: &str) -> Script {
+        use crate::cloud::aliyun::{Device, Method, register_mqtt};
+        let fast = std::time::Duration::from_millis(5);
+        let dn = client.split('|').next().unwrap_or("").to_string();
+        let pk = user
+            .split_once('&')
+            .map(|(_, pk)| pk.to_string())
+            .unwrap_or_default();
+        let random = cellular::client_id_field(client, "random").unwrap_or_default();
+        let method = cellular::client_id_field(client, "signmethod")
+            .and_then(|m| Method::parse(&m))
+            .unwrap_or(Method::Hmacmd5);
+        let ok = cx.config.product.as_ref().is_some_and(|(known, secret)| {
+            let device = Device {
+                product_key: &pk,
+                device_name: &dn,
+            };
+            *known == pk
+                && register_mqtt(&device, secret, &random, method, false, None)
+                    .password
+                    .eq_ignore_ascii_case(pass)
+        });
+        if !ok {
+            return ok_then(cx, fast, "+QMTCONN: 0,0,4");
+        }
+        self.connected = true;
+        let mut script = ok_then(cx, fast, "+QMTCONN: 0,0,0");
+        if cx.config.register_silent {
+            return script;
+        }
+        let product_secret = &cx.config.product.as_ref().expect("checked").1;
+        let secret = cellular::issued_secret(product_secret, &dn);
+        let body = format!(
+            "{{\"productKey\":\"{pk}\",\"deviceName\":\"{dn}\",\"deviceSecret\":\"{secret}\"}}"
+        );
+        self.registered = Some((pk, dn, secret));
+        let line = format!("+QMTRECV: 0,0,\"/ext/register\",{},\"{body}\"", body.len());
+        script.push(Step::Delay(fast));
+        script.push(Step::Send(cx.urc(&line)));
         script
     }
 

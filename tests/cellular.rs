@@ -433,20 +433,25 @@ fn air780ep_with_a_clock_at_1980_and_no_ntp_ignores_certificate_dates() {
     );
 }
 
-#[test]
-fn air780ep_registers_over_https_and_keeps_the_secret_private() {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    let secret_file = dir.path().join("secrets/unit.secret");
-    let job = rsa_job(
-        dir.path(),
+/// An Air780EP job that registers over HTTPS and keeps the secret in `secret_file`.
+fn https_register_job(dir: &std::path::Path, secret_file: &std::path::Path) -> String {
+    rsa_job(
+        dir,
         &format!(
             "[mqtt]\nhost = \"k1hipglLdjU.iot-as-mqtt.cn-shanghai.aliyuncs.com\"\nport = 1883\n\
              [aliyun]\nproduct_key = \"k1hipglLdjU\"\ndevice_name = \"{{imei}}\"\nregister = \"https\"\n\
              product_secret = \"8LQwOYSZMwp3DFBd\"\nsecret_file = \"{}\"\n",
             secret_file.display()
         ),
-    );
+    )
+}
+
+#[test]
+fn air780ep_registers_over_https_and_keeps_the_secret_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("secrets/unit.secret");
+    let job = https_register_job(dir.path(), &secret_file);
     let sim = SimProcess::start(
         "air780ep",
         &["--module", "product=k1hipglLdjU:8LQwOYSZMwp3DFBd"],
@@ -506,15 +511,7 @@ fn air780ep_registers_over_https_and_keeps_the_secret_private() {
 fn a_registration_reply_that_never_comes_is_one_line_and_keeps_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let secret_file = dir.path().join("unit.secret");
-    let job = rsa_job(
-        dir.path(),
-        &format!(
-            "[mqtt]\nhost = \"k1hipglLdjU.iot-as-mqtt.cn-shanghai.aliyuncs.com\"\nport = 1883\n\
-             [aliyun]\nproduct_key = \"k1hipglLdjU\"\ndevice_name = \"{{imei}}\"\nregister = \"https\"\n\
-             product_secret = \"8LQwOYSZMwp3DFBd\"\nsecret_file = \"{}\"\n",
-            secret_file.display()
-        ),
-    );
+    let job = https_register_job(dir.path(), &secret_file);
     let sim = SimProcess::start(
         "air780ep",
         &[

@@ -32,6 +32,9 @@ pub const VARIABLES: &[&str] = &[
     "time.server",
     "time.min_year",
     "time.within",
+    "aliyun.auth_url",
+    "aliyun.auth_body",
+    "aliyun.needs_auth",
     "aliyun.register_url",
     "aliyun.register_body",
     "aliyun.register_client_id",
@@ -88,8 +91,11 @@ pub struct Aliyun {
     /// Template of the file that keeps a registered device's secret (readable by its owner
     /// only); default `aliyun-{unit_id}.secret`.
     pub secret_file: Option<String>,
-    /// Region of the registration endpoint (default cn-shanghai).
+    /// Region of the registration and auth endpoints (default cn-shanghai).
     pub region: Option<String>,
+    /// `https`: sign in over HTTPS first (`/auth/devicename`) and connect MQTT with the
+    /// returned iotId and iotToken instead of a signed password.
+    pub auth: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -210,6 +216,8 @@ struct AliyunSignIn {
     method: crate::cloud::aliyun::Method,
     securemode: u8,
     registration: Option<AliyunRegistration>,
+    /// Region for HTTPS auth, when the job signs in over HTTPS first.
+    https_auth: Option<String>,
 }
 
 #[derive(Clone)]
@@ -450,6 +458,29 @@ fn apply_aliyun(a: &AliyunSignIn, vars: &mut Vars) {
     let Some(secret) = secret else {
         return;
     };
+    if let Some(region) = &a.https_auth {
+        // §4.4: the same signature as a direct connect, posted as a form; MQTT then uses the
+        // plain client id with the returned iotId / iotToken.
+        let sign = a.method.sign(
+            secret.as_bytes(),
+            aliyun::sign_content(&device, &cid, None).as_bytes(),
+        );
+        let body = format!(
+            "productKey={}&sign={sign}&clientId={}&deviceName={}&signmethod={}",
+            aliyun::url_encode(&a.product_key),
+            aliyun::url_encode(&cid),
+            aliyun::url_encode(&dn),
+            a.method.name()
+        );
+        vars.set_text(
+            "aliyun.auth_url",
+            format!("https://iot-auth.{region}.aliyuncs.com/auth/devicename"),
+        );
+        vars.set("aliyun.auth_body", Value::secret(body));
+        vars.set_text("aliyun.needs_auth", "1");
+        vars.set_text("mqtt.client_id", cid);
+        return;
+    }
     let s = aliyun::mqtt_direct(&device, &secret, &cid, a.method, None, a.securemode);
     vars.set_text("mqtt.client_id", s.client_id);
     vars.set_text("mqtt.username", s.username);
@@ -524,6 +555,15 @@ fn aliyun_sign_in(a: &Aliyun) -> Result<AliyunSignIn, String> {
         device_name: a.device_name.clone(),
         client_id: a.client_id.clone().unwrap_or_else(|| a.device_name.clone()),
         secret: device_secret,
+        https_auth: match a.auth.as_deref() {
+            None => None,
+            Some("https") => Some(a.region.clone().unwrap_or_else(|| "cn-shanghai".into())),
+            Some(other) => {
+                return Err(format!(
+                    "job file [aliyun] auth = {other:?}: use \"https\" (iotId/iotToken), or leave it out for a signed MQTT password"
+                ));
+            }
+        },
         registration,
         method,
         securemode,

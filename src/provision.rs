@@ -397,47 +397,25 @@ async fn run_stage(
             Ok((steps, summary))
         }
         Stage::Register => {
-            if device.vars.text("aliyun.needs_registration") != "1" {
-                return Ok((Vec::new(), "not needed".into()));
-            }
-            if profile.register.is_empty() {
-                return Err((
-                    Failure::usage(format!(
-                        "the job asks for a registration but profile {} has no [[register]] steps",
-                        profile.name
-                    )),
-                    Vec::new(),
+            let mut steps = Vec::new();
+            let mut said = Vec::new();
+            if device.vars.text("aliyun.needs_registration") == "1" {
+                steps.extend(register(device, &profile, job, &mut on_step).await?);
+                said.push(format!(
+                    "registered; device secret kept in {}",
+                    device.vars.text("aliyun.secret_file")
                 ));
             }
-            let steps = device.run_flow(&profile.register, &mut on_step).await?;
-            let secret = device
-                .vars
-                .get("aliyun.device_secret")
-                .map(Value::as_text)
-                .unwrap_or_default();
-            let file = device.vars.text("aliyun.secret_file");
-            if secret.is_empty() {
-                return Err((
-                    Failure::new(
-                        Code::Network,
-                        "registration: the platform's reply carried no deviceSecret".to_string(),
-                    ),
-                    steps,
-                ));
+            if device.vars.text("aliyun.needs_auth") == "1" {
+                steps.extend(https_auth(device, &profile, &mut on_step).await?);
+                said.push("signed in over HTTPS (iotId, iotToken)".into());
             }
-            keep_secret(std::path::Path::new(&file), &secret).map_err(|e| {
-                (
-                    Failure::new(
-                        Code::Internal,
-                        format!(
-                            "registration succeeded but the device secret could not be kept in {file}: {e}; the device must be reset on the platform (ResetThing) before it can register again"
-                        ),
-                    ),
-                    steps.clone(),
-                )
-            })?;
-            job.apply(&mut device.vars);
-            Ok((steps, format!("registered; device secret kept in {file}")))
+            let summary = if said.is_empty() {
+                "not needed".to_string()
+            } else {
+                said.join("; ")
+            };
+            Ok((steps, summary))
         }
         Stage::Connect => {
             let steps = device.run_flow(&profile.connect, &mut on_step).await?;
@@ -464,6 +442,83 @@ async fn run_stage(
             let steps = device.run_flow(&profile.cleanup, &mut on_step).await?;
             Ok((steps, "disconnected".into()))
         }
+    }
+}
+
+/// Runs the profile's `[[register]]` flow and keeps the device secret it captured.
+async fn register(
+    device: &mut Device,
+    profile: &Profile,
+    job: &Job,
+    on_step: &mut (dyn FnMut(&str) + Send),
+) -> Result<Vec<StepReport>, (Failure, Vec<StepReport>)> {
+    if profile.register.is_empty() {
+        return Err((
+            Failure::usage(format!(
+                "the job asks for a registration but profile {} has no [[register]] steps",
+                profile.name
+            )),
+            Vec::new(),
+        ));
+    }
+    let steps = device.run_flow(&profile.register, on_step).await?;
+    let secret = device
+        .vars
+        .get("aliyun.device_secret")
+        .map(Value::as_text)
+        .unwrap_or_default();
+    let file = device.vars.text("aliyun.secret_file");
+    if secret.is_empty() {
+        let f = Failure::new(
+            Code::Network,
+            "registration: the platform's reply carried no deviceSecret".to_string(),
+        );
+        return Err((f, steps));
+    }
+    if let Err(e) = keep_secret(std::path::Path::new(&file), &secret) {
+        let f = Failure::new(
+            Code::Internal,
+            format!(
+                "registration succeeded but the device secret could not be kept in {file}: {e}; the device must be reset on the platform (ResetThing) before it can register again"
+            ),
+        );
+        return Err((f, steps));
+    }
+    job.apply(&mut device.vars);
+    Ok(steps)
+}
+
+/// Runs the profile's `[[auth]]` flow; MQTT then signs in with the iotId and iotToken.
+async fn https_auth(
+    device: &mut Device,
+    profile: &Profile,
+    on_step: &mut (dyn FnMut(&str) + Send),
+) -> Result<Vec<StepReport>, (Failure, Vec<StepReport>)> {
+    if profile.auth.is_empty() {
+        return Err((
+            Failure::usage(format!(
+                "the job asks for an HTTPS sign-in but profile {} has no [[auth]] steps",
+                profile.name
+            )),
+            Vec::new(),
+        ));
+    }
+    let steps = device.run_flow(&profile.auth, on_step).await?;
+    let id = device.vars.text("aliyun.iot_id");
+    let token = device.vars.get("aliyun.iot_token").map(Value::as_text);
+    match token.filter(|t| !t.is_empty() && !id.is_empty()) {
+        Some(token) => {
+            device.vars.set_text("mqtt.username", id);
+            device.vars.set("mqtt.password", Value::secret(token));
+            Ok(steps)
+        }
+        None => Err((
+            Failure::new(
+                Code::Network,
+                "HTTPS sign-in: the reply carried no iotId and iotToken".to_string(),
+            ),
+            steps,
+        )),
     }
 }
 

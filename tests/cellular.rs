@@ -641,3 +641,47 @@ fn an_mqtt_registration_message_that_never_comes_is_one_line() {
     );
     assert!(!secret_file.exists());
 }
+
+#[test]
+fn air780ep_signs_in_over_https_then_logs_in_with_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = rsa_job(
+        dir.path(),
+        "[mqtt]\nhost = \"k1hipglLdjU.iot-as-mqtt.cn-shanghai.aliyuncs.com\"\nport = 1883\n\
+         [aliyun]\nproduct_key = \"k1hipglLdjU\"\ndevice_name = \"{imei}\"\nauth = \"https\"\n\
+         device_secret = \"fef32adf6dad46c2c7cbf335d3a7b021\"\n",
+    );
+    let sim = SimProcess::start(
+        "air780ep",
+        &[
+            "--module",
+            "aliyun=k1hipglLdjU:868488076506128:fef32adf6dad46c2c7cbf335d3a7b021",
+        ],
+    );
+    let t = dir.path().join("session.txt");
+    let (code, out, err) = luat(
+        &sim,
+        &job,
+        &[
+            "--set",
+            "tls.seclevel=1",
+            "--transcript",
+            t.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}\n{out}");
+    let text = std::fs::read_to_string(&t).unwrap();
+    // The plain client id and the iotId as user name; the token never shown.
+    assert!(
+        text.contains(r#"AT+MCONFIG="868488076506128","868488076506128k1hipglLdjU00","#),
+        "{text}"
+    );
+    assert!(
+        !text.contains("fef32adf"),
+        "the device secret is in the transcript"
+    );
+    assert!(
+        !text.contains("iotToken\":\""),
+        "the token is in the transcript"
+    );
+}

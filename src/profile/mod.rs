@@ -62,6 +62,10 @@ pub struct Profile {
     /// unit has no device secret yet; must capture `{aliyun.device_secret}`.
     #[serde(default)]
     pub register: Vec<Step>,
+    /// HTTPS sign-in before MQTT (Aliyun iotId/iotToken), run when a job asks; must capture
+    /// `{aliyun.iot_id}` and `{aliyun.iot_token}`.
+    #[serde(default)]
+    pub auth: Vec<Step>,
 }
 
 /// A string or a list of strings (`completes_on = "SUBACK"` or `["CONNACK OK", "CLOSED"]`).
@@ -441,10 +445,11 @@ impl Profile {
             .map(|s| s.to_string())
             .collect();
         known.extend(self.defaults.keys().cloned());
-        let flows: [(&str, &[Step]); 6] = [
+        let flows: [(&str, &[Step]); 7] = [
             ("init", &self.init),
             ("identify", &self.identify),
             ("register", &self.register),
+            ("auth", &self.auth),
             ("connect", &self.connect),
             ("smoke", &self.smoke),
             ("cleanup", &self.cleanup),

@@ -19,6 +19,37 @@ pub struct Http {
 }
 
 impl Http {
+    fn auth(config: &mut LuatConfig, field: &dyn Fn(&str) -> String) -> (u16, Vec<u8>) {
+        use crate::cloud::aliyun::{Device, Method, sign_content};
+        let refused = (200, b"{\"code\":401,\"message\":\"auth failed\"}".to_vec());
+        let Some((pk, dn, secret)) = config.aliyun.clone() else {
+            return refused;
+        };
+        let method = Method::parse(&field("signmethod")).unwrap_or(Method::Hmacmd5);
+        let device = Device {
+            product_key: &pk,
+            device_name: &dn,
+        };
+        let client = field("clientId");
+        let want = method.sign(
+            secret.as_bytes(),
+            sign_content(&device, &client, None).as_bytes(),
+        );
+        if field("productKey") != pk
+            || field("deviceName") != dn
+            || !field("sign").eq_ignore_ascii_case(&want)
+        {
+            return refused;
+        }
+        let id = format!("{dn}{pk}00");
+        let token = Method::Hmacmd5.sign(secret.as_bytes(), format!("token{dn}").as_bytes());
+        config.tokens = Some((client, id.clone(), token.clone()));
+        let reply = format!(
+            "{{\"code\":200,\"data\":{{\"iotId\":\"{id}\",\"iotToken\":\"{token}\",\"resources\":{{}}}},\"message\":\"success\"}}"
+        );
+        (200, reply.into_bytes())
+    }
+
     pub fn awaiting_body(&self) -> bool {
         self.awaiting
     }
@@ -99,12 +130,11 @@ impl Http {
         ok()
     }
 
-    /// The registration server: checks the form's signature, issues the device secret.
+    /// The platform's HTTPS side: `/auth/register/device` checks the form's signature with the
+    /// product secret and issues the device secret; `/auth/devicename` checks it with the
+    /// device secret and issues an iotId and iotToken the broker then accepts.
     fn serve(&self, config: &mut LuatConfig) -> (u16, Vec<u8>) {
         use crate::cloud::aliyun::{Device, Method, register_https};
-        if !self.url.ends_with("/auth/register/device") {
-            return (404, b"{\"code\":404,\"message\":\"not found\"}".to_vec());
-        }
         let body = String::from_utf8_lossy(&self.body).into_owned();
         let field = |k: &str| {
             body.split('&')
@@ -112,6 +142,12 @@ impl Http {
                 .unwrap_or("")
                 .to_string()
         };
+        if self.url.ends_with("/auth/devicename") {
+            return Self::auth(config, &field);
+        }
+        if !self.url.ends_with("/auth/register/device") {
+            return (404, b"{\"code\":404,\"message\":\"not found\"}".to_vec());
+        }
         let (pk, dn, random) = (field("productKey"), field("deviceName"), field("random"));
         let method = Method::parse(&field("signMethod")).unwrap_or(Method::Hmacmd5);
         let Some((known_pk, product_secret)) = config.product.clone() else {

@@ -51,6 +51,8 @@ pub struct LuatConfig {
     pub product: Option<(String, String)>,
     /// The registration server never answers.
     pub register_silent: bool,
+    /// What HTTPS auth issued: (client id, iotId, iotToken), accepted by the broker.
+    pub tokens: Option<(String, String, String)>,
 }
 
 impl Default for LuatConfig {
@@ -70,6 +72,7 @@ impl Default for LuatConfig {
             open_time: Duration::from_millis(20),
             product: None,
             register_silent: false,
+            tokens: None,
         }
     }
 }

@@ -60,11 +60,17 @@ impl Bundle {
     }
 }
 
-fn provision(sim: &SimProcess, job: &str, extra: &[&str]) -> (i32, String, String) {
+/// `atprov provision --profile PROFILE --port SIM --job JOB EXTRA...`.
+fn provision_with(
+    profile: &str,
+    sim: &SimProcess,
+    job: &str,
+    extra: &[&str],
+) -> (i32, String, String) {
     let mut args = vec![
         "provision",
         "--profile",
-        "quectel",
+        profile,
         "--port",
         &sim.path,
         "--job",
@@ -72,6 +78,37 @@ fn provision(sim: &SimProcess, job: &str, extra: &[&str]) -> (i32, String, Strin
     ];
     args.extend_from_slice(extra);
     atprov(&args)
+}
+
+fn provision(sim: &SimProcess, job: &str, extra: &[&str]) -> (i32, String, String) {
+    provision_with("quectel", sim, job, extra)
+}
+
+/// The Quectel UFS files and the credentials they must hold.
+fn quectel_files(b: &Bundle) -> [(&'static str, PathBuf); 3] {
+    [
+        ("atprov_ca.pem", b.path("ca.pem")),
+        ("atprov_cert.pem", b.path("dev.pem")),
+        ("atprov_key.pem", b.path("dev.key")),
+    ]
+}
+
+/// The Air780EP files and the RSA fixture credentials they must hold.
+fn luat_files() -> [(&'static str, PathBuf); 3] {
+    let f = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rsa");
+    [
+        ("atprov_ca.crt", f.join("ca.pem")),
+        ("atprov_dev.crt", f.join("dev.pem")),
+        ("atprov_dev.key", f.join("dev.key")),
+    ]
+}
+
+/// Asserts that each (file in the module's store, credential file) pair is byte-identical.
+fn assert_uploaded(store: &std::path::Path, pairs: &[(&str, PathBuf)]) {
+    for (file, original) in pairs {
+        let stored = std::fs::read(store.join(file)).unwrap();
+        assert_eq!(stored, std::fs::read(original).unwrap(), "{file}");
+    }
 }
 
 fn last_line(s: &str) -> &str {
@@ -94,14 +131,7 @@ fn quectel_provisions_aws_mutual_tls_with_byte_identical_files() {
     assert_eq!(report["identity"]["imei"], "866834041644845");
     assert_eq!(report["store"]["generation"], "ufs");
     assert!(report["smoke_round_trip_ms"].is_number());
-    for (file, name) in [
-        ("atprov_ca.pem", "ca.pem"),
-        ("atprov_cert.pem", "dev.pem"),
-        ("atprov_key.pem", "dev.key"),
-    ] {
-        let stored = std::fs::read(state.path().join("ufs").join(file)).unwrap();
-        assert_eq!(stored, std::fs::read(b.path(name)).unwrap(), "{file}");
-    }
+    assert_uploaded(&state.path().join("ufs"), &quectel_files(&b));
     // The wrong URC port was found and fixed (kept in NVRAM).
     let nvram = std::fs::read_to_string(state.path().join("nvram/urcport")).unwrap();
     assert_eq!(nvram, "uart1");
@@ -142,6 +172,7 @@ fn quectel_provisions_with_aliyun_signing() {
     );
     assert_eq!(code, 0, "{err}\n{out}");
     assert!(out.contains("smoke: the message came back"), "{out}");
+    assert_uploaded(&state.path().join("ufs"), &quectel_files(&b));
     let t = std::fs::read_to_string(&transcript).unwrap();
     assert!(
         t.contains(r#"AT+QMTCONN=0,"868488076506128|securemode=2,signmethod=hmacmd5|","868488076506128&k1hipglLdjU",***"#),
@@ -291,17 +322,7 @@ fn rsa_job(dir: &std::path::Path, extra: &str) -> String {
 }
 
 fn luat(sim: &SimProcess, job: &str, extra: &[&str]) -> (i32, String, String) {
-    let mut args = vec![
-        "provision",
-        "--profile",
-        "air780ep",
-        "--port",
-        &sim.path,
-        "--job",
-        job,
-    ];
-    args.extend_from_slice(extra);
-    atprov(&args)
+    provision_with("air780ep", sim, job, extra)
 }
 
 #[test]
@@ -320,14 +341,7 @@ fn air780ep_provisions_aws_mutual_tls_and_logs_in_at_once_after_connect_ok() {
     assert_eq!(report["identity"]["imei"], "868488076506128");
     assert!(report["smoke_round_trip_ms"].is_number());
     let f = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rsa");
-    for (file, name) in [
-        ("atprov_ca.crt", "ca.pem"),
-        ("atprov_dev.crt", "dev.pem"),
-        ("atprov_dev.key", "dev.key"),
-    ] {
-        let stored = std::fs::read(state.path().join("fs").join(file)).unwrap();
-        assert_eq!(stored, std::fs::read(f.join(name)).unwrap(), "{file}");
-    }
+    assert_uploaded(&state.path().join("fs"), &luat_files());
     // The login follows CONNECT OK with no other command in between (§7 Luat 1).
     let text = std::fs::read_to_string(&t).unwrap();
     let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
@@ -359,9 +373,12 @@ fn air780ep_provisions_with_aliyun_signing() {
          [aliyun]\nproduct_key = \"k1hipglLdjU\"\ndevice_name = \"{imei}\"\n\
          device_secret = \"fef32adf6dad46c2c7cbf335d3a7b021\"\n",
     );
+    let state = tempfile::tempdir().unwrap();
     let sim = SimProcess::start(
         "air780ep",
         &[
+            "--state",
+            state.path().to_str().unwrap(),
             "--module",
             "aliyun=k1hipglLdjU:868488076506128:fef32adf6dad46c2c7cbf335d3a7b021",
         ],
@@ -369,6 +386,7 @@ fn air780ep_provisions_with_aliyun_signing() {
     let (code, out, err) = luat(&sim, &job, &["--set", "tls.seclevel=1"]);
     assert_eq!(code, 0, "{err}\n{out}");
     assert!(out.contains("smoke: the message came back"), "{out}");
+    assert_uploaded(&state.path().join("fs"), &luat_files());
     // A wrong secret: the broker closes the connection, explained.
     let bad = rsa_job(
         dir.path(),

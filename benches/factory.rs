@@ -5,12 +5,12 @@
 //! minute, the speed-up of 8 stations over 1, and host CPU time per unit (the factory alone,
 //! and the factory with the emulators). Asserts nothing about speed.
 
-#[path = "../tests/common/line.rs"]
-mod line;
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use std::time::{Duration, Instant};
 
-use line::{Conveyor, Factory, make_pool, react, write_config};
+use common::line::{Conveyor, Factory, make_pool, react, write_config};
 
 /// Units each station provisions per run.
 const UNITS_EACH: usize = 3;

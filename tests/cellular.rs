@@ -6,7 +6,6 @@ mod common;
 
 use std::path::PathBuf;
 
-use atprov::pki::generate::{self, KeyKind};
 use common::{SimProcess, atprov};
 
 /// A CA, a device certificate and key signed by it, and job files.
@@ -17,20 +16,8 @@ struct Bundle {
 impl Bundle {
     fn new() -> Bundle {
         let dir = tempfile::tempdir().unwrap();
-        let ca = generate::ca("test CA", 10).unwrap();
-        let dev = generate::device(
-            &ca.cert_pem,
-            &ca.key_pem,
-            "thing-1",
-            10,
-            KeyKind::P256,
-            None,
-        )
-        .unwrap();
+        common::write_credentials(dir.path());
         let w = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
-        w("ca.pem", &ca.cert_pem);
-        w("dev.pem", &dev.cert_pem);
-        w("dev.key", &dev.key_pem);
         let d = dir.path().display();
         w(
             "aws.toml",

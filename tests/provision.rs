@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use atprov::pki::atpki::{self, ItemType};
-use atprov::pki::generate::{self, KeyKind};
+use atprov::pki::generate;
 use common::{SimProcess, atprov};
 
 /// A CA, a device certificate and key signed by it, a job file for the emulator's network.
@@ -18,21 +18,8 @@ struct Bundle {
 impl Bundle {
     fn new() -> Bundle {
         let dir = tempfile::tempdir().unwrap();
-        let ca = generate::ca("test CA", 10).unwrap();
-        let dev = generate::device(
-            &ca.cert_pem,
-            &ca.key_pem,
-            "thing-1",
-            10,
-            KeyKind::P256,
-            None,
-        )
-        .unwrap();
+        common::write_credentials(dir.path());
         let w = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
-        w("ca.pem", &ca.cert_pem);
-        w("ca.key", &ca.key_pem);
-        w("dev.pem", &dev.cert_pem);
-        w("dev.key", &dev.key_pem);
         let job = format!(
             "[credentials]\nca = \"{0}/ca.pem\"\ncert = \"{0}/dev.pem\"\nkey = \"{0}/dev.key\"\n\
              [wifi]\nssid = \"atprov-lab\"\npassword = \"correct horse battery\"\n\

@@ -82,17 +82,20 @@ pub async fn write(
     force: bool,
     on_item: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Vec<ItemReport>, Failure> {
-    let items: [(&'static str, &String, &[u8], ItemType); 3] = [
-        ("ca", &store.ca, &creds.ca, ItemType::Ca),
-        ("cert", &store.cert, &creds.cert, ItemType::Cert),
-        ("key", &store.key, creds.key(), ItemType::Key),
-    ];
+    let items = super::items(store, creds).map(|(item, slot, bytes)| {
+        let kind = match item {
+            "ca" => ItemType::Ca,
+            "cert" => ItemType::Cert,
+            _ => ItemType::Key,
+        };
+        (item, slot, bytes, kind)
+    });
     let legacy = info.generation == LEGACY;
     // Legacy: every bin must fit before anything is touched.
     let mut contents = Vec::new();
     for (item, slot, bytes, kind) in items {
         let content = if legacy {
-            let bin = atpki::encode(&[(kind, slot.clone(), bytes.to_vec())])
+            let bin = atpki::encode(&[(kind, slot.to_string(), bytes.to_vec())])
                 .map_err(|e| Failure::new(Code::Credentials, format!("{slot}: {e}")))?;
             let size = info
                 .sizes
@@ -124,7 +127,7 @@ pub async fn write(
         };
         reports.push(ItemReport {
             item,
-            slot: slot.clone(),
+            slot: slot.to_string(),
             bytes: content.len(),
             action,
         });

@@ -47,7 +47,7 @@ struct Bay {
     name: String,
     link: PathBuf,
     queue: VecDeque<Unit>,
-    current: Option<(Unit, Child)>,
+    current: Option<(Unit, super::SimProcess)>,
 }
 
 /// The stations and their queues of units.
@@ -124,33 +124,21 @@ impl Conveyor {
         let bay = self.bay(station);
         assert!(bay.current.is_none(), "{station} is occupied");
         let link = bay.link.clone();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_atprov"))
-            .args(["sim", "esp32-at", "--pty", "--link"])
-            .arg(&link)
-            .args(["--mac", &unit.mac, "--state"])
-            .arg(&unit.state)
-            .args(&args)
-            .args(&unit.extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start atprov sim");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read the PTY path");
-        assert!(line.starts_with("/dev/"), "sim printed `{line}`");
+        let mut sim_args: Vec<&str> = vec!["--link", link.to_str().unwrap(), "--mac", &unit.mac];
+        sim_args.extend(["--state", unit.state.to_str().unwrap()]);
+        sim_args.extend(args.iter().map(String::as_str));
+        sim_args.extend(unit.extra.iter().map(String::as_str));
+        let sim = super::SimProcess::start("esp32-at", &sim_args);
         self.plugged.push(unit.clone());
-        self.bay(station).current = Some((unit, child));
+        self.bay(station).current = Some((unit, sim));
     }
 
     /// Takes the unit out of `station`: the name disappears first, then the device.
     pub fn unplug(&mut self, station: &str) -> Option<Unit> {
         let bay = self.bay(station);
         let _ = std::fs::remove_file(&bay.link);
-        let (unit, mut child) = bay.current.take()?;
-        let _ = child.kill();
-        let _ = child.wait();
+        // Dropping the emulator kills it and waits for it.
+        let (unit, _sim) = bay.current.take()?;
         Some(unit)
     }
 

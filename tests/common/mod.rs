@@ -39,6 +39,30 @@ impl Drop for SimProcess {
     }
 }
 
+/// Writes a throw-away P-256 CA (`ca.pem`, `ca.key`) and a device certificate and key signed
+/// by it (`dev.pem`, `dev.key`, CN thing-1) into `dir`.
+pub fn write_credentials(dir: &std::path::Path) {
+    use atprov::pki::generate::{self, KeyKind};
+    let ca = generate::ca("test CA", 10).unwrap();
+    let dev = generate::device(
+        &ca.cert_pem,
+        &ca.key_pem,
+        "thing-1",
+        10,
+        KeyKind::P256,
+        None,
+    )
+    .unwrap();
+    for (name, text) in [
+        ("ca.pem", &ca.cert_pem),
+        ("ca.key", &ca.key_pem),
+        ("dev.pem", &dev.cert_pem),
+        ("dev.key", &dev.key_pem),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+}
+
 /// Runs the atprov binary; returns (exit code, stdout, stderr).
 pub fn atprov(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_atprov"))

@@ -524,22 +524,10 @@ async fn https_auth(
 
 /// Writes a device secret to `path`, readable by its owner only, synced before it counts.
 fn keep_secret(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(secret.as_bytes())?;
-    f.write_all(b"\n")?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    crate::util::write_synced(path, format!("{secret}\n").as_bytes(), 0o600)
 }
 
 /// A payload no earlier run sent: the unit and the current time in nanoseconds.

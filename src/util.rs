@@ -1,4 +1,5 @@
-//! Small helpers shared by the command line: durations, TOML error positions.
+//! Small helpers shared across atprov: durations, TOML error positions, timestamps, synced
+//! file writes.
 
 use std::time::Duration;
 
@@ -25,6 +26,33 @@ pub fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> String {
         .map(|k| format!("field `{k}`: "))
         .unwrap_or_default();
     format!("{origin}:{line}:{column}: {field}{message}")
+}
+
+/// Now, UTC, as `2026-11-22T23:17:31.565Z` (journals, events).
+pub fn utc_millis() -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .unwrap_or_default()
+}
+
+/// Writes `bytes` to `path` with `mode` (e.g. 0o600 for a key), synced before it replaces
+/// anything: a crash leaves the old file or the new one, never half of one.
+pub fn write_synced(path: &std::path::Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Parses `500ms`, `2s`, `1.5s`, `2m` or a bare number of seconds.

@@ -49,7 +49,7 @@ impl Events {
             return;
         };
         let mut line = Map::new();
-        line.insert("t".into(), json!(timestamp()));
+        line.insert("t".into(), json!(crate::util::utc_millis()));
         line.insert("event".into(), json!(kind));
         if !station.is_empty() {
             line.insert("station".into(), json!(station));
@@ -63,15 +63,6 @@ impl Events {
             *guard = None;
         }
     }
-}
-
-fn timestamp() -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    time::OffsetDateTime::now_utc()
-        .format(&format)
-        .unwrap_or_default()
 }
 
 /// The operator's view: one line per station.

@@ -198,13 +198,7 @@ pub struct SqliteJournal {
     conn: Mutex<Connection>,
 }
 
-fn now() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    t.format(&format).unwrap_or_default()
-}
+use crate::util::utc_millis as now;
 
 impl SqliteJournal {
     /// Opens (creating if needed) the journal at `path`.

@@ -154,31 +154,18 @@ pub fn generate(
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let cert = dir.join(format!("{thing_name}.crt"));
     let key = dir.join(format!("{thing_name}.key"));
-    write_synced(&key, made.key_pem.as_bytes(), 0o600)?;
-    write_synced(&cert, made.cert_pem.as_bytes(), 0o644)?;
+    let write = |path: &Path, bytes: &str, mode| {
+        crate::util::write_synced(path, bytes.as_bytes(), mode)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    };
+    write(&key, &made.key_pem, 0o600)?;
+    write(&cert, &made.cert_pem, 0o644)?;
     Ok(PoolRecord {
         thing_name: thing_name.to_string(),
         cert_sha256: sha256_hex(made.cert_pem.as_bytes()),
         cert,
         key,
     })
-}
-
-fn write_synced(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]

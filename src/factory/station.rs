@@ -20,7 +20,7 @@ use crate::exit::{Code, Failure};
 use crate::job::Job;
 use crate::pki::Credentials;
 use crate::pki::check::Target;
-use crate::port::{Flow, Lines, Selector, list_ports};
+use crate::port::{Flow, Lines, Selector, list_ports, matching_usb};
 use crate::profile::{Profile, Template, Vars};
 use crate::provision::{Provisioning, Silent, Stage};
 
@@ -157,15 +157,10 @@ fn journal_failure(e: super::journal::JournalError) -> Failure {
 async fn find_port(line: &Line, selector: &Selector) -> Option<String> {
     let found = match selector {
         Selector::Path(p) => p.exists().then(|| p.display().to_string()),
-        Selector::Usb { vid, pid, serial } => {
-            let (vid, pid) = (format!("{vid:04x}"), format!("{pid:04x}"));
-            let ports = list_ports().unwrap_or_default();
+        Selector::Usb { .. } => {
+            let ports = matching_usb(selector, list_ports().unwrap_or_default());
             let mut claimed = line.claimed.lock().unwrap_or_else(|p| p.into_inner());
-            let next = ports
-                .into_iter()
-                .filter(|p| p.vid.as_deref() == Some(&vid) && p.pid.as_deref() == Some(&pid))
-                .filter(|p| serial.is_none() || p.serial_number.as_deref() == serial.as_deref())
-                .find(|p| !claimed.contains(&p.path));
+            let next = ports.into_iter().find(|p| !claimed.contains(&p.path));
             next.map(|p| {
                 claimed.insert(p.path.clone());
                 p.path

@@ -52,9 +52,22 @@ pub fn list_ports() -> Result<Vec<PortInfo>, String> {
     Ok(out)
 }
 
+/// The ports a `usb:VID:PID[:SERIAL]` selector matches (empty for other selectors).
+pub fn matching_usb(selector: &Selector, ports: Vec<PortInfo>) -> Vec<PortInfo> {
+    let Selector::Usb { vid, pid, serial } = selector else {
+        return Vec::new();
+    };
+    let (vid, pid) = (format!("{vid:04x}"), format!("{pid:04x}"));
+    ports
+        .into_iter()
+        .filter(|p| p.vid.as_deref() == Some(&vid) && p.pid.as_deref() == Some(&pid))
+        .filter(|p| serial.is_none() || p.serial_number.as_deref() == serial.as_deref())
+        .collect()
+}
+
 /// Finds the one device a `usb:` selector names.
 pub(super) fn resolve_usb(selector: &Selector) -> Result<std::path::PathBuf, PortError> {
-    let Selector::Usb { vid, pid, serial } = selector else {
+    let Selector::Usb { vid, pid, .. } = selector else {
         unreachable!("only called for usb selectors")
     };
     let ports = list_ports().map_err(|e| PortError::Other {
@@ -62,11 +75,7 @@ pub(super) fn resolve_usb(selector: &Selector) -> Result<std::path::PathBuf, Por
         reason: e,
     })?;
     let (vid, pid) = (format!("{vid:04x}"), format!("{pid:04x}"));
-    let matching: Vec<_> = ports
-        .into_iter()
-        .filter(|p| p.vid.as_deref() == Some(&vid) && p.pid.as_deref() == Some(&pid))
-        .filter(|p| serial.is_none() || p.serial_number.as_deref() == serial.as_deref())
-        .collect();
+    let matching = matching_usb(selector, ports);
     match matching.as_slice() {
         [one] => Ok(one.path.clone().into()),
         [] => Err(PortError::NotFound {

@@ -10,7 +10,7 @@ mod serial;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-pub use list::{PortInfo, list_ports};
+pub use list::{PortInfo, list_ports, matching_usb};
 pub use selector::Selector;
 pub use serial::{Flow, Lines, SerialOptions};
 

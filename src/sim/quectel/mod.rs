@@ -383,7 +383,7 @@ impl Model for Quectel {
                 if self.config.quecpython && n.starts_with("AT+QMT") {
                     return error();
                 }
-                self.mqtt.command(n, &p, line, &mqtt_context!(self))
+                self.mqtt.command(n, &p, &mqtt_context!(self))
             }
             _ => error(),
         }

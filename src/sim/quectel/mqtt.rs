@@ -59,8 +59,7 @@ fn ok_then(cx: &Context, delay: std::time::Duration, urc: &str) -> Script {
 }
 
 impl Mqtt {
-    pub fn command(&mut self, name: &str, p: &[&str], line: &str, cx: &Context) -> Script {
-        let _ = line;
+    pub fn command(&mut self, name: &str, p: &[&str], cx: &Context) -> Script {
         match name {
             "AT+QSSLCFG" if p.len() >= 2 => {
                 let key = unquote(p[0]).to_ascii_lowercase();

@@ -101,9 +101,13 @@ pub struct Aliyun {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialPaths {
+    /// The CA the module verifies the broker with (AWS: Amazon Root CA 1).
     pub ca: Option<PathBuf>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// The CA that issued the device certificate; when given, the certificate is checked
+    /// against it. AWS IoT issues device certificates from a CA of its own: leave it out.
+    pub device_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -152,9 +156,13 @@ pub struct JobArgs {
     /// Job file (TOML): credentials, Wi-Fi, MQTT endpoint, smoke topic.
     #[arg(long, value_name = "FILE")]
     pub job: Option<PathBuf>,
-    /// CA certificate (PEM): the broker's root CA, e.g. AmazonRootCA1.pem.
+    /// Server CA certificate (PEM) the module verifies the broker with, e.g. AmazonRootCA1.pem.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
+    /// CA that issued the device certificate (PEM); when given, the certificate must be
+    /// signed by it. Not needed for AWS IoT certificates.
+    #[arg(long, value_name = "FILE")]
+    pub device_ca: Option<PathBuf>,
     /// Device certificate (PEM).
     #[arg(long, value_name = "FILE")]
     pub cert: Option<PathBuf>,
@@ -332,6 +340,10 @@ impl Job {
             ca: args.ca.clone().or(file.credentials.ca.clone()),
             cert: args.cert.clone().or(file.credentials.cert.clone()),
             key: args.key.clone().or(file.credentials.key.clone()),
+            device_ca: args
+                .device_ca
+                .clone()
+                .or(file.credentials.device_ca.clone()),
         };
         let aliyun = match &file.aliyun {
             None => None,

@@ -540,12 +540,14 @@ fn smoke_payload(unit: &str) -> String {
 }
 
 /// Checks credentials on the host, before any module is touched, against the limits of the
-/// profile's module family (a Luat module takes RSA keys only).
+/// profile's module family (a Luat module takes RSA keys only) and, when the job names one, the
+/// CA that issued the device certificate.
 pub fn check_credentials(job: &Job, profile: &Profile) -> Result<Credentials, Failure> {
     let (ca, cert, key) = job.credential_paths().map_err(Failure::usage)?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let target = crate::pki::check::Target::from_profile(&profile.name);
-    crate::pki::check::check(ca, cert, key, target, now).map_err(|problems| {
+    let target = crate::pki::check::Target::of(profile.family);
+    let device_ca = job.credentials.device_ca.as_deref();
+    crate::pki::check::check(ca, cert, key, device_ca, Some(target), now).map_err(|problems| {
         Failure::new(
             Code::Credentials,
             format!(

@@ -118,7 +118,11 @@ fn every_qfupl_checksum_vector_is_reproduced_by_inspect() {
 }
 
 fn cli_check(ca: &Path, cert: &Path, key: &Path) -> (i32, String) {
-    let (code, _, err) = atprov(&[
+    cli_check_with(ca, cert, key, &[])
+}
+
+fn cli_check_with(ca: &Path, cert: &Path, key: &Path, extra: &[&str]) -> (i32, String) {
+    let mut args = vec![
         "pki",
         "check",
         "--ca",
@@ -127,12 +131,18 @@ fn cli_check(ca: &Path, cert: &Path, key: &Path) -> (i32, String) {
         cert.to_str().unwrap(),
         "--key",
         key.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let (code, _, err) = atprov(&args);
     (code, err)
 }
 
 fn one_problem(ca: &Path, cert: &Path, key: &Path, needle: &str) {
-    let (code, err) = cli_check(ca, cert, key);
+    one_problem_with(ca, cert, key, &[], needle)
+}
+
+fn one_problem_with(ca: &Path, cert: &Path, key: &Path, extra: &[&str], needle: &str) {
+    let (code, err) = cli_check_with(ca, cert, key, extra);
     assert_eq!(code, 10, "{err}");
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "one problem, one line: {err}");
@@ -165,7 +175,21 @@ fn a_good_bundle_passes_and_each_fault_is_one_clear_line() {
         &pem("ec_dev.key.pkcs8.pem"),
         "does not belong to the certificate",
     );
-    one_problem(&pem("ec_ca.crt.pem"), &cert, &key, "not signed by the CA");
+    // The server CA says nothing about the device certificate's issuer; a device CA does.
+    assert_eq!(cli_check(&pem("ec_ca.crt.pem"), &cert, &key).0, 0);
+    one_problem_with(
+        &ca,
+        &cert,
+        &key,
+        &["--device-ca", pem("ec_ca.crt.pem").to_str().unwrap()],
+        "not issued by the device CA",
+    );
+    assert_eq!(
+        cli_check_with(&ca, &cert, &key, &["--device-ca", ca.to_str().unwrap()]).0,
+        0
+    );
+    // A device certificate given as the server CA is not a CA.
+    one_problem(&cert, &cert, &key, "is not a CA");
     one_problem(
         &ca,
         &key,
@@ -214,14 +238,14 @@ fn expiry_and_not_yet_valid_are_caught_with_a_clock_hint() {
         pem("rsa_dev.key.pkcs1.pem"),
     );
     let year_2040 = 2_208_988_800;
-    let p = check(&ca, &cert, &key, None, year_2040).unwrap_err();
+    let p = check(&ca, &cert, &key, None, None, year_2040).unwrap_err();
     assert!(
         p.iter()
-            .any(|l| l.contains("the certificate expired on 2036-11-19")),
+            .any(|l| l.contains("the device certificate expired on 2036-11-19")),
         "{p:?}"
     );
     let year_2020 = 1_577_836_800;
-    let p = check(&ca, &cert, &key, None, year_2020).unwrap_err();
+    let p = check(&ca, &cert, &key, None, None, year_2020).unwrap_err();
     assert!(
         p.iter()
             .any(|l| l.contains("not valid before") && l.contains("clock")),
@@ -236,6 +260,7 @@ fn module_limits_are_checked_for_a_profile() {
         &pem("ec_ca.crt.pem"),
         &pem("ec_dev.crt.pem"),
         &pem("ec_dev.key.sec1.pem"),
+        None,
         Some(Target::Luat),
         now,
     )
@@ -249,6 +274,7 @@ fn module_limits_are_checked_for_a_profile() {
         &big,
         &pem("rsa_dev.crt.pem"),
         &pem("rsa_dev.key.pkcs1.pem"),
+        None,
         Some(Target::EspAtLegacy),
         now,
     )

@@ -232,6 +232,80 @@ fn access_point_not_found_is_named() {
 }
 
 #[test]
+fn an_aws_shaped_bundle_provisions_and_a_wrong_device_ca_is_refused_before_the_module() {
+    // The module stores the server root; the device certificate comes from another CA that
+    // only the broker trusts (AWS IoT). Today's main refused this with exit 10.
+    let b = Bundle::new();
+    let state = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(
+        "esp32-at",
+        &[
+            "--state",
+            state.path().to_str().unwrap(),
+            "--trust",
+            b.path("dev-ca.pem").to_str().unwrap(),
+        ],
+    );
+    let (code, _, err) = provision(
+        &sim,
+        &[
+            "--job",
+            &b.job(),
+            "--device-ca",
+            b.path("dev-ca.pem").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+
+    let fresh = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start("esp32-at", &["--state", fresh.path().to_str().unwrap()]);
+    let (code, _, err) = provision(
+        &sim,
+        &[
+            "--job",
+            &b.job(),
+            "--device-ca",
+            b.path("rogue-ca.pem").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 10, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("dev.pem: not issued by the device CA in") && err.contains("rogue-ca.pem"),
+        "{err}"
+    );
+    assert!(
+        !fresh.path().join("mfg_nvs").exists()
+            || std::fs::read_dir(fresh.path().join("mfg_nvs"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "the module was written"
+    );
+}
+
+#[test]
+fn the_broker_refuses_a_device_certificate_from_a_ca_it_does_not_trust() {
+    let b = Bundle::new();
+    let sim = SimProcess::start(
+        "esp32-at",
+        &["--trust", b.path("dev-ca.pem").to_str().unwrap()],
+    );
+    let (code, _, err) = provision(
+        &sim,
+        &[
+            "--job",
+            &b.job(),
+            "--cert",
+            b.path("rogue.pem").to_str().unwrap(),
+            "--key",
+            b.path("rogue.key").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 13, "{err}");
+}
+
+#[test]
 fn a_clock_that_never_syncs_stops_before_tls() {
     let b = Bundle::new();
     let sim = SimProcess::start("esp32-at", &["--no-sntp"]);

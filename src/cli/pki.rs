@@ -43,13 +43,21 @@ pub enum PkiCommand {
     },
     /// Check that CA, certificate and key belong together and suit the module.
     Check {
+        /// Server CA (PEM) the module will verify the broker with, e.g. AmazonRootCA1.pem.
         #[arg(long)]
         ca: PathBuf,
+        /// Device certificate.
         #[arg(long)]
         cert: PathBuf,
+        /// Device private key.
         #[arg(long)]
         key: PathBuf,
-        /// The module family: esp32-at, esp32-at-v2, air780ep, quectel.
+        /// CA that issued the device certificate; when given, the certificate must be signed
+        /// by it (not needed for AWS IoT certificates).
+        #[arg(long, value_name = "FILE")]
+        device_ca: Option<PathBuf>,
+        /// The module's limits: a profile (esp32-at, quectel, air780ep or a file), or
+        /// esp32-at-v2 for ESP-AT 2.x's 8 KiB PKI partitions.
         #[arg(long)]
         profile: Option<String>,
         #[arg(long)]
@@ -101,19 +109,21 @@ pub fn run(args: PkiArgs) -> Result<(), Failure> {
             ca,
             cert,
             key,
+            device_ca,
             profile,
             json,
         } => {
             let target = match profile.as_deref() {
                 None => None,
-                Some(p) => Some(Target::from_profile(p).ok_or_else(|| {
-                    Failure::usage(format!(
-                        "--profile {p}: unknown; use esp32-at, esp32-at-v2, air780ep or quectel"
-                    ))
-                })?),
+                Some("esp32-at-v2") => Some(Target::EspAtLegacy),
+                Some(p) => Some(Target::of(
+                    crate::profile::Profile::load(p)
+                        .map_err(|e| Failure::usage(e.0))?
+                        .family,
+                )),
             };
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            match check(&ca, &cert, &key, target, now) {
+            match check(&ca, &cert, &key, device_ca.as_deref(), target, now) {
                 Ok(c) => {
                     if json {
                         println!(

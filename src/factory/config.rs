@@ -29,6 +29,7 @@ struct ConfigFile {
 struct PoolFile {
     manifest: Option<PathBuf>,
     ca: Option<PathBuf>,
+    device_ca: Option<PathBuf>,
     generate: Option<GenerateFile>,
 }
 
@@ -78,6 +79,9 @@ pub struct FactoryConfig {
 pub struct Pool {
     /// The CA certificate written to every unit (the one the module verifies the broker with).
     pub ca: PathBuf,
+    /// The CA that issued the manifest's device certificates, when given: each is checked
+    /// against it before it goes out. A generated pool is checked against its own CA.
+    pub device_ca: Option<PathBuf>,
     pub source: PoolSource,
 }
 
@@ -194,7 +198,18 @@ impl FactoryConfig {
                 ca_key: abs(&g.ca_key),
                 dir: abs(&g.dir),
                 thing_name: g.thing_name.clone().unwrap_or_else(|| "{unit_id}".into()),
-                days: g.days.unwrap_or(3650),
+                days: match g.days.unwrap_or(3650) {
+                    d @ 1..=crate::pki::generate::MAX_DAYS => d,
+                    d => {
+                        return Err(bad(
+                            "pool.generate.days",
+                            format!(
+                                "{d}: give 1 to {} days of validity",
+                                crate::pki::generate::MAX_DAYS
+                            ),
+                        ));
+                    }
+                },
             },
             _ => {
                 return Err(bad(
@@ -210,8 +225,15 @@ impl FactoryConfig {
                 "missing: the CA certificate written to every unit".into(),
             )
         })?;
+        if file.pool.device_ca.is_some() && matches!(source, PoolSource::Generate { .. }) {
+            return Err(bad(
+                "pool.device_ca",
+                "a generated pool's device certificates are checked against [pool.generate] ca_cert; leave device_ca out".into(),
+            ));
+        }
         let pool = Pool {
             ca: abs(ca),
+            device_ca: file.pool.device_ca.as_deref().map(abs),
             source,
         };
         if let PoolSource::Generate { thing_name, .. } = &pool.source {

@@ -65,6 +65,19 @@ pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, 
         ))
     })?;
     let ca = (config.pool.ca.display().to_string(), ca_bytes);
+    let mut device_ca = match &config.pool.device_ca {
+        None => None,
+        Some(p) => Some((
+            p.display().to_string(),
+            std::fs::read(p).map_err(|e| {
+                Failure::usage(format!(
+                    "{}: field `pool.device_ca`: {}: cannot read it: {e}",
+                    config.path.display(),
+                    p.display()
+                ))
+            })?,
+        )),
+    };
     let journal = SqliteJournal::open(&config.journal)
         .map_err(|e| Failure::new(Code::Journal, e.to_string()))?;
     let interrupted = journal
@@ -94,8 +107,13 @@ pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, 
                     ))
                 })
             };
+            let ca_cert_pem = read(ca_cert, "pool.generate.ca_cert")?;
+            device_ca = Some((
+                ca_cert.display().to_string(),
+                ca_cert_pem.clone().into_bytes(),
+            ));
             Source::Generate {
-                ca_cert_pem: read(ca_cert, "pool.generate.ca_cert")?,
+                ca_cert_pem,
                 ca_key_pem: read(ca_key, "pool.generate.ca_key")?,
                 dir: dir.clone(),
                 thing_name: Template::parse(thing_name)
@@ -128,13 +146,14 @@ pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, 
         );
     }
     let (stop, _) = tokio::sync::watch::channel(false);
-    let target = Target::from_profile(&profile.name);
+    let target = Some(Target::of(profile.family));
     let line = Arc::new(Line {
         config: config.clone(),
         profile,
         job,
         journal: Arc::new(journal),
         ca,
+        device_ca,
         source,
         target,
         events: options.events,

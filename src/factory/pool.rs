@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::journal::PoolRecord;
 use crate::pki::Credentials;
-use crate::pki::check::{Target, check_bytes};
+use crate::pki::check::{Bundle, Target, check_bundle};
 use crate::pki::load::sha256_hex;
 
 /// One manifest entry as written in JSON.
@@ -104,10 +104,12 @@ fn parse_csv(text: &str) -> Result<Vec<(usize, String, PathBuf, PathBuf)>, Strin
     Ok(out)
 }
 
-/// Reads and checks one credential for a unit of `target`, with the pool's CA.
+/// Reads and checks one credential for a unit of `target`: the pool's server CA written with
+/// it, and the CA that issued it when the pool names one.
 pub fn load_credentials(
     record: &PoolRecord,
     ca: &(String, Vec<u8>),
+    device_ca: Option<&(String, Vec<u8>)>,
     target: Option<Target>,
 ) -> Result<Credentials, String> {
     let read =
@@ -121,14 +123,13 @@ pub fn load_credentials(
     }
     let key = read(&record.key)?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    check_bytes(
+    let bundle = Bundle::from_bytes(
         (&ca.0, &ca.1),
         (&record.cert.display().to_string(), &cert),
         (&record.key.display().to_string(), &key),
-        target,
-        now,
-    )
-    .map_err(|problems| problems.join("; "))
+        device_ca.map(|(n, b)| (n.as_str(), b.as_slice())),
+    );
+    check_bundle(bundle, target, now).map_err(|problems| problems.join("; "))
 }
 
 /// Makes a certificate for `thing_name` signed by the manufacturer CA and writes it to `dir`

@@ -44,6 +44,8 @@ pub struct Line {
     pub journal: Arc<dyn Journal>,
     /// The CA written to every unit: (file name, bytes).
     pub ca: (String, Vec<u8>),
+    /// The CA that issued the pool's device certificates, when known: (file name, bytes).
+    pub device_ca: Option<(String, Vec<u8>)>,
     pub source: Source,
     pub target: Option<Target>,
     pub events: Events,
@@ -572,7 +574,12 @@ async fn credential_for(
                 }
             },
         };
-        match pool::load_credentials(&allocation.record, &line.ca, line.target) {
+        match pool::load_credentials(
+            &allocation.record,
+            &line.ca,
+            line.device_ca.as_ref(),
+            line.target,
+        ) {
             Ok(creds) => return Ok((allocation, creds)),
             Err(problem) => {
                 let reason = format!("pki check: {problem}");

@@ -39,11 +39,19 @@ fn new_key(kind: KeyKind) -> Result<KeyPair, String> {
     }
 }
 
-fn validity(p: &mut CertificateParams, days: u32) {
+/// The longest validity atprov issues: 100 years (X.509 times end in 9999, but no module,
+/// CA or policy needs more, and a typo like `--days 3000000` should be caught, not obeyed).
+pub const MAX_DAYS: u32 = 36_500;
+
+fn validity(p: &mut CertificateParams, days: u32) -> Result<(), String> {
+    if !(1..=MAX_DAYS).contains(&days) {
+        return Err(format!("{days} days of validity: give 1 to {MAX_DAYS}"));
+    }
     // A little slack before now for clocks that run behind.
     let now = OffsetDateTime::now_utc();
     p.not_before = now - Duration::minutes(5);
     p.not_after = now + Duration::days(i64::from(days));
+    Ok(())
 }
 
 /// A self-signed CA.
@@ -56,7 +64,7 @@ pub fn ca(cn: &str, days: u32) -> Result<Generated, String> {
     p.distinguished_name = dn;
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    validity(&mut p, days);
+    validity(&mut p, days)?;
     let cert = p.self_signed(&key).map_err(|e| e.to_string())?;
     Ok(Generated {
         cert_pem: cert.pem(),
@@ -93,7 +101,7 @@ pub fn device(
         KeyUsagePurpose::KeyEncipherment,
     ];
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    validity(&mut p, days);
+    validity(&mut p, days)?;
     let cert = p
         .signed_by(&key, &ca_cert, &ca_key)
         .map_err(|e| e.to_string())?;

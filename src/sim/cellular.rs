@@ -64,12 +64,14 @@ pub fn handshake(t: Tls) -> Result<(), String> {
     }
     if t.seclevel == "2" {
         let (cert, key) = (t.cert?, t.key?);
-        let trust = t.trust.unwrap_or(&ca);
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        crate::pki::check::check_bytes(
-            ("trusted CA", trust),
-            ("client certificate", &cert),
-            ("client key", &key),
+        crate::pki::check::check_bundle(
+            crate::pki::check::Bundle::from_bytes(
+                ("uploaded CA", &ca),
+                ("client certificate", &cert),
+                ("client key", &key),
+                t.trust.map(|t| ("the broker's trusted CA", t)),
+            ),
             t.target,
             now,
         )

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod line;
+pub mod openssl;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -39,28 +40,10 @@ impl Drop for SimProcess {
     }
 }
 
-/// Writes a throw-away P-256 CA (`ca.pem`, `ca.key`) and a device certificate and key signed
-/// by it (`dev.pem`, `dev.key`, CN thing-1) into `dir`.
+/// Writes an AWS-shaped P-256 bundle made by openssl into `dir` (see [`openssl`]): `ca.pem`
+/// is the server root the module stores, `dev.pem`/`dev.key` come from `dev-ca.pem`.
 pub fn write_credentials(dir: &std::path::Path) {
-    use atprov::pki::generate::{self, KeyKind};
-    let ca = generate::ca("test CA", 10).unwrap();
-    let dev = generate::device(
-        &ca.cert_pem,
-        &ca.key_pem,
-        "thing-1",
-        10,
-        KeyKind::P256,
-        None,
-    )
-    .unwrap();
-    for (name, text) in [
-        ("ca.pem", &ca.cert_pem),
-        ("ca.key", &ca.key_pem),
-        ("dev.pem", &dev.cert_pem),
-        ("dev.key", &dev.key_pem),
-    ] {
-        std::fs::write(dir.join(name), text).unwrap();
-    }
+    openssl::aws_shaped(dir, openssl::Keys::P256);
 }
 
 /// Runs the atprov binary; returns (exit code, stdout, stderr).

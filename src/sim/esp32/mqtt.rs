@@ -267,12 +267,14 @@ impl Mqtt {
                 cert.unwrap_or_default(),
                 key.unwrap_or_default(),
             );
-            let trust = cx.trust.unwrap_or(&ca);
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            let checked = crate::pki::check::check_bytes(
-                ("trusted CA", trust),
-                ("mqtt_cert", &cert),
-                ("mqtt_key", &key),
+            let checked = crate::pki::check::check_bundle(
+                crate::pki::check::Bundle::from_bytes(
+                    ("mqtt_ca", &ca),
+                    ("mqtt_cert", &cert),
+                    ("mqtt_key", &key),
+                    cx.trust.map(|t| ("the broker's trusted CA", t)),
+                ),
                 None,
                 now,
             );

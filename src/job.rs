@@ -44,6 +44,9 @@ pub const VARIABLES: &[&str] = &[
     "aliyun.secret_file",
 ];
 
+/// Where a registered device's secret is kept unless the job says: next to the job file.
+const DEFAULT_SECRET_FILE: &str = "aliyun-{unit_id}.secret";
+
 /// The job file. Every field is optional; `atprov` says which one is missing when a step
 /// needs it.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -544,7 +547,7 @@ fn aliyun_sign_in(a: &Aliyun) -> Result<AliyunSignIn, String> {
             let secret_file = a
                 .secret_file
                 .clone()
-                .unwrap_or_else(|| "aliyun-{unit_id}.secret".into());
+                .unwrap_or_else(|| DEFAULT_SECRET_FILE.into());
             Template::parse(&secret_file)
                 .map_err(|e| format!("job file [aliyun] secret_file = {secret_file:?}: {e}"))?;
             Some(AliyunRegistration {
@@ -582,11 +585,44 @@ fn aliyun_sign_in(a: &Aliyun) -> Result<AliyunSignIn, String> {
     })
 }
 
+/// Reads a job file. Relative paths in it are relative to the file's folder, so a job works
+/// from wherever atprov is started (flags stay relative to the working directory).
 fn load_file(path: &Path) -> Result<JobFile, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("job file {}: cannot read it: {e}", path.display()))?;
-    toml::from_str(&text)
-        .map_err(|e| crate::util::toml_error(&format!("job file {}", path.display()), &text, &e))
+    let mut file: JobFile = toml::from_str(&text)
+        .map_err(|e| crate::util::toml_error(&format!("job file {}", path.display()), &text, &e))?;
+    let base = path.parent().unwrap_or(Path::new(""));
+    let rebase = |p: &mut Option<PathBuf>| {
+        if let Some(p) = p.as_mut().filter(|p| p.is_relative()) {
+            *p = base.join(&*p);
+        }
+    };
+    let c = &mut file.credentials;
+    for p in [&mut c.ca, &mut c.cert, &mut c.key, &mut c.device_ca] {
+        rebase(p);
+    }
+    rebase(&mut file.wifi.password_file);
+    rebase(&mut file.mqtt.password_file);
+    if let Some(a) = file.aliyun.as_mut() {
+        rebase(&mut a.device_secret_file);
+        rebase(&mut a.product_secret_file);
+        if a.register.is_some() {
+            // A template: the folder's own braces are escaped.
+            let t = a
+                .secret_file
+                .get_or_insert_with(|| DEFAULT_SECRET_FILE.into());
+            if Path::new(t.as_str()).is_relative() {
+                let dir = base
+                    .display()
+                    .to_string()
+                    .replace('{', "{{")
+                    .replace('}', "}}");
+                *t = Path::new(&dir).join(t.as_str()).display().to_string();
+            }
+        }
+    }
+    Ok(file)
 }
 
 fn secret(

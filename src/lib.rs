@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cloud;
 pub mod exit;
 pub mod factory;
+pub mod files;
 pub mod flow;
 pub mod job;
 pub mod pki;

@@ -339,6 +339,7 @@ async fn run_stage(
             });
             device.vars.set_text("store", info.generation);
             job.apply(&mut device.vars);
+            check_identity(&device.vars).map_err(|f| (f, steps.clone()))?;
             let summary = [
                 device.vars.text("chip"),
                 device.vars.text("firmware"),
@@ -445,6 +446,51 @@ async fn run_stage(
     }
 }
 
+/// Checks what identify captured against its grammar before any of it names a file, a topic
+/// or a journal row: a module (or a garbled line) reporting `../../x` as its IMEI must not
+/// make atprov write outside the intended folder.
+fn check_identity(vars: &crate::profile::Vars) -> Result<(), Failure> {
+    let bad = |what: &str, value: &str, grammar: &str| {
+        Failure::new(
+            Code::AtError,
+            format!(
+                "identify: the module reported {what} `{}`, which is not {grammar}; check the firmware and the baud rate (nothing was written)",
+                value.escape_debug()
+            ),
+        )
+    };
+    if let Some(mac) = vars.get("mac").map(Value::as_text) {
+        let hex: String = mac.chars().filter(|c| *c != ':' && *c != '-').collect();
+        let separators_ok = mac.len() == 12 || mac.len() == 17;
+        if hex.len() != 12 || !separators_ok || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(bad("MAC address", &mac, "12 hexadecimal digits"));
+        }
+    }
+    if let Some(imei) = vars.get("imei").map(Value::as_text) {
+        if imei.len() != 15 || !imei.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad("IMEI", &imei, "15 digits"));
+        }
+    }
+    if let Some(iccid) = vars.get("iccid").map(Value::as_text) {
+        let ok = (18..=22).contains(&iccid.len())
+            && iccid
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'F' || b == b'f');
+        if !ok {
+            return Err(bad("ICCID", &iccid, "18 to 22 digits"));
+        }
+    }
+    if let Some(unit) = vars.get("unit_id").map(Value::as_text) {
+        crate::files::safe_component(&unit).map_err(|e| {
+            Failure::new(
+                Code::AtError,
+                format!("identify: the unit id {e}; check the job's unit_id template and what the module reported"),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// Runs the profile's `[[register]]` flow and keeps the device secret it captured.
 async fn register(
     device: &mut Device,
@@ -522,12 +568,20 @@ async fn https_auth(
     }
 }
 
-/// Writes a device secret to `path`, readable by its owner only, synced before it counts.
-fn keep_secret(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+/// Writes a device secret to `path`, readable by its owner only, synced before it counts; an
+/// existing file is never replaced.
+fn keep_secret(path: &std::path::Path, secret: &str) -> Result<(), String> {
+    use crate::files::{Access, Existing};
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        crate::files::create_private_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    crate::util::write_synced(path, format!("{secret}\n").as_bytes(), 0o600)
+    crate::files::write(
+        path,
+        format!("{secret}\n").as_bytes(),
+        Access::Private,
+        Existing::Refuse,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// A payload no earlier run sent: the unit and the current time in nanoseconds.
@@ -536,7 +590,7 @@ fn smoke_payload(unit: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    format!("{{\"atprov\":\"smoke\",\"unit\":\"{unit}\",\"nonce\":\"{nanos:x}\"}}")
+    serde_json::json!({"atprov": "smoke", "unit": unit, "nonce": format!("{nanos:x}")}).to_string()
 }
 
 /// Checks credentials on the host, before any module is touched, against the limits of the

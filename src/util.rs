@@ -1,5 +1,4 @@
-//! Small helpers shared across atprov: durations, TOML error positions, timestamps, synced
-//! file writes.
+//! Small helpers shared across atprov: durations, TOML error positions, timestamps.
 
 use std::time::Duration;
 
@@ -36,23 +35,6 @@ pub fn utc_millis() -> String {
     time::OffsetDateTime::now_utc()
         .format(&format)
         .unwrap_or_default()
-}
-
-/// Writes `bytes` to `path` with `mode` (e.g. 0o600 for a key), synced before it replaces
-/// anything: a crash leaves the old file or the new one, never half of one.
-pub fn write_synced(path: &std::path::Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 /// Parses `500ms`, `2s`, `1.5s`, `2m` or a bare number of seconds.

@@ -690,3 +690,47 @@ fn air780ep_signs_in_over_https_then_logs_in_with_the_token() {
         "the token is in the transcript"
     );
 }
+
+#[test]
+fn an_imei_that_is_a_path_is_refused_before_it_names_a_file() {
+    // Seen: a module answering `../../../../PWNED` to AT+CGSN made atprov write
+    // `secrets/../../../../PWNED.secret`.
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("a/b/c/d");
+    std::fs::create_dir_all(&nested).unwrap();
+    let secret_template = nested.join("secrets/{imei}.secret");
+    let job = https_register_job(&nested, &secret_template);
+    let sim = SimProcess::start(
+        "air780ep",
+        &[
+            "--module",
+            "product=k1hipglLdjU:8LQwOYSZMwp3DFBd",
+            "--module",
+            "imei=../../../../PWNED",
+        ],
+    );
+    let (code, _, err) = luat(&sim, &job, &["--set", "tls.seclevel=1"]);
+    assert_eq!(code, 7, "{err}");
+    let line = last_line(&err);
+    assert!(
+        line.contains("IMEI `../../../../PWNED`, which is not 15 digits"),
+        "{line}"
+    );
+    let found: Vec<_> = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("PWNED"))
+        .collect();
+    assert!(found.is_empty(), "{found:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}

@@ -330,7 +330,9 @@ fn generated_credentials_check_out_and_keys_are_private() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["certificates"][0]["subject"], "CN=thing-0001");
     assert_eq!(v["certificates"][0]["key"]["algorithm"], "EC");
-    let (code, _, err) = atprov(&["pki", "generate", "--ca", "--key", "rsa2048", "-o", d]);
+    let (code, _, err) = atprov(&[
+        "pki", "generate", "--ca", "--key", "rsa2048", "--force", "-o", d,
+    ]);
     assert_eq!(code, 0, "a CA is always P-256: {err}");
 }
 

@@ -528,3 +528,39 @@ fn a_module_that_restarts_between_commands_is_reported() {
         "{err}"
     );
 }
+
+#[test]
+fn quotes_backslashes_and_non_ascii_in_user_values_keep_the_json_valid() {
+    let b = Bundle::new();
+    // A unit id names files, so it takes no backslash; the other values do.
+    let weird = r#"q"b's-é-{mac|nocolon}"#;
+    let (code, out, err) = atprov(&[
+        "provision",
+        "--port",
+        "sim:esp32-at",
+        "--job",
+        &b.job(),
+        "--json",
+        "--set",
+        &format!("unit_id={weird}"),
+        "--client-id",
+        r#"thing "ü" \ {unit_id}"#,
+        "--smoke-topic",
+        r#"t/"ß"\x"#,
+        "--transcript",
+        b.path("t.txt").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report = json(&out);
+    assert_eq!(report["unit_id"], r#"q"b's-é-240ac4123456"#);
+    assert_eq!(report["result"], "pass");
+    // The smoke message the module published is JSON naming the unit.
+    let t = std::fs::read_to_string(b.path("t.txt")).unwrap();
+    let payload = t
+        .lines()
+        .find_map(|l| l.strip_prefix(">> {"))
+        .map(|rest| format!("{{{rest}"))
+        .expect("the smoke payload in the transcript");
+    let smoke = json(&payload);
+    assert_eq!(smoke["unit"], r#"q"b's-é-240ac4123456"#);
+}

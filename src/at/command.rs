@@ -95,6 +95,9 @@ impl Command {
             secret_response: false,
         };
         apply_catalog(&mut cmd);
+        // Whoever typed the line, its secret parameters are never shown.
+        cmd.shown_as = super::redact::command_line(&cmd.line);
+        cmd.secret_payload = super::redact::payload_is_secret(&cmd.line);
         cmd
     }
 

@@ -126,6 +126,8 @@ impl Engine {
             dirty: false,
             drain: None,
             pending_attempt: 0,
+            rx_scrubber: Default::default(),
+            tx_scrubber: Default::default(),
         };
         let task = tokio::spawn(actor.run());
         (
@@ -200,6 +202,9 @@ struct Actor {
     drain: Option<Drain>,
     /// Sentinels already tried in this resync.
     pending_attempt: u32,
+    /// Secrets hidden from trace events, per direction (a key may span many records).
+    rx_scrubber: super::redact::Scrubber,
+    tx_scrubber: super::redact::Scrubber,
 }
 
 impl Actor {
@@ -468,9 +473,11 @@ impl Actor {
         Ok(())
     }
 
-    fn emit_done(&self, resp: &Response) {
-        let response = Box::new(resp.clone());
-        self.trace(|at| TraceEvent::Done { at, response });
+    fn emit_done(&mut self, resp: &Response) {
+        if self.trace.is_some() {
+            let response = Box::new(super::redact::response(resp));
+            self.trace(|at| TraceEvent::Done { at, response });
+        }
     }
 
     async fn write(&mut self, bytes: &[u8]) -> Result<(), EngineError> {
@@ -479,17 +486,34 @@ impl Actor {
         Ok(())
     }
 
-    fn note(&self, text: &str) {
+    fn note(&mut self, text: &str) {
         self.trace(|at| TraceEvent::Note {
             at,
             text: text.to_string(),
         });
     }
 
-    fn trace(&self, make: impl FnOnce(Duration) -> TraceEvent) {
-        if let Some(t) = &self.trace {
-            let _ = t.send(make(self.started.elapsed()));
+    /// Sends a trace event with its secrets hidden (see [`super::redact`]).
+    fn trace(&mut self, make: impl FnOnce(Duration) -> TraceEvent) {
+        let Some(t) = &self.trace else {
+            return;
+        };
+        let mut event = make(self.started.elapsed());
+        match &mut event {
+            TraceEvent::Rx {
+                text,
+                secret: false,
+                ..
+            } => *text = self.rx_scrubber.scrub(text),
+            TraceEvent::Tx {
+                text,
+                payload: true,
+                secret: false,
+                ..
+            } => *text = self.tx_scrubber.scrub(text),
+            _ => {}
         }
+        let _ = t.send(event);
     }
 
     fn fail_all(&mut self, err: EngineError) {

@@ -30,50 +30,57 @@ pub struct DemoArgs {
 }
 
 pub async fn run(args: DemoArgs) -> Result<(), Failure> {
-    let (dir, temporary) = match &args.keep {
-        Some(d) => (d.clone(), false),
-        None => (
-            std::env::temp_dir().join(format!("atprov-demo-{}", std::process::id())),
-            true,
-        ),
+    // A temporary folder is private and unpredictable; a kept one must not hold earlier files.
+    let (dir, _temporary) = match &args.keep {
+        Some(d) => {
+            crate::files::create_private_dir(d)
+                .map_err(|e| Failure::usage(format!("{}: cannot create it: {e}", d.display())))?;
+            (d.clone(), None)
+        }
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("atprov-demo-")
+                .tempdir()
+                .map_err(|e| Failure::new(Code::Internal, format!("a temporary folder: {e}")))?;
+            (t.path().to_path_buf(), Some(t))
+        }
     };
     let result = demo(&dir, &args).await;
-    if temporary {
-        let _ = std::fs::remove_dir_all(&dir);
-    } else if result.is_ok() {
+    if args.keep.is_some() && result.is_ok() {
         eprintln!(
-            "demo files kept in {} (the module's flash is in module/)",
+            "demo files kept in {}: ca.pem (the server root the module stores), device.pem and device.key (from the device CA device-ca.pem), job.toml, and the module's flash in module/",
             dir.display()
+        );
+        eprintln!(
+            "on a real module: atprov provision --port /dev/ttyUSB0 --job {}",
+            dir.join("job.toml").display()
         );
     }
     result
 }
 
 async fn demo(dir: &Path, args: &DemoArgs) -> Result<(), Failure> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Failure::usage(format!("{}: cannot create it: {e}", dir.display())))?;
     let internal = |e: String| Failure::new(Code::Internal, e);
-    let ca = generate::ca("atprov demo CA", 30).map_err(internal)?;
+    // The AWS shape: the module stores the root of the broker's certificate; the device
+    // certificate comes from a separate issuing CA that only the broker trusts.
+    let server_root = generate::ca("atprov demo server root", 30).map_err(internal)?;
+    let device_ca = generate::ca("atprov demo device CA", 30).map_err(internal)?;
     let device = generate::device(
-        &ca.cert_pem,
-        &ca.key_pem,
+        &device_ca.cert_pem,
+        &device_ca.key_pem,
         "atprov-demo-thing",
         30,
         KeyKind::P256,
         None,
     )
     .map_err(internal)?;
-    write_file(&dir.join("ca.pem"), ca.cert_pem.as_bytes(), false)?;
-    write_file(&dir.join("ca.key"), ca.key_pem.as_bytes(), true)?;
-    write_file(&dir.join("device.pem"), device.cert_pem.as_bytes(), false)?;
-    write_file(&dir.join("device.key"), device.key_pem.as_bytes(), true)?;
     let network = &sim::esp32::default_networks()[0];
     let job_text = format!(
-        r#"# What to provision: made by `atprov demo`.
+        r#"# What to provision: made by `atprov demo`. Paths are relative to this file.
 [credentials]
-ca = "{ca}"
-cert = "{cert}"
-key = "{key}"
+ca = "ca.pem"
+cert = "device.pem"
+key = "device.key"
 
 [wifi]
 ssid = "{ssid}"
@@ -83,14 +90,30 @@ password = "{password}"
 host = "mqtt.emulated.atprov"
 client_id = "demo-{{unit_id}}"
 "#,
-        ca = dir.join("ca.pem").display(),
-        cert = dir.join("device.pem").display(),
-        key = dir.join("device.key").display(),
         ssid = network.ssid,
         password = network.password,
     );
+    let files: [(&str, &[u8], bool); 6] = [
+        ("ca.pem", server_root.cert_pem.as_bytes(), false),
+        ("device-ca.pem", device_ca.cert_pem.as_bytes(), false),
+        ("device-ca.key", device_ca.key_pem.as_bytes(), true),
+        ("device.pem", device.cert_pem.as_bytes(), false),
+        ("device.key", device.key_pem.as_bytes(), true),
+        ("job.toml", job_text.as_bytes(), true),
+    ];
+    if let Some((name, ..)) = files
+        .iter()
+        .find(|(n, ..)| dir.join(n).symlink_metadata().is_ok())
+    {
+        return Err(Failure::usage(format!(
+            "{}: already exists; the demo does not replace files: give --keep an empty or new folder",
+            dir.join(name).display()
+        )));
+    }
+    for (name, bytes, secret) in files {
+        write_file(&dir.join(name), bytes, secret, false)?;
+    }
     let job_path = dir.join("job.toml");
-    write_file(&job_path, job_text.as_bytes(), true)?;
 
     let profile = Profile::load("esp32-at").map_err(|e| Failure::new(Code::Internal, e.0))?;
     let job_args = JobArgs {
@@ -106,6 +129,7 @@ client_id = "demo-{{unit_id}}"
     };
     let options = SimOptions {
         state_dir: Some(dir.join("module")),
+        trust: Some(device_ca.cert_pem.into_bytes()),
         ..SimOptions::default()
     };
     let (port, _control) =

@@ -26,7 +26,8 @@ pub struct PortArgs {
     /// DTR/RTS after opening (deassert keeps ESP32 dev boards from resetting).
     #[arg(long, value_enum, default_value_t = Lines::Deassert)]
     pub lines: Lines,
-    /// Write the session to FILE in the transcript format (secrets redacted).
+    /// Write the session to FILE in the transcript format (secrets redacted; FILE is replaced,
+    /// readable by its owner only).
     #[arg(long, value_name = "FILE")]
     pub transcript: Option<PathBuf>,
 }
@@ -69,7 +70,7 @@ impl PortArgs {
         let mut writer = match &self.transcript {
             None => None,
             Some(path) => {
-                let file = std::fs::File::create(path).map_err(|e| {
+                let file = crate::files::create_private(path).map_err(|e| {
                     Failure::usage(format!("cannot write transcript {}: {e}", path.display()))
                 })?;
                 let now = time::OffsetDateTime::now_utc()

@@ -25,15 +25,23 @@ pub enum PkiCommand {
         /// The bin to write.
         #[arg(short, long)]
         out: PathBuf,
+        /// Replace OUT if it exists.
+        #[arg(long)]
+        force: bool,
         /// TYPE FILE pairs, TYPE one of ca, cert, key.
         #[arg(required = true, num_args = 2.., value_name = "TYPE FILE")]
         items: Vec<String>,
     },
     /// Extract the items of a PKI bin into files in DIR.
     Decode {
+        /// The PKI bin (or a partition image read from the module).
         bin: PathBuf,
+        /// Directory to write the items into (TYPE ID .pem; keys readable by their owner only).
         #[arg(short, long)]
         out: PathBuf,
+        /// Replace files that exist.
+        #[arg(long)]
+        force: bool,
     },
     /// Describe a certificate, chain, key or PKI bin.
     Inspect {
@@ -77,8 +85,8 @@ pub enum PkiCommand {
         /// Common name (the thing name for AWS).
         #[arg(long, default_value = "atprov-device")]
         cn: String,
-        /// Days of validity from now.
-        #[arg(long, default_value_t = 365)]
+        /// Days of validity from now (1 to 36500).
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=i64::from(generate::MAX_DAYS)))]
         days: u32,
         /// Key type of a new device key.
         #[arg(long, value_enum, default_value_t = KeyKind::P256)]
@@ -89,6 +97,10 @@ pub enum PkiCommand {
         /// Directory to write NAME.crt.pem and NAME.key.pem into.
         #[arg(short, long)]
         out: PathBuf,
+        /// Replace an existing certificate and key of the same name (a CA key replaced orphans
+        /// every certificate it issued).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -102,8 +114,8 @@ fn load_err(e: LoadError) -> Failure {
 
 pub fn run(args: PkiArgs) -> Result<(), Failure> {
     match args.command {
-        PkiCommand::Encode { out, items } => encode(&out, &items),
-        PkiCommand::Decode { bin, out } => decode(&bin, &out),
+        PkiCommand::Encode { out, items, force } => encode(&out, &items, force),
+        PkiCommand::Decode { bin, out, force } => decode(&bin, &out, force),
         PkiCommand::Inspect { file, json } => inspect(&file, json),
         PkiCommand::Check {
             ca,
@@ -161,8 +173,9 @@ pub fn run(args: PkiArgs) -> Result<(), Failure> {
             key,
             key_file,
             out,
+            force,
         } => {
-            std::fs::create_dir_all(&out)
+            crate::files::create_private_dir(&out)
                 .map_err(|e| Failure::usage(format!("{}: cannot create it: {e}", out.display())))?;
             let g = if ca {
                 generate::ca(&cn, days).map_err(cred)?
@@ -180,10 +193,27 @@ pub fn run(args: PkiArgs) -> Result<(), Failure> {
                     .map_err(cred)?
             };
             let stem = if ca { "ca".to_string() } else { cn.clone() };
+            crate::files::safe_component(&stem)
+                .map_err(|e| Failure::usage(format!("--cn: {e}")))?;
             let cert_path = out.join(format!("{stem}.crt.pem"));
             let key_path = out.join(format!("{stem}.key.pem"));
-            write_file(&cert_path, g.cert_pem.as_bytes(), false)?;
-            write_file(&key_path, g.key_pem.as_bytes(), true)?;
+            if !force {
+                for p in [&key_path, &cert_path] {
+                    if p.symlink_metadata().is_ok() {
+                        return Err(Failure::usage(format!(
+                            "{}: already exists; nothing was written (pass --force to replace it{})",
+                            p.display(),
+                            if ca {
+                                ", which orphans every certificate the old CA issued"
+                            } else {
+                                ""
+                            }
+                        )));
+                    }
+                }
+            }
+            write_file(&key_path, g.key_pem.as_bytes(), true, force)?;
+            write_file(&cert_path, g.cert_pem.as_bytes(), false, force)?;
             println!("{}", cert_path.display());
             println!("{}", key_path.display());
             Ok(())
@@ -191,28 +221,29 @@ pub fn run(args: PkiArgs) -> Result<(), Failure> {
     }
 }
 
-/// Writes a file whole (temp file then rename); keys are readable by their owner only.
-pub(super) fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<(), Failure> {
-    let fail =
-        |e: std::io::Error| Failure::usage(format!("{}: cannot write it: {e}", path.display()));
-    let tmp = path.with_extension("tmp");
-    {
-        use std::io::Write;
-        let mut o = std::fs::OpenOptions::new();
-        o.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        if secret {
-            use std::os::unix::fs::OpenOptionsExt;
-            o.mode(0o600);
-        }
-        let mut f = o.open(&tmp).map_err(fail)?;
-        f.write_all(bytes).map_err(fail)?;
-        f.sync_all().map_err(fail)?;
-    }
-    std::fs::rename(&tmp, path).map_err(fail)
+/// Writes a file whole through [`crate::files::write`]; secrets are readable by their owner
+/// only, and an existing file is replaced only when `replace`.
+pub(super) fn write_file(
+    path: &Path,
+    bytes: &[u8],
+    secret: bool,
+    replace: bool,
+) -> Result<(), Failure> {
+    use crate::files::{Access, Existing};
+    let access = if secret {
+        Access::Private
+    } else {
+        Access::Public
+    };
+    let existing = if replace {
+        Existing::Replace
+    } else {
+        Existing::Refuse
+    };
+    crate::files::write(path, bytes, access, existing).map_err(|e| Failure::usage(e.to_string()))
 }
 
-fn encode(out: &Path, items: &[String]) -> Result<(), Failure> {
+fn encode(out: &Path, items: &[String], force: bool) -> Result<(), Failure> {
     if items.len() % 2 != 0 {
         return Err(Failure::usage(
             "pki encode takes TYPE FILE pairs (TYPE: ca, cert or key)",
@@ -230,7 +261,7 @@ fn encode(out: &Path, items: &[String]) -> Result<(), Failure> {
         inputs.push((t, pair[1].clone(), bytes));
     }
     let bin = atpki::encode(&inputs).map_err(cred)?;
-    write_file(out, &bin, items.chunks(2).any(|p| p[0] == "key"))?;
+    write_file(out, &bin, items.chunks(2).any(|p| p[0] == "key"), force)?;
     println!(
         "{}: {} bytes, {} items",
         out.display(),
@@ -240,13 +271,14 @@ fn encode(out: &Path, items: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
-fn decode(bin: &Path, out: &Path) -> Result<(), Failure> {
+fn decode(bin: &Path, out: &Path, force: bool) -> Result<(), Failure> {
     let bytes = std::fs::read(bin).map_err(|e| cred(format!("{}: {e}", bin.display())))?;
     let items = atpki::decode(&bytes).map_err(|e| cred(format!("{}: {e}", bin.display())))?;
-    std::fs::create_dir_all(out).map_err(|e| Failure::usage(format!("{}: {e}", out.display())))?;
+    crate::files::create_private_dir(out)
+        .map_err(|e| Failure::usage(format!("{}: {e}", out.display())))?;
     for it in &items {
         let p = out.join(format!("{}{}.pem", it.kind.name(), it.id));
-        write_file(&p, &it.content, it.kind == ItemType::Key)?;
+        write_file(&p, &it.content, it.kind == ItemType::Key, force)?;
         println!("{}", p.display());
     }
     Ok(())

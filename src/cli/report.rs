@@ -4,8 +4,9 @@ use serde_json::{Value, json};
 
 use crate::at::{Response, Status};
 
-/// The JSON object of one command (the replay schema plus status and timing).
+/// The JSON object of one command (the replay schema plus status and timing), secrets hidden.
 pub fn response_json(r: &Response) -> Value {
+    let r = &crate::at::redact::response(r);
     json!({
         "command": r.command,
         "echo": r.echo,
@@ -31,8 +32,9 @@ pub fn status_word(s: &Status) -> &'static str {
     }
 }
 
-/// A readable block for one command.
+/// A readable block for one command, secrets hidden.
 pub fn response_text(r: &Response) -> String {
+    let r = &crate::at::redact::response(r);
     let mut s = format!("{}\n", r.command);
     for l in &r.info {
         s.push_str(&format!("  | {l}\n"));

@@ -38,6 +38,7 @@ pub async fn run(args: SendArgs) -> Result<(), Failure> {
     let link = args.port.open(None).await?;
     let mut unsolicited = link.engine.subscribe();
     let mut first_failure: Option<Failure> = None;
+    let mut scrubber = crate::at::redact::Scrubber::new();
     for line in &args.commands {
         let resp = match link
             .engine
@@ -58,10 +59,11 @@ pub async fn run(args: SendArgs) -> Result<(), Failure> {
         // Lines that belonged to no command (in-window URCs are part of the response).
         while let Ok(u) = unsolicited.try_recv() {
             if u.during.is_none() {
+                let line = scrubber.scrub(&u.line);
                 if args.json {
-                    println!("{}", serde_json::json!({ "unsolicited": u.line }));
+                    println!("{}", serde_json::json!({ "unsolicited": line }));
                 } else {
-                    println!("~ unsolicited {}", u.line);
+                    println!("~ unsolicited {line}");
                 }
             }
         }

@@ -294,7 +294,7 @@ impl FactoryConfig {
         }
         let mut stations = Vec::new();
         for s in &file.stations {
-            if s.name.is_empty() || s.name.contains(['/', ' ']) {
+            if s.name.contains(' ') || crate::files::safe_component(&s.name).is_err() {
                 return Err(bad(
                     "station.name",
                     format!("`{}`: use a short name without spaces or slashes", s.name),

@@ -141,8 +141,11 @@ pub fn generate(
     thing_name: &str,
     days: u32,
 ) -> Result<PoolRecord, String> {
-    if thing_name.is_empty() || thing_name.contains(['/', '\\']) || thing_name.starts_with('.') {
-        return Err(format!("thing name `{thing_name}` cannot name a file"));
+    crate::files::safe_component(thing_name).map_err(|e| format!("thing name {e}"))?;
+    if thing_name.starts_with('.') {
+        return Err(format!(
+            "thing name `{thing_name}` cannot name a file (it starts with a dot)"
+        ));
     }
     let made = crate::pki::generate::device(
         ca_cert_pem,
@@ -152,15 +155,26 @@ pub fn generate(
         crate::pki::generate::KeyKind::P256,
         None,
     )?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    crate::files::create_private_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let cert = dir.join(format!("{thing_name}.crt"));
     let key = dir.join(format!("{thing_name}.key"));
-    let write = |path: &Path, bytes: &str, mode| {
-        crate::util::write_synced(path, bytes.as_bytes(), mode)
-            .map_err(|e| format!("{}: {e}", path.display()))
-    };
-    write(&key, &made.key_pem, 0o600)?;
-    write(&cert, &made.cert_pem, 0o644)?;
+    // The journal, not the folder, says which names are taken: files under a name it never
+    // recorded are left over from a crash before the record, and are replaced.
+    use crate::files::{Access, Existing, write};
+    write(
+        &key,
+        made.key_pem.as_bytes(),
+        Access::Private,
+        Existing::Replace,
+    )
+    .map_err(|e| e.to_string())?;
+    write(
+        &cert,
+        made.cert_pem.as_bytes(),
+        Access::Public,
+        Existing::Replace,
+    )
+    .map_err(|e| e.to_string())?;
     Ok(PoolRecord {
         thing_name: thing_name.to_string(),
         cert_sha256: sha256_hex(made.cert_pem.as_bytes()),

@@ -315,7 +315,7 @@ async fn unit(
         .map_err(journal_failure)?;
     let transcript = line.config.log_dir.as_ref().map(|dir| {
         let dir = dir.join(&station.name);
-        let _ = std::fs::create_dir_all(&dir);
+        let _ = crate::files::create_private_dir(&dir);
         dir.join(format!("{attempt:06}.txt"))
     });
     line.events.emit(
@@ -512,10 +512,9 @@ async fn finish(
         ));
     }
     if let Some(t) = transcript {
-        let name = format!(
-            "{attempt:06}-{}-{verdict}.txt",
-            unit.replace([':', '/'], "")
-        );
+        let shown = unit.replace(':', "");
+        let unit_part = crate::files::safe_component(&shown).unwrap_or("unknown");
+        let name = format!("{attempt:06}-{unit_part}-{verdict}.txt");
         let _ = std::fs::rename(&t, t.with_file_name(name));
     }
     Ok(UnitEnd { identity, failure })

@@ -183,7 +183,7 @@ pub fn model_with(name: &str, options: &SimOptions) -> Result<Box<dyn ModelBox>,
 }
 
 /// Settings `--module` takes for the Quectel emulator.
-pub const QUECTEL_SETTINGS: &str = "imei=N, no-sim, registration=home|roaming|denied, urcport=usbat|uart1, clock-set, open-result=N, corrupt-upload, quecpython, aliyun=PK:DN:SECRET, product=PK:PRODUCT_SECRET, register-silent";
+pub const QUECTEL_SETTINGS: &str = "imei=TEXT (what AT+GSN answers), no-sim, registration=home|roaming|denied, urcport=usbat|uart1, clock-set, open-result=N, corrupt-upload, quecpython, aliyun=PK:DN:SECRET, product=PK:PRODUCT_SECRET, register-silent";
 
 fn quectel_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
     use quectel::{QuectelConfig, Registration, Sim};
@@ -201,9 +201,8 @@ fn quectel_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
         let (k, v) = setting.split_once('=').unwrap_or((setting, ""));
         let bad = || format!("--module {setting}: the Quectel emulator takes {QUECTEL_SETTINGS}");
         match (k, v) {
-            ("imei", v) if v.len() == 15 && v.bytes().all(|b| b.is_ascii_digit()) => {
-                c.imei = v.into()
-            }
+            // Any text: a faulty module may report garbage, and atprov must refuse it.
+            ("imei", v) if !v.is_empty() && !v.contains(['\r', '\n']) => c.imei = v.into(),
             ("no-sim", "") => c.sim = Sim::Missing,
             ("registration", "home") => c.registration = Registration::Home { searching: 1 },
             ("registration", "roaming") => c.registration = Registration::Roaming,
@@ -224,7 +223,7 @@ fn quectel_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
 }
 
 /// Settings `--module` takes for the Air780EP emulator.
-pub const LUAT_SETTINGS: &str = "imei=N, no-sim, registration=home|roaming|denied, clock-unset, idle-kick=MS, aliyun=PK:DN:SECRET, product=PK:PRODUCT_SECRET, register-silent";
+pub const LUAT_SETTINGS: &str = "imei=TEXT (what AT+GSN answers), no-sim, registration=home|roaming|denied, clock-unset, idle-kick=MS, aliyun=PK:DN:SECRET, product=PK:PRODUCT_SECRET, register-silent";
 
 fn luat_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
     let mut c = luat::LuatConfig {
@@ -241,9 +240,8 @@ fn luat_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
         let (k, v) = setting.split_once('=').unwrap_or((setting, ""));
         let bad = || format!("--module {setting}: the Air780EP emulator takes {LUAT_SETTINGS}");
         match (k, v) {
-            ("imei", v) if v.len() == 15 && v.bytes().all(|b| b.is_ascii_digit()) => {
-                c.imei = v.into()
-            }
+            // Any text: a faulty module may report garbage, and atprov must refuse it.
+            ("imei", v) if !v.is_empty() && !v.contains(['\r', '\n']) => c.imei = v.into(),
             ("no-sim", "") => c.sim = false,
             ("registration", "home") => c.registration = 1,
             ("registration", "roaming") => c.registration = 5,

@@ -44,9 +44,12 @@ impl Http {
         let id = format!("{dn}{pk}00");
         let token = Method::Hmacmd5.sign(secret.as_bytes(), format!("token{dn}").as_bytes());
         config.tokens = Some((client, id.clone(), token.clone()));
-        let reply = format!(
-            "{{\"code\":200,\"data\":{{\"iotId\":\"{id}\",\"iotToken\":\"{token}\",\"resources\":{{}}}},\"message\":\"success\"}}"
-        );
+        let reply = serde_json::json!({
+            "code": 200,
+            "data": {"iotId": id, "iotToken": token, "resources": {}},
+            "message": "success",
+        })
+        .to_string();
         (200, reply.into_bytes())
     }
 
@@ -173,9 +176,12 @@ impl Http {
         }
         let secret = crate::sim::cellular::issued_secret(&product_secret, &dn);
         config.aliyun = Some((pk.clone(), dn.clone(), secret.clone()));
-        let reply = format!(
-            "{{\"code\":200,\"data\":{{\"deviceName\":\"{dn}\",\"deviceSecret\":\"{secret}\",\"productKey\":\"{pk}\"}},\"message\":\"success\"}}"
-        );
+        let reply = serde_json::json!({
+            "code": 200,
+            "data": {"deviceName": dn, "deviceSecret": secret, "productKey": pk},
+            "message": "success",
+        })
+        .to_string();
         (200, reply.into_bytes())
     }
 }

@@ -248,9 +248,8 @@ impl Mqtt {
         }
         let product_secret = &cx.config.product.as_ref().expect("checked").1;
         let secret = cellular::issued_secret(product_secret, &dn);
-        let body = format!(
-            "{{\"productKey\":\"{pk}\",\"deviceName\":\"{dn}\",\"deviceSecret\":\"{secret}\"}}"
-        );
+        let body = serde_json::json!({"productKey": pk, "deviceName": dn, "deviceSecret": secret})
+            .to_string();
         self.registered = Some((pk, dn, secret));
         let line = format!("+QMTRECV: 0,0,\"/ext/register\",{},\"{body}\"", body.len());
         script.push(Step::Delay(fast));

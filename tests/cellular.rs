@@ -734,3 +734,28 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_device_name_with_url_reserved_characters_registers_over_https() {
+    // `dev:01@lab` is a valid Aliyun device name; the form carries it percent-encoded and the
+    // emulated platform must decode it to check the signature.
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("unit.secret");
+    let job = https_register_job(dir.path(), &secret_file);
+    let text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(
+        &job,
+        text.replace("device_name = \"{imei}\"", "device_name = \"dev:01@lab\""),
+    )
+    .unwrap();
+    let sim = SimProcess::start(
+        "air780ep",
+        &["--module", "product=k1hipglLdjU:8LQwOYSZMwp3DFBd"],
+    );
+    let (code, _, err) = luat(&sim, &job, &["--set", "tls.seclevel=1"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&secret_file).unwrap().trim().len(),
+        32
+    );
+}

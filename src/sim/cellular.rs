@@ -79,22 +79,3 @@ pub fn handshake(t: Tls) -> Result<(), String> {
     }
     Ok(())
 }
-
-/// The secret the emulated Aliyun platform gives a registered device: stable per product and
-/// name, so that its emulated broker can accept it.
-pub fn issued_secret(product_secret: &str, device_name: &str) -> String {
-    crate::cloud::aliyun::Method::Hmacmd5.sign(
-        product_secret.as_bytes(),
-        format!("secret{device_name}").as_bytes(),
-    )
-}
-
-/// The `|...|` parameters of an Aliyun client id (`securemode`, `signmethod`, `random`...).
-pub fn client_id_field(client_id: &str, key: &str) -> Option<String> {
-    let (_, block) = client_id.split_once('|')?;
-    block
-        .trim_end_matches('|')
-        .split(',')
-        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-        .map(str::to_string)
-}

@@ -5,6 +5,7 @@
 //! busy, prompts, faults, timing) on a byte stream: an in-process pipe ([`open_in_process`]) or
 //! a pseudo-terminal ([`pty`]) so that tests exercise the real serial path.
 
+pub mod aliyun;
 pub mod cellular;
 pub mod esp32;
 pub mod luat;
@@ -37,41 +38,6 @@ pub(crate) fn unquote(s: &str) -> String {
         }
     }
     out
-}
-
-/// Whether an emulated broker accepts an Aliyun connect: the client id, user name and password
-/// the device triple (product key, device name, secret) signs.
-pub(crate) fn aliyun_sign_in_ok(
-    triple: &(String, String, String),
-    client: &str,
-    user: &str,
-    pass: &str,
-) -> bool {
-    use crate::cloud::aliyun::{Device, Method, mqtt_direct};
-    let (pk, dn, secret) = triple;
-    let Some((cid, _)) = client.split_once('|') else {
-        return false;
-    };
-    let field = |k: &str| cellular::client_id_field(client, k);
-    let method = field("signmethod")
-        .and_then(|m| Method::parse(&m))
-        .unwrap_or(Method::Hmacmd5);
-    let securemode = field("securemode")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
-    let device = Device {
-        product_key: pk,
-        device_name: dn,
-    };
-    let want = mqtt_direct(
-        &device,
-        secret,
-        cid,
-        method,
-        field("timestamp").as_deref(),
-        securemode,
-    );
-    user == want.username && pass.eq_ignore_ascii_case(&want.password)
 }
 
 /// The built-in emulators: name and what it is.

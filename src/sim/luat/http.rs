@@ -5,6 +5,7 @@
 //! returns a device secret, which the emulated MQTT broker then accepts.
 
 use super::LuatConfig;
+use crate::sim::aliyun;
 use crate::sim::cellular::{OK, cme, error, ok};
 use crate::sim::runner::{Script, Step};
 use crate::sim::unquote;
@@ -19,30 +20,25 @@ pub struct Http {
 }
 
 impl Http {
-    fn auth(config: &mut LuatConfig, field: &dyn Fn(&str) -> String) -> (u16, Vec<u8>) {
-        use crate::cloud::aliyun::{Device, Method, sign_content};
+    /// `/auth/devicename` (§4.4): the form signed with the device secret earns an iotId and
+    /// iotToken the broker then accepts.
+    fn auth(config: &mut LuatConfig, form: &[(String, String)]) -> (u16, Vec<u8>) {
         let refused = (200, b"{\"code\":401,\"message\":\"auth failed\"}".to_vec());
-        let Some((pk, dn, secret)) = config.aliyun.clone() else {
+        let Some(device) = config.aliyun.clone() else {
             return refused;
         };
-        let method = Method::parse(&field("signmethod")).unwrap_or(Method::Hmacmd5);
-        let device = Device {
-            product_key: &pk,
-            device_name: &dn,
-        };
-        let client = field("clientId");
-        let want = method.sign(
-            secret.as_bytes(),
-            sign_content(&device, &client, None).as_bytes(),
-        );
-        if field("productKey") != pk
-            || field("deviceName") != dn
-            || !field("sign").eq_ignore_ascii_case(&want)
-        {
+        if !aliyun::https_auth_ok(form, &device) {
             return refused;
         }
+        let (pk, dn, secret) = device;
+        let client = field(form, "clientId").to_string();
         let id = format!("{dn}{pk}00");
-        let token = Method::Hmacmd5.sign(secret.as_bytes(), format!("token{dn}").as_bytes());
+        let token = aliyun::hmac_hex(
+            "hmacmd5",
+            secret.as_bytes(),
+            format!("token{dn}").as_bytes(),
+        )
+        .expect("a known method");
         config.tokens = Some((client, id.clone(), token.clone()));
         let reply = serde_json::json!({
             "code": 200,
@@ -137,44 +133,28 @@ impl Http {
     /// product secret and issues the device secret; `/auth/devicename` checks it with the
     /// device secret and issues an iotId and iotToken the broker then accepts.
     fn serve(&self, config: &mut LuatConfig) -> (u16, Vec<u8>) {
-        use crate::cloud::aliyun::{Device, Method, register_https};
-        let body = String::from_utf8_lossy(&self.body).into_owned();
-        let field = |k: &str| {
-            body.split('&')
-                .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
-                .unwrap_or("")
-                .to_string()
-        };
+        let form = aliyun::form(&self.body);
         if self.url.ends_with("/auth/devicename") {
-            return Self::auth(config, &field);
+            return Self::auth(config, &form);
         }
         if !self.url.ends_with("/auth/register/device") {
             return (404, b"{\"code\":404,\"message\":\"not found\"}".to_vec());
         }
-        let (pk, dn, random) = (field("productKey"), field("deviceName"), field("random"));
-        let method = Method::parse(&field("signMethod")).unwrap_or(Method::Hmacmd5);
+        let (pk, dn) = (field(&form, "productKey"), field(&form, "deviceName"));
+        let (pk, dn) = (pk.to_string(), dn.to_string());
         let Some((known_pk, product_secret)) = config.product.clone() else {
             return (
                 200,
                 b"{\"code\":6288,\"message\":\"product not found\"}".to_vec(),
             );
         };
-        let want = register_https(
-            &Device {
-                product_key: &pk,
-                device_name: &dn,
-            },
-            &product_secret,
-            &random,
-            method,
-        );
-        if pk != known_pk || !field("sign").eq_ignore_ascii_case(&want.sign) {
+        if pk != known_pk || !aliyun::https_registration_ok(&form, &product_secret) {
             return (
                 200,
                 b"{\"code\":6250,\"message\":\"sign check failed\"}".to_vec(),
             );
         }
-        let secret = crate::sim::cellular::issued_secret(&product_secret, &dn);
+        let secret = aliyun::issued_secret(&product_secret, &dn);
         config.aliyun = Some((pk.clone(), dn.clone(), secret.clone()));
         let reply = serde_json::json!({
             "code": 200,
@@ -184,4 +164,11 @@ impl Http {
         .to_string();
         (200, reply.into_bytes())
     }
+}
+
+/// A form field, empty when absent.
+fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
 }

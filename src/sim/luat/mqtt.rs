@@ -108,7 +108,7 @@ impl Mqtt {
                 }
                 let accepted = match (&cx.config.aliyun, &self.client) {
                     (Some(triple), Some((cid, user, pass))) => {
-                        crate::sim::aliyun_sign_in_ok(triple, cid, user, pass)
+                        crate::sim::aliyun::login_ok(triple, cid, user, pass)
                             || cx.config.tokens.as_ref().is_some_and(|(c, id, token)| {
                                 c == cid && id == user && token == pass
                             })

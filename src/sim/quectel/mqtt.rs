@@ -121,13 +121,14 @@ impl Mqtt {
                 let client = unquote(p[1]);
                 let user = p.get(2).map(|s| unquote(s)).unwrap_or_default();
                 let pass = p.get(3).map(|s| unquote(s)).unwrap_or_default();
-                if cellular::client_id_field(&client, "authType").as_deref() == Some("register") {
+                let (_, block) = crate::sim::aliyun::client_id_block(&client);
+                if block.contains(&("authType", "register")) {
                     return self.register(cx, &client, &user, &pass);
                 }
                 let triple = self.registered.as_ref().or(cx.config.aliyun.as_ref());
                 let ret = match triple {
                     Some(triple)
-                        if !crate::sim::aliyun_sign_in_ok(triple, &client, &user, &pass) =>
+                        if !crate::sim::aliyun::login_ok(triple, &client, &user, &pass) =>
                     {
                         4
                     }
@@ -217,27 +218,12 @@ impl Mqtt {
     /// MQTT dynamic registration (reference §4.5): the platform checks the signature made with
     /// the product secret, accepts, and publishes the device secret on `/ext/register`.
     fn register(&mut self, cx: &Context, client: &str, user: &str, pass: &str) -> Script {
-        use crate::cloud::aliyun::{Device, Method, register_mqtt};
         let fast = std::time::Duration::from_millis(5);
-        let dn = client.split('|').next().unwrap_or("").to_string();
-        let pk = user
-            .split_once('&')
-            .map(|(_, pk)| pk.to_string())
-            .unwrap_or_default();
-        let random = cellular::client_id_field(client, "random").unwrap_or_default();
-        let method = cellular::client_id_field(client, "signmethod")
-            .and_then(|m| Method::parse(&m))
-            .unwrap_or(Method::Hmacmd5);
-        let ok = cx.config.product.as_ref().is_some_and(|(known, secret)| {
-            let device = Device {
-                product_key: &pk,
-                device_name: &dn,
-            };
-            *known == pk
-                && register_mqtt(&device, secret, &random, method, false, None)
-                    .password
-                    .eq_ignore_ascii_case(pass)
+        let accepted = cx.config.product.as_ref().and_then(|product| {
+            crate::sim::aliyun::mqtt_registration_ok(product, client, user, pass)
         });
+        let ok = accepted.is_some();
+        let (pk, dn) = accepted.unwrap_or_default();
         if !ok {
             return ok_then(cx, fast, "+QMTCONN: 0,0,4");
         }
@@ -247,7 +233,7 @@ impl Mqtt {
             return script;
         }
         let product_secret = &cx.config.product.as_ref().expect("checked").1;
-        let secret = cellular::issued_secret(product_secret, &dn);
+        let secret = crate::sim::aliyun::issued_secret(product_secret, &dn);
         let body = serde_json::json!({"productKey": pk, "deviceName": dn, "deviceSecret": secret})
             .to_string();
         self.registered = Some((pk, dn, secret));

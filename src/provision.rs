@@ -261,6 +261,28 @@ impl<'a> Provisioning<'a> {
         self.job.apply(&mut self.device.vars);
     }
 
+    /// Whether a stage failed (or a failure was recorded).
+    pub fn failed(&self) -> bool {
+        self.failure.is_some()
+    }
+
+    /// Whether the flash stage began: from then on the module may hold (part of) the
+    /// credential.
+    pub fn flash_started(&self) -> bool {
+        self.report.stages.iter().any(|s| s.stage == Stage::Flash)
+    }
+
+    /// Erases the credentials from the module's store and checks they read back gone.
+    pub async fn erase_credentials(&mut self) -> Result<(), Failure> {
+        let Some(info) = self.report.store.clone() else {
+            return Err(Failure::new(
+                Code::AtError,
+                "the module's store was never probed".to_string(),
+            ));
+        };
+        store::erase(&self.device.engine, &self.device.profile.store, &info).await
+    }
+
     /// Ends the job with a failure found outside the module (e.g. no credential left).
     pub fn fail(&mut self, failure: Failure) {
         if self.failure.is_none() {

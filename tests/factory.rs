@@ -204,11 +204,22 @@ fn one_station(
     dir: &Path,
     pool_size: usize,
     units: Vec<common::line::Unit>,
+    on_event: impl FnMut(&serde_json::Value, &mut Conveyor),
+) -> (Vec<serde_json::Value>, i32, String) {
+    one_station_with(dir, pool_size, "", units, on_event)
+}
+
+/// [`one_station`] with more `[policy]` lines.
+fn one_station_with(
+    dir: &Path,
+    pool_size: usize,
+    policy: &str,
+    units: Vec<common::line::Unit>,
     mut on_event: impl FnMut(&serde_json::Value, &mut Conveyor),
 ) -> (Vec<serde_json::Value>, i32, String) {
     make_pool(dir, pool_size);
     let mut conveyor = Conveyor::new(dir, 1, 0, &[]);
-    let config = write_config(dir, &conveyor, "");
+    let config = write_config(dir, &conveyor, policy);
     let mut queue = units.into_iter();
     conveyor.plug("s1", queue.next().unwrap());
     let mut factory = Factory::start(&config, &[]);
@@ -322,6 +333,50 @@ fn a_unit_that_fails_smoke_is_reported_and_its_credential_is_never_reissued() {
     assert_eq!(rows[0]["result"], "fail");
     assert_eq!(rows[0]["exit_code"], 14);
     assert!(rows[0]["stages"].as_str().unwrap().contains("smoke="));
+}
+
+#[test]
+fn released_credentials_go_back_only_from_a_wiped_unit_and_otherwise_are_burnt() {
+    // Regression: `on_failure = "release"` gave a failed unit's certificate to the next unit
+    // while the failed one still held it.
+    let dir = tempfile::tempdir().unwrap();
+    let unit = |mac: &str, extra: &[&str]| common::line::Unit::new(dir.path(), mac, extra);
+    let a = unit("24:0a:c4:00:00:0a", &["--deny-receive"]);
+    let b = unit("24:0a:c4:00:00:0b", &[]);
+    // c fails too, and then does not answer the erase: it cannot be wiped.
+    let c = unit(
+        "24:0a:c4:00:00:0c",
+        &["--deny-receive", "--fault", "silent@AT+SYSMFG=0"],
+    );
+    let d = unit("24:0a:c4:00:00:0d", &[]);
+    let (v, code, stderr) = one_station_with(
+        dir.path(),
+        3,
+        "on_failure = \"release\"",
+        vec![a.clone(), b.clone(), c.clone(), d.clone()],
+        |_, _| {},
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(v[0]["event"], "unit_failed", "{v:?}");
+    assert!(a.stored_cert().is_none(), "a still holds its certificate");
+    assert_eq!(v[1]["event"], "unit_passed");
+    assert_eq!(
+        v[1]["thing_name"], v[0]["thing_name"],
+        "released to the next unit"
+    );
+    assert_eq!(v[2]["event"], "unit_failed");
+    assert!(c.stored_cert().is_some());
+    assert!(stderr.contains("marked burnt"), "{stderr}");
+    assert_eq!(v[3]["event"], "unit_passed");
+    assert_ne!(
+        v[3]["thing_name"], v[2]["thing_name"],
+        "a burnt certificate went out again"
+    );
+    assert_ne!(v[3]["thing_name"], v[1]["thing_name"]);
+    assert_eq!(
+        sha256_hex(&d.stored_cert().unwrap()),
+        v[3]["cert_sha256"].as_str().unwrap()
+    );
 }
 
 #[test]

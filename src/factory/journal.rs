@@ -77,8 +77,21 @@ pub struct Outcome {
     pub reason: Option<String>,
     /// Stage name and milliseconds, in order.
     pub stages: Vec<(String, u64)>,
-    /// Give the credential back to the pool (policy `release` after a failure).
-    pub release: bool,
+    /// What becomes of the unit's credential.
+    pub fate: Fate,
+}
+
+/// What becomes of the credential of an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    /// It stays with the unit (a pass, or policy `keep`): no other unit ever gets it.
+    Keep,
+    /// Policy `release`, and the unit's store was erased and read back empty (or the
+    /// credential never reached it): back to the pool.
+    Release,
+    /// Policy `release`, but the unit could not be wiped: it keeps the credential, marked
+    /// burnt with the reason, so it never goes to a second unit.
+    Burnt(String),
 }
 
 /// Pool counts.
@@ -532,16 +545,16 @@ impl Journal for SqliteJournal {
                     attempt
                 ],
             )?;
-            if outcome.release && !outcome.passed {
-                let held: Option<(i64, i64)> = tx
-                    .query_row(
-                        "SELECT c.id, c.unit FROM attempts a JOIN credentials c ON c.id = a.credential
-                         WHERE a.id = ?1 AND c.unit = a.unit",
-                        [attempt],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()?;
-                if let Some((credential, unit)) = held {
+            let held: Option<(i64, i64)> = tx
+                .query_row(
+                    "SELECT c.id, c.unit FROM attempts a JOIN credentials c ON c.id = a.credential
+                     WHERE a.id = ?1 AND c.unit = a.unit",
+                    [attempt],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            match (&outcome.fate, held) {
+                (Fate::Release, Some((credential, unit))) if !outcome.passed => {
                     tx.execute(
                         "UPDATE credentials SET state = 'free', unit = NULL WHERE id = ?1",
                         [credential],
@@ -551,6 +564,13 @@ impl Journal for SqliteJournal {
                         params![credential, unit, at],
                     )?;
                 }
+                (Fate::Burnt(why), Some((credential, _))) => {
+                    tx.execute(
+                        "UPDATE credentials SET note = ?1 WHERE id = ?2",
+                        params![format!("burnt: {why}"), credential],
+                    )?;
+                }
+                _ => {}
             }
             tx.commit()
         })
@@ -678,12 +698,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let j = journal(&dir);
         j.register_pool(&[record(1)]).unwrap();
-        let fail = |release| Outcome {
+        let fail = |release: bool| Outcome {
             passed: false,
             exit_code: 14,
             reason: Some("smoke".into()),
             stages: vec![("init".into(), 3)],
-            release,
+            fate: if release { Fate::Release } else { Fate::Keep },
         };
         let a = j.begin_attempt("s1", "p", "x").unwrap();
         j.allocate(a, &unit("aa:01")).unwrap();

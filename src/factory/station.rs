@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use super::config::{FactoryConfig, Removal, Station};
 use super::events::{Events, StationLine, UnitProgress};
-use super::journal::{AllocateError, Allocation, Journal, Outcome, PoolRecord, UnitIdentity};
+use super::journal::{AllocateError, Allocation, Fate, Journal, Outcome, PoolRecord, UnitIdentity};
 use super::pool;
 use crate::at::{Command, Status};
 use crate::cli::PortArgs;
@@ -338,6 +338,7 @@ async fn unit(
                 identity: None,
                 allocation: None,
                 failure: Some(f),
+                fate: Fate::Keep,
                 stages: Vec::new(),
                 started,
                 transcript: None,
@@ -410,6 +411,7 @@ async fn unit(
             }
         }
     }
+    let fate = fate_of_failed(line, &mut job, allocation.is_some(), ui).await;
     let (report, failure) = job.finish();
     link.close().await;
     let verdict = Verdict {
@@ -417,6 +419,7 @@ async fn unit(
         identity,
         allocation,
         failure,
+        fate,
         stages: report
             .stages
             .iter()
@@ -428,12 +431,41 @@ async fn unit(
     finish(line, station, ui, verdict).await
 }
 
+/// What becomes of a failed unit's credential: with policy `release` it goes back to the pool
+/// only when it never reached the module, or the module's store was erased and read back
+/// empty; a unit that cannot be wiped keeps it, burnt, so no second unit ever holds it.
+async fn fate_of_failed(
+    line: &Line,
+    job: &mut Provisioning<'_>,
+    allocated: bool,
+    ui: &StationLine,
+) -> Fate {
+    let release = line.config.policy.on_failure == super::config::OnFailure::Release;
+    if !job.failed() || !release || !allocated {
+        return Fate::Keep;
+    }
+    if !job.flash_started() {
+        return Fate::Release;
+    }
+    match job.erase_credentials().await {
+        Ok(()) => Fate::Release,
+        Err(f) => {
+            ui.say(&format!(
+                "the unit could not be wiped ({}): it keeps its credential, marked burnt",
+                f.message
+            ));
+            Fate::Burnt(f.message)
+        }
+    }
+}
+
 /// How an attempt ended, before it is recorded.
 struct Verdict {
     attempt: i64,
     identity: Option<UnitIdentity>,
     allocation: Option<Allocation>,
     failure: Option<Failure>,
+    fate: Fate,
     /// Stage name and milliseconds.
     stages: Vec<(String, u64)>,
     started: Instant,
@@ -452,6 +484,7 @@ async fn finish(
         identity,
         allocation,
         failure,
+        fate,
         stages,
         started,
         transcript,
@@ -461,8 +494,7 @@ async fn finish(
         exit_code: failure.as_ref().map_or(0, |f| f.code.number()),
         reason: failure.as_ref().map(|f| f.message.clone()),
         stages,
-        release: failure.is_some()
-            && line.config.policy.on_failure == super::config::OnFailure::Release,
+        fate,
     };
     let recorded = outcome.clone();
     line.journal(move |j| j.finish_attempt(attempt, &recorded))

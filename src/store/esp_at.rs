@@ -135,6 +135,53 @@ pub async fn write(
     Ok(reports)
 }
 
+/// Erases each slot (the NVS key, or the whole partition) and checks it reads back empty
+/// (no key; a partition of 0xFF).
+pub async fn erase(engine: &Engine, info: &StoreInfo, slots: &[&str]) -> Result<(), Failure> {
+    for slot in slots {
+        if info.generation == LEGACY {
+            let cmd =
+                Command::new(format!("AT+SYSFLASH=0,\"{slot}\"")).timeout(Duration::from_secs(10));
+            must(engine, cmd, &format!("erase {slot}")).await?;
+            let size = info
+                .sizes
+                .iter()
+                .find(|(n, _)| n == slot)
+                .map_or(0, |(_, s)| *s);
+            let back = read_partition(engine, slot, size, true, 4096).await?;
+            if let Some(at) = back.iter().position(|&b| b != 0xFF) {
+                return Err(Failure::new(
+                    Code::VerifyMismatch,
+                    format!(
+                        "erase {slot}: byte {at} still reads {:#04x} after the erase",
+                        back[at]
+                    ),
+                ));
+            }
+        } else {
+            let cmd = Command::new(format!("AT+SYSMFG=0,\"{slot}\",\"{slot}\""));
+            let resp = engine.run(cmd).await?;
+            // Erasing a key that is not there answers ERROR: what matters is the read-back.
+            if !resp.is_ok() && !matches!(resp.status, crate::at::Status::Error { .. }) {
+                return Err(Failure::new(
+                    crate::exit::code_for_status(&resp.status),
+                    format!("erase {slot}: {}", resp.summary()),
+                ));
+            }
+            if let Some(left) = read_nvs(engine, slot, true).await? {
+                return Err(Failure::new(
+                    Code::VerifyMismatch,
+                    format!(
+                        "erase {slot}: {} bytes still read back after the erase",
+                        left.len()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn read_nvs(engine: &Engine, slot: &str, secret: bool) -> Result<Option<Vec<u8>>, Failure> {
     let mut cmd = Command::new(format!("AT+SYSMFG=1,\"{slot}\",\"{slot}\""));
     if secret {

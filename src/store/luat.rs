@@ -13,6 +13,26 @@ use crate::profile::Store;
 /// The most `AT+FSWRITE` takes in one call.
 pub const MAX_WRITE: usize = 10_240;
 
+/// Deletes the three files and checks `AT+FSFLSIZE` no longer finds them.
+pub async fn erase(engine: &Engine, names: &[&str]) -> Result<(), Failure> {
+    for name in names {
+        // A missing file answers ERROR: the size query below is what counts.
+        engine
+            .run(Command::new(format!("AT+FSDEL={name:?}")))
+            .await?;
+        let size = engine
+            .run(Command::new(format!("AT+FSFLSIZE={name:?}")))
+            .await?;
+        if size.is_ok() {
+            return Err(Failure::new(
+                Code::VerifyMismatch,
+                format!("erase {name}: AT+FSFLSIZE still finds it after AT+FSDEL"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Writes and checks the three files.
 pub async fn write(
     engine: &Engine,

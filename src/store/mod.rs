@@ -65,6 +65,17 @@ pub async fn write(
     }
 }
 
+/// Erases the three credentials and reads back that they are gone: what a unit must pass
+/// before its credential may go to another unit, and what `creds erase` does.
+pub async fn erase(engine: &Engine, store: &Store, info: &StoreInfo) -> Result<(), Failure> {
+    let slots = [store.ca.as_str(), store.cert.as_str(), store.key.as_str()];
+    match store.kind {
+        StoreKind::EspAt => esp_at::erase(engine, info, &slots).await,
+        StoreKind::QuectelUfs => quectel::erase(engine, &slots).await,
+        StoreKind::LuatFs => luat::erase(engine, &slots).await,
+    }
+}
+
 /// The three credentials with their item names and the slots the profile gives them.
 pub(crate) fn items<'a>(
     store: &'a Store,

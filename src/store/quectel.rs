@@ -62,6 +62,24 @@ pub async fn write(
     Ok(out)
 }
 
+/// Deletes the three files and checks `AT+QFLST` no longer lists them.
+pub async fn erase(engine: &Engine, names: &[&str]) -> Result<(), Failure> {
+    for name in names {
+        let file = ufs(name);
+        delete(engine, &file).await?;
+        let listed = engine
+            .run(Command::new(format!("AT+QFLST={file:?}")))
+            .await?;
+        if listed.info.iter().any(|l| l.starts_with("+QFLST: ")) {
+            return Err(Failure::new(
+                Code::VerifyMismatch,
+                format!("erase {file}: AT+QFLST still lists it after AT+QFDEL"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 async fn delete(engine: &Engine, file: &str) -> Result<(), Failure> {
     let resp = engine
         .run(Command::new(format!("AT+QFDEL={file:?}")))

@@ -185,7 +185,7 @@ pub struct JobArgs {
     #[arg(long)]
     pub mqtt_host: Option<String>,
     /// MQTT broker port.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub mqtt_port: Option<u16>,
     /// MQTT client id (AWS: the thing name); may use {unit_id}, {mac}.
     #[arg(long)]
@@ -406,6 +406,33 @@ impl Job {
         if let Some(a) = &self.aliyun {
             apply_aliyun(a, vars);
         }
+    }
+}
+
+impl Job {
+    /// The first job value (after [`Job::apply`] into `vars`) that did not render, as one
+    /// line naming the value and the variable it uses that nobody sets.
+    pub fn unrendered(&self, vars: &Vars) -> Option<String> {
+        self.templates.iter().find_map(|(k, (v, secret))| {
+            if *secret || vars.get(k).is_some() {
+                return None;
+            }
+            let e = Template::parse(v)
+                .and_then(|t| t.render(vars).map(|_| ()))
+                .err()?;
+            Some(format!("job value {k} = {v:?}: {e}"))
+        })
+    }
+}
+
+/// How a user sets a job variable, for "missing" messages.
+pub fn how_to_set(name: &str) -> String {
+    match name {
+        "wifi.ssid" => "--wifi-ssid NAME or [wifi] ssid in the job file".into(),
+        "wifi.password" => "--wifi-password-env VAR, --wifi-password-file FILE, [wifi] password_file in the job file, or ATPROV_WIFI_PASSWORD".into(),
+        "mqtt.host" => "--mqtt-host HOST or [mqtt] host in the job file".into(),
+        "mqtt.password" => "[mqtt] password_env or password_file in the job file, or ATPROV_MQTT_PASSWORD".into(),
+        other => format!("--set {other}=VALUE or the job file"),
     }
 }
 

@@ -615,6 +615,124 @@ fn smoke_payload(unit: &str) -> String {
     serde_json::json!({"atprov": "smoke", "unit": unit, "nonce": format!("{nanos:x}")}).to_string()
 }
 
+/// Checks the whole job against the profile before any byte goes to a module: every variable
+/// the goal's steps use is set (or captured on the way), every duration parses, every job value
+/// renders. It renders the flows with placeholders for what the module will report; `preset`
+/// names variables the caller sets at run time (the factory's `thing_name`).
+pub fn check_job(job: &Job, profile: &Profile, goal: Goal, preset: &[&str]) -> Result<(), Failure> {
+    use crate::profile::{Action, Step, Vars};
+    let flows_of = |stage: Stage, vars: &Vars| -> Vec<(&'static str, &[Step])> {
+        match stage {
+            Stage::Init => vec![("init", profile.init.as_slice())],
+            Stage::Identify => vec![("identify", profile.identify.as_slice())],
+            Stage::Flash => vec![],
+            Stage::Register => {
+                let mut v = Vec::new();
+                if vars.text("aliyun.needs_registration") == "1" {
+                    v.push(("register", profile.register.as_slice()));
+                }
+                if vars.text("aliyun.needs_auth") == "1" {
+                    v.push(("auth", profile.auth.as_slice()));
+                }
+                v
+            }
+            Stage::Connect => vec![("connect", profile.connect.as_slice())],
+            Stage::Smoke => vec![("smoke", profile.smoke.as_slice())],
+            Stage::Cleanup => vec![("cleanup", profile.cleanup.as_slice())],
+        }
+    };
+    // What the module will report, and what atprov sets as it goes, as placeholders.
+    let mut vars = Vars::default();
+    let all = [
+        &profile.init,
+        &profile.identify,
+        &profile.register,
+        &profile.auth,
+        &profile.connect,
+        &profile.smoke,
+        &profile.cleanup,
+    ];
+    let mut later: Vec<String> = preset.iter().map(|s| s.to_string()).collect();
+    later.extend(["store", "smoke.payload"].map(String::from));
+    for step in all.into_iter().flatten() {
+        later.extend(
+            step.capture
+                .iter()
+                .flat_map(|p| p.names().map(str::to_string)),
+        );
+        later.extend(step.record_ms.clone());
+    }
+    for name in &later {
+        let placeholder = match name.as_str() {
+            "mac" => "24:0a:c4:00:00:00",
+            "imei" => "000000000000000",
+            "iccid" => "00000000000000000000",
+            "year" => "2026",
+            "store" => "mfg_nvs",
+            _ => "0",
+        };
+        vars.set_text(name.clone(), placeholder);
+    }
+    job.apply(&mut vars);
+    if let Some(line) = job.unrendered(&vars) {
+        return Err(Failure::usage(format!(
+            "{line}; nothing was sent to the module"
+        )));
+    }
+    for &stage in goal.stages() {
+        for (flow, steps) in flows_of(stage, &vars) {
+            for step in steps {
+                let at = |e: String| {
+                    let missing = e
+                        .strip_prefix("variable `")
+                        .and_then(|r| r.strip_suffix("` is not set"));
+                    let said = match missing {
+                        Some(name) => format!(
+                            "needs `{name}`, which the job does not set: give {}",
+                            crate::job::how_to_set(name)
+                        ),
+                        None => e,
+                    };
+                    Failure::usage(format!(
+                        "[[{flow}]] step `{}` of profile {}: {said}; nothing was sent to the module",
+                        step.name, profile.name
+                    ))
+                };
+                if let Some(cond) = &step.when {
+                    if !cond.eval(&vars).map_err(at)? {
+                        continue;
+                    }
+                }
+                let mut templates = Vec::new();
+                match &step.action {
+                    Action::Send { line, payload } => {
+                        templates.push(line);
+                        templates.extend(payload);
+                    }
+                    Action::WaitUrc { prefix, payload } => {
+                        templates.push(prefix);
+                        templates.extend(payload);
+                    }
+                }
+                templates.extend(&step.expect);
+                for t in templates {
+                    t.render(&vars).map_err(at)?;
+                }
+                let durations = step
+                    .timeout
+                    .iter()
+                    .chain(step.poll.as_ref().and_then(|p| p.within.as_ref()));
+                for d in durations {
+                    let source = d.0.source().to_string();
+                    d.resolve(&vars)
+                        .map_err(|e| at(format!("duration {source}: {e}")))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks credentials on the host, before any module is touched, against the limits of the
 /// profile's module family (a Luat module takes RSA keys only) and, when the job names one, the
 /// CA that issued the device certificate.

@@ -37,6 +37,38 @@ pub fn utc_millis() -> String {
         .unwrap_or_default()
 }
 
+/// Parses a time to wait for something: a duration of at least 1 ms (a timeout of 0 can
+/// never be met).
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(1) {
+        return Err(format!(
+            "`{}`: a timeout of 0 can never be met; give at least 1ms",
+            s.trim()
+        ));
+    }
+    Ok(d)
+}
+
+/// The UART rates atprov accepts: what real adapters and modules offer.
+pub const BAUD_RANGE: std::ops::RangeInclusive<u32> = 300..=12_000_000;
+
+/// Parses a baud rate within [`BAUD_RANGE`].
+pub fn parse_baud(s: &str) -> Result<u32, String> {
+    let n: u32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a baud rate: give a number such as 115200"))?;
+    if !BAUD_RANGE.contains(&n) {
+        return Err(format!(
+            "{n} baud: give {} to {}",
+            BAUD_RANGE.start(),
+            BAUD_RANGE.end()
+        ));
+    }
+    Ok(n)
+}
+
 /// Parses `500ms`, `2s`, `1.5s`, `2m` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -73,5 +105,8 @@ mod tests {
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("3h").is_err());
+        assert!(parse_timeout("0").is_err() && parse_timeout("1ms").is_ok());
+        assert!(parse_baud("0").is_err() && parse_baud("921600").is_ok());
+        assert!(parse_baud("4294967296").is_err() && parse_baud("x").is_err());
     }
 }

@@ -564,3 +564,79 @@ fn quotes_backslashes_and_non_ascii_in_user_values_keep_the_json_valid() {
     let smoke = json(&payload);
     assert_eq!(smoke["unit"], r#"q"b's-é-240ac4123456"#);
 }
+
+/// A job that lacks something, run against an emulator with a state directory: exit 2 (or
+/// 10), one line, and not a byte written to the module.
+fn refused_before_the_module(job_extra: &str, flags: &[&str], code: i32, needle: &str) {
+    let b = Bundle::new();
+    let job = b.path("partial.toml");
+    let d = b.dir.path().display();
+    std::fs::write(
+        &job,
+        format!(
+            "[credentials]\nca = \"{d}/ca.pem\"\ncert = \"{d}/dev.pem\"\nkey = \"{d}/dev.key\"\n\
+             [mqtt]\nhost = \"broker.test\"\n{job_extra}"
+        ),
+    )
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start("esp32-at", &["--state", state.path().to_str().unwrap()]);
+    let mut args = vec!["--job", job.to_str().unwrap()];
+    args.extend_from_slice(flags);
+    let (got, _, err) = provision(&sim, &args);
+    assert_eq!(got, code, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(needle), "`{needle}` in {err}");
+    let written = std::fs::read_dir(state.path())
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name() == "mfg_nvs");
+    assert!(
+        !written,
+        "credentials were written before the job was refused"
+    );
+}
+
+#[test]
+fn a_missing_wifi_password_is_refused_before_anything_is_written() {
+    refused_before_the_module(
+        "[wifi]\nssid = \"atprov-lab\"\n",
+        &[],
+        2,
+        "needs `wifi.password`, which the job does not set",
+    );
+}
+
+#[test]
+fn a_bad_smoke_timeout_is_refused_before_anything_is_written() {
+    refused_before_the_module(
+        "[wifi]\nssid = \"atprov-lab\"\npassword = \"x\"\n[smoke]\ntimeout = \"soon\"\n",
+        &[],
+        2,
+        "`soon` is not a duration",
+    );
+}
+
+#[test]
+fn an_unknown_variable_in_a_job_value_is_named() {
+    refused_before_the_module(
+        "[wifi]\nssid = \"atprov-lab\"\npassword = \"x\"\n",
+        &["--client-id", "thing-{unitid}"],
+        2,
+        "job value mqtt.client_id = \"thing-{unitid}\": variable `unitid` is not set",
+    );
+}
+
+#[test]
+fn a_ten_megabyte_pem_is_refused_before_anything_is_written() {
+    let b = Bundle::new();
+    let big = b.path("big.pem");
+    let one = std::fs::read(b.path("ca.pem")).unwrap();
+    std::fs::write(&big, one.repeat(10 * 1024 * 1024 / one.len() + 1)).unwrap();
+    refused_before_the_module(
+        "[wifi]\nssid = \"atprov-lab\"\npassword = \"x\"\n",
+        &["--ca", big.to_str().unwrap()],
+        10,
+        "more than 107935",
+    );
+}

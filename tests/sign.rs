@@ -15,8 +15,31 @@ fn vectors() -> Value {
 }
 
 fn run(args: &[String]) -> Value {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, out, err) = atprov(&args);
+    run_with_stdin(args, "")
+}
+
+/// Runs atprov with `stdin` on its standard input (how secrets are passed with `FILE = -`).
+fn run_with_stdin(args: &[String], stdin: &str) -> Value {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_atprov"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (code, out, err) = (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
     assert_eq!(code, 0, "atprov {args:?}: {err}");
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
@@ -58,8 +81,8 @@ fn every_mqtt_direct_vector_is_reproduced() {
             s("productKey"),
             "--device-name".into(),
             s("deviceName"),
-            "--device-secret".into(),
-            s("deviceSecret"),
+            "--device-secret-file".into(),
+            "-".into(),
             "--client-id".into(),
             s("clientId"),
             "--method".into(),
@@ -71,7 +94,7 @@ fn every_mqtt_direct_vector_is_reproduced() {
             args.push("--timestamp".into());
             args.push(t.into());
         }
-        let got = run(&args);
+        let got = run_with_stdin(&args, &format!("{}\n", s("deviceSecret")));
         for field in [
             "mqttClientId",
             "mqttUsername",
@@ -114,8 +137,8 @@ fn every_https_registration_vector_is_reproduced() {
             param("productKey"),
             "--device-name".into(),
             param("deviceName"),
-            "--product-secret".into(),
-            s("productSecret"),
+            "--product-secret-file".into(),
+            "-".into(),
             "--random".into(),
             s("random"),
             "--method".into(),
@@ -123,7 +146,7 @@ fn every_https_registration_vector_is_reproduced() {
             "--region".into(),
             region,
         ];
-        let got = run(&args);
+        let got = run_with_stdin(&args, &s("productSecret"));
         for (field, ours) in [
             ("url", "url"),
             ("signContent", "signContent"),
@@ -150,7 +173,58 @@ fn a_missing_secret_is_one_line_naming_the_flag() {
     assert_eq!(code, 2);
     assert!(out.is_empty());
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("--device-secret"), "{err}");
+    assert!(err.contains("--device-secret-file"), "{err}");
+}
+
+#[test]
+fn a_secret_on_the_command_line_is_refused_and_files_and_env_work() {
+    // Regression: `--device-secret S` showed the secret to every `ps` on the machine.
+    let (code, out, err) = atprov(&[
+        "sign",
+        "aliyun",
+        "--product-key",
+        "pk",
+        "--device-name",
+        "dn",
+        "--device-secret",
+        "s3cr3t",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("every `ps`") && err.contains("--device-secret-file"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("secret");
+    std::fs::write(&file, "s3cr3t\n").unwrap();
+    let by_file = run(&[
+        "sign".into(),
+        "aliyun".into(),
+        "--json".into(),
+        "--product-key".into(),
+        "pk".into(),
+        "--device-name".into(),
+        "dn".into(),
+        "--device-secret-file".into(),
+        file.display().to_string(),
+    ]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atprov"))
+        .args([
+            "sign",
+            "aliyun",
+            "--json",
+            "--product-key",
+            "pk",
+            "--device-name",
+            "dn",
+        ])
+        .env("ATPROV_DEVICE_SECRET", "s3cr3t")
+        .output()
+        .unwrap();
+    let by_env: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(by_file["mqttPassword"], by_env["mqttPassword"]);
 }
 
 #[test]
@@ -160,21 +234,24 @@ fn an_aws_authorizer_username_carries_the_openssl_signature() {
     // Made with: printf tok-123 | openssl dgst -sha256 -sign KEY | openssl base64 -A
     let expected =
         std::fs::read_to_string(fixtures.join("authorizer-signature-tok-123.b64")).unwrap();
-    let got = run(&[
-        "sign".into(),
-        "aws-authorizer".into(),
-        "--json".into(),
-        "--name".into(),
-        "dev1".into(),
-        "--authorizer".into(),
-        "MyAuth".into(),
-        "--token-key-name".into(),
-        "tok".into(),
-        "--token".into(),
-        "tok-123".into(),
-        "--signing-key".into(),
-        key.display().to_string(),
-    ]);
+    let got = run_with_stdin(
+        &[
+            "sign".into(),
+            "aws-authorizer".into(),
+            "--json".into(),
+            "--name".into(),
+            "dev1".into(),
+            "--authorizer".into(),
+            "MyAuth".into(),
+            "--token-key-name".into(),
+            "tok".into(),
+            "--token-file".into(),
+            "-".into(),
+            "--signing-key".into(),
+            key.display().to_string(),
+        ],
+        "tok-123\n",
+    );
     assert_eq!(got["signature"], expected.trim());
     let encoded = expected
         .trim()
@@ -196,6 +273,8 @@ fn an_ec_key_cannot_sign_for_an_authorizer() {
     let ca = atprov::pki::generate::ca("x", 1).unwrap();
     let key = dir.path().join("ec.key");
     std::fs::write(&key, ca.key_pem).unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "v\n").unwrap();
     let (code, _, err) = atprov(&[
         "sign",
         "aws-authorizer",
@@ -205,8 +284,8 @@ fn an_ec_key_cannot_sign_for_an_authorizer() {
         "A",
         "--token-key-name",
         "t",
-        "--token",
-        "v",
+        "--token-file",
+        token.to_str().unwrap(),
         "--signing-key",
         key.to_str().unwrap(),
     ]);

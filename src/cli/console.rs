@@ -18,7 +18,7 @@ pub struct ConsoleArgs {
     #[command(flatten)]
     pub port: PortArgs,
     /// Time for each command's final result.
-    #[arg(long, default_value = "10s", value_parser = crate::util::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::util::parse_timeout)]
     pub timeout: Duration,
 }
 

@@ -20,6 +20,7 @@ pub struct FactoryArgs {
     /// Stop once this many distinct units have passed (counted in the journal, so a restart
     /// continues the same batch).
     #[arg(long, value_name = "N")]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: Option<u64>,
     #[command(subcommand)]
     pub command: Option<FactoryCommand>,

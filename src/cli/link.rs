@@ -18,7 +18,7 @@ pub struct PortArgs {
     #[arg(short, long, env = "ATPROV_PORT")]
     pub port: String,
     /// Baud rate (default: the profile's, else 115200).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::util::parse_baud)]
     pub baud: Option<u32>,
     /// Flow control.
     #[arg(long, value_enum, default_value_t = Flow::None)]

@@ -35,6 +35,7 @@ pub async fn run(args: DeviceArgs, goal: Goal) -> Result<(), Failure> {
     } else {
         None
     };
+    provision::check_job(&job, &profile, goal, &[])?;
     let config = profile.engine_config();
     let link = args
         .port

@@ -21,7 +21,7 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub json: bool,
     /// Time for each command's answer before it counts as a timeout.
-    #[arg(long, default_value = "500ms", value_parser = crate::util::parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = crate::util::parse_timeout)]
     pub timeout: Duration,
 }
 

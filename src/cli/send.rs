@@ -13,7 +13,7 @@ pub struct SendArgs {
     #[command(flatten)]
     pub port: PortArgs,
     /// Time for each command's final result (500ms, 2s, ...).
-    #[arg(long, default_value = "5s", value_parser = crate::util::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = crate::util::parse_timeout)]
     pub timeout: Duration,
     /// One JSON object per command on stdout.
     #[arg(long)]

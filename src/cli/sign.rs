@@ -37,9 +37,13 @@ pub struct AwsAuthorizerArgs {
     /// The token key name (CreateAuthorizer --token-key-name).
     #[arg(long)]
     pub token_key_name: String,
-    /// The token (or set ATPROV_AUTHORIZER_TOKEN).
-    #[arg(long, env = "ATPROV_AUTHORIZER_TOKEN", hide_env_values = true)]
-    pub token: String,
+    /// File holding the token (first line), or - for standard input; or set
+    /// ATPROV_AUTHORIZER_TOKEN. (Never on the command line: every `ps` would show it.)
+    #[arg(long, value_name = "FILE|-")]
+    pub token_file: Option<PathBuf>,
+    /// Refused: a secret on the command line is visible to every user of the machine.
+    #[arg(long, hide = true, value_name = "TOKEN")]
+    pub token: Option<String>,
     /// The RSA private key whose public half the authorizer holds (PEM or DER, PKCS#1 or #8).
     #[arg(long, value_name = "FILE")]
     pub signing_key: PathBuf,
@@ -64,11 +68,13 @@ pub struct AliyunArgs {
     pub product_key: String,
     #[arg(long)]
     pub device_name: String,
-    /// The device secret (or set ATPROV_DEVICE_SECRET, or use --device-secret-file).
-    #[arg(long, env = "ATPROV_DEVICE_SECRET", hide_env_values = true)]
-    pub device_secret: Option<String>,
-    #[arg(long, value_name = "FILE", conflicts_with = "device_secret")]
+    /// File holding the device secret (first line), or - for standard input; or set
+    /// ATPROV_DEVICE_SECRET. (Never on the command line: every `ps` would show it.)
+    #[arg(long, value_name = "FILE|-")]
     pub device_secret_file: Option<PathBuf>,
+    /// Refused: a secret on the command line is visible to every user of the machine.
+    #[arg(long, hide = true, value_name = "SECRET")]
+    pub device_secret: Option<String>,
     /// Client id (default: the device name).
     #[arg(long)]
     pub client_id: Option<String>,
@@ -84,8 +90,12 @@ pub struct AliyunArgs {
     /// Dynamic registration instead of a connect: https, mqtt or regnwl.
     #[arg(long, value_enum)]
     pub register: Option<Register>,
-    /// The product secret, for --register (or set ATPROV_PRODUCT_SECRET).
-    #[arg(long, env = "ATPROV_PRODUCT_SECRET", hide_env_values = true)]
+    /// File holding the product secret for --register (first line), or - for standard
+    /// input; or set ATPROV_PRODUCT_SECRET.
+    #[arg(long, value_name = "FILE|-")]
+    pub product_secret_file: Option<PathBuf>,
+    /// Refused: a secret on the command line is visible to every user of the machine.
+    #[arg(long, hide = true, value_name = "SECRET")]
     pub product_secret: Option<String>,
     /// The random value of a registration.
     #[arg(long)]
@@ -98,6 +108,43 @@ pub struct AliyunArgs {
     pub region: String,
     #[arg(long)]
     pub json: bool,
+}
+
+/// A secret from a file (its first line), standard input (`-`) or an environment variable;
+/// one given on the command line itself is refused with the ways that work.
+fn secret(
+    flag: &str,
+    on_command_line: Option<&String>,
+    file: Option<&std::path::Path>,
+    env: &str,
+) -> Result<Option<String>, Failure> {
+    if on_command_line.is_some() {
+        return Err(Failure::usage(format!(
+            "--{flag} on the command line would show the secret to every `ps` on this machine: use --{flag}-file FILE, --{flag}-file - (standard input) or {env}"
+        )));
+    }
+    let text = match file {
+        Some(p) if p.as_os_str() == "-" => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| Failure::usage(format!("--{flag}-file -: {e}")))?;
+            line
+        }
+        Some(p) => std::fs::read_to_string(p)
+            .map_err(|e| Failure::usage(format!("--{flag}-file {}: {e}", p.display())))?,
+        None => match std::env::var(env) {
+            Ok(v) => v,
+            Err(_) => return Ok(None),
+        },
+    };
+    let first = text.lines().next().unwrap_or("").trim().to_string();
+    if first.is_empty() {
+        return Err(Failure::usage(format!(
+            "--{flag}-file: the secret is empty"
+        )));
+    }
+    Ok(Some(first))
 }
 
 pub fn run(args: SignArgs) -> Result<(), Failure> {
@@ -115,9 +162,18 @@ fn aliyun(a: AliyunArgs) -> Result<(), Failure> {
     let client_id = a.client_id.as_deref().unwrap_or(&a.device_name);
     aliyun::check_parameters(&device, client_id).map_err(Failure::usage)?;
     if let Some(mode) = a.register {
-        let secret = a.product_secret.as_deref().ok_or_else(|| {
-            Failure::usage("--register needs --product-secret (or ATPROV_PRODUCT_SECRET)")
+        let product_secret = secret(
+            "product-secret",
+            a.product_secret.as_ref(),
+            a.product_secret_file.as_deref(),
+            "ATPROV_PRODUCT_SECRET",
+        )?
+        .ok_or_else(|| {
+            Failure::usage(
+                "--register needs the product secret: --product-secret-file FILE|- or ATPROV_PRODUCT_SECRET",
+            )
         })?;
+        let secret = product_secret.as_str();
         let random = a
             .random
             .as_deref()
@@ -153,17 +209,17 @@ fn aliyun(a: AliyunArgs) -> Result<(), Failure> {
         );
         return print_sign_in(&s, &content, a.json);
     }
-    let secret = match (&a.device_secret, &a.device_secret_file) {
-        (Some(s), _) => s.clone(),
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .map(|s| s.trim().to_string())
-            .map_err(|e| Failure::usage(format!("--device-secret-file {}: {e}", path.display())))?,
-        (None, None) => {
-            return Err(Failure::usage(
-                "the device secret is missing: --device-secret, ATPROV_DEVICE_SECRET or --device-secret-file",
-            ));
-        }
-    };
+    let secret = secret(
+        "device-secret",
+        a.device_secret.as_ref(),
+        a.device_secret_file.as_deref(),
+        "ATPROV_DEVICE_SECRET",
+    )?
+    .ok_or_else(|| {
+        Failure::usage(
+            "the device secret is missing: --device-secret-file FILE, --device-secret-file - (standard input) or ATPROV_DEVICE_SECRET",
+        )
+    })?;
     let s = aliyun::mqtt_direct(
         &device,
         &secret,
@@ -178,6 +234,17 @@ fn aliyun(a: AliyunArgs) -> Result<(), Failure> {
 
 fn aws_authorizer(a: AwsAuthorizerArgs) -> Result<(), Failure> {
     use crate::cloud::aws;
+    let token = secret(
+        "token",
+        a.token.as_ref(),
+        a.token_file.as_deref(),
+        "ATPROV_AUTHORIZER_TOKEN",
+    )?
+    .ok_or_else(|| {
+        Failure::usage(
+            "the token is missing: --token-file FILE, --token-file - or ATPROV_AUTHORIZER_TOKEN",
+        )
+    })?;
     let shown = a.signing_key.display();
     let loaded = crate::pki::load::load(&a.signing_key)
         .map_err(|e| Failure::usage(format!("--signing-key {shown}: {e}")))?;
@@ -189,14 +256,14 @@ fn aws_authorizer(a: AwsAuthorizerArgs) -> Result<(), Failure> {
     let (der, format) = loaded
         .private_key()
         .ok_or_else(|| Failure::usage(format!("--signing-key {shown}: no private key in it")))?;
-    let signature = aws::sign_token(der, format, &a.token)
+    let signature = aws::sign_token(der, format, &token)
         .map_err(|e| Failure::usage(format!("--signing-key {shown}: {e}")))?;
     let username = aws::authorizer_username(
         &a.name,
         &a.authorizer,
         &signature,
         &a.token_key_name,
-        &a.token,
+        &token,
     );
     if a.json {
         let v = json!({

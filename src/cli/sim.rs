@@ -14,7 +14,7 @@ pub struct SimArgs {
     #[arg(long)]
     pub pty: bool,
     /// Pace output at this baud rate, like a real UART.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::util::parse_baud)]
     pub baud: Option<u32>,
     /// Firmware time per command (e.g. 2ms).
     #[arg(long, default_value = "0ms", value_parser = crate::util::parse_duration)]

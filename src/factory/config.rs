@@ -276,11 +276,14 @@ impl FactoryConfig {
         };
         let duration = |field: &str, v: &Option<String>, default: u64| match v {
             None => Ok(Duration::from_millis(default)),
-            Some(s) => crate::util::parse_duration(s).map_err(|e| bad(field, e)),
+            Some(s) => crate::util::parse_timeout(s).map_err(|e| bad(field, e)),
         };
         let policy = Policy {
             steps,
-            retries: p.retries.unwrap_or(0),
+            retries: match p.retries.unwrap_or(0) {
+                n @ 0..=100 => n,
+                n => return Err(bad("policy.retries", format!("{n}: give 0 to 100"))),
+            },
             on_failure,
             removal,
             poll: duration("policy.poll", &p.poll, 100)?,

@@ -57,6 +57,12 @@ pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, 
         .entry("mqtt.client_id".into())
         .or_insert_with(|| "{thing_name}".into());
     let job = Job::build(&job_args, &defaults).map_err(Failure::usage)?;
+    // Everything a unit will need is checked before the first unit is touched.
+    let goal = match config.policy.steps {
+        config::Steps::Flash => crate::provision::Goal::Flash,
+        config::Steps::Connect | config::Steps::Provision => crate::provision::Goal::Provision,
+    };
+    crate::provision::check_job(&job, &profile, goal, &["thing_name"])?;
     let ca_bytes = std::fs::read(&config.pool.ca).map_err(|e| {
         Failure::usage(format!(
             "{}: field `pool.ca`: {}: cannot read it: {e}",

@@ -440,6 +440,13 @@ impl Profile {
     /// Checks what serde cannot: every variable a step uses is a job variable, a default, or
     /// captured by an earlier flow.
     fn validate(&self) -> Result<(), String> {
+        crate::util::parse_baud(&self.serial.baud.to_string())
+            .map_err(|e| format!("[serial] baud: {e}"))?;
+        if self.serial.timeout.0.is_zero() {
+            return Err(
+                "[serial] timeout: a timeout of 0 can never be met; give at least 1ms".into(),
+            );
+        }
         let mut known: Vec<String> = crate::job::VARIABLES
             .iter()
             .map(|s| s.to_string())

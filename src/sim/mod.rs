@@ -214,7 +214,11 @@ fn luat_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
             ("registration", "denied") => c.registration = 3,
             ("clock-unset", "") => c.clock_unset = true,
             ("idle-kick", ms) => {
-                c.idle_kick = Duration::from_millis(ms.parse().map_err(|_| bad())?)
+                let ms: u64 = ms.parse().map_err(|_| bad())?;
+                if !(1..=86_400_000).contains(&ms) {
+                    return Err(bad());
+                }
+                c.idle_kick = Duration::from_millis(ms)
             }
             ("aliyun", t) => c.aliyun = Some(parse_triple(t).ok_or_else(bad)?),
             ("product", t) => c.product = Some(parse_product(t).ok_or_else(bad)?),

@@ -561,7 +561,8 @@ fn sim_fault_command(line: &str, control: &SimControl) -> Option<Script> {
     match (kind.as_str(), num, text) {
         ("busy", Some(n), _) => f.busy = n as u32,
         ("silent", Some(n), _) => f.silent = n as u32,
-        ("delay", Some(ms), _) => f.delay = Some(Duration::from_millis(ms)),
+        // At most a day: a longer sleep would overflow the clock.
+        ("delay", Some(ms), _) => f.delay = Some(Duration::from_millis(ms.min(86_400_000))),
         ("truncate", Some(n), _) => f.truncate = Some(n as usize),
         ("urc_mid", _, Some(t)) => f.urc_mid = Some(t),
         ("urc_prompt", _, Some(t)) => f.urc_before_prompt = Some(t),

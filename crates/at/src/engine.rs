@@ -1,0 +1,558 @@
+//! The engine: one task per port that owns the port and the [`Session`], runs one command at a
+//! time, delivers URCs to subscribers, retries `busy p...` with bounded backoff, and after any
+//! timeout resynchronises (drain until quiet, then a sentinel `AT` that must get its own `OK`)
+//! before the next command, so a late reply can never answer the wrong command.
+//!
+//! Callers hold an [`Engine`] handle; it is cheap to clone and every method is async.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::command::Command;
+use super::response::{Phase, Response, Status, Urc};
+use super::session::{Output, RxClass, Session};
+
+/// Anything the engine can own as a port: a byte stream in both directions.
+pub trait Port: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Port for T {}
+
+/// An open port, owned by the engine.
+pub type BoxPort = Box<dyn Port>;
+
+/// Tunables of the engine. The defaults suit real modules at 115,200 baud.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// First pause after `busy p...`; doubled on every further rejection.
+    pub busy_backoff: Duration,
+    /// Rejections tolerated before the command fails as busy.
+    pub busy_retries: u32,
+    /// Silence that ends the drain after a timeout.
+    pub quiet: Duration,
+    /// Longest drain, however chatty the module is.
+    pub max_drain: Duration,
+    /// Time for the sentinel `AT` to be answered.
+    pub sentinel_timeout: Duration,
+    /// Sentinels tried before the session is declared lost.
+    pub sentinel_attempts: u32,
+    /// A profile's additions to the built-in response tables.
+    pub grammar: std::sync::Arc<super::classify::Grammar>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            busy_backoff: Duration::from_millis(50),
+            busy_retries: 8,
+            quiet: Duration::from_millis(100),
+            max_drain: Duration::from_secs(3),
+            sentinel_timeout: Duration::from_secs(1),
+            sentinel_attempts: 3,
+            grammar: Default::default(),
+        }
+    }
+}
+
+/// A failure of the link itself, as opposed to the module's answer.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the port closed (device unplugged or the other end went away)")]
+    Closed,
+    #[error("I/O error on the port: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the module stopped answering: no `OK` to {attempts} sentinel `AT` after a timeout")]
+    Lost { attempts: u32 },
+}
+
+/// One thing that happened on the wire, for transcripts, consoles and reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TraceEvent {
+    /// Bytes the host sent: a command line (without terminator) or a payload.
+    Tx {
+        at: Duration,
+        /// The line (redacted form when it carries a secret) or the payload, escaped.
+        text: String,
+        /// Bytes written.
+        len: usize,
+        payload: bool,
+        secret: bool,
+        /// The engine's own resync `AT`, not a caller's command.
+        sentinel: bool,
+    },
+    /// A record the device sent, classified.
+    Rx {
+        at: Duration,
+        text: String,
+        class: RxClass,
+        secret: bool,
+    },
+    /// A command ended (so a report can be assembled in wire order).
+    Done {
+        at: Duration,
+        response: Box<Response>,
+    },
+    /// Something the engine did on its own (resync, retry).
+    Note { at: Duration, text: String },
+}
+
+enum Request {
+    Run(Box<Command>, oneshot::Sender<Result<Response, EngineError>>),
+    Write(Vec<u8>, oneshot::Sender<Result<(), EngineError>>),
+}
+
+/// A handle to the engine task of one port.
+#[derive(Clone)]
+pub struct Engine {
+    requests: mpsc::Sender<Request>,
+    urcs: broadcast::Sender<Urc>,
+}
+
+impl Engine {
+    /// Starts the engine task on `port`. Trace events go to `trace` when given.
+    pub fn start(
+        port: BoxPort,
+        config: EngineConfig,
+        trace: Option<mpsc::UnboundedSender<TraceEvent>>,
+    ) -> (Engine, tokio::task::JoinHandle<()>) {
+        let (req_tx, req_rx) = mpsc::channel(16);
+        let (urc_tx, _) = broadcast::channel(1024);
+        let session = Session::with_grammar(config.grammar.clone());
+        let actor = Actor {
+            port,
+            requests: req_rx,
+            urcs: urc_tx.clone(),
+            trace,
+            config,
+            session,
+            started: Instant::now(),
+            current: None,
+            pending: None,
+            dirty: false,
+            drain: None,
+            pending_attempt: 0,
+            rx_scrubber: Default::default(),
+            tx_scrubber: Default::default(),
+        };
+        let task = tokio::spawn(actor.run());
+        (
+            Engine {
+                requests: req_tx,
+                urcs: urc_tx,
+            },
+            task,
+        )
+    }
+
+    /// Runs one command to its end. The response's status tells how it ended; an `Err` means
+    /// the link itself failed.
+    pub async fn run(&self, cmd: Command) -> Result<Response, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Run(Box::new(cmd), tx))
+            .await
+            .map_err(|_| EngineError::Closed)?;
+        rx.await.map_err(|_| EngineError::Closed)?
+    }
+
+    /// Shorthand for [`Engine::run`] with the expectations the line implies.
+    pub async fn send(&self, line: &str) -> Result<Response, EngineError> {
+        self.run(Command::new(line)).await
+    }
+
+    /// Writes raw bytes between commands (console use).
+    pub async fn write_raw(&self, bytes: Vec<u8>) -> Result<(), EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Write(bytes, tx))
+            .await
+            .map_err(|_| EngineError::Closed)?;
+        rx.await.map_err(|_| EngineError::Closed)?
+    }
+
+    /// Subscribes to unsolicited messages from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Urc> {
+        self.urcs.subscribe()
+    }
+}
+
+struct Current {
+    reply: Option<oneshot::Sender<Result<Response, EngineError>>>,
+    started: Instant,
+    deadline: Instant,
+    timeout: Duration,
+    retry_at: Option<Instant>,
+    in_completion: bool,
+    sentinel_attempt: u32,
+    secret_payload: bool,
+}
+
+struct Drain {
+    quiet_until: Instant,
+    hard_until: Instant,
+}
+
+struct Actor {
+    port: BoxPort,
+    requests: mpsc::Receiver<Request>,
+    urcs: broadcast::Sender<Urc>,
+    trace: Option<mpsc::UnboundedSender<TraceEvent>>,
+    config: EngineConfig,
+    session: Session,
+    started: Instant,
+    current: Option<Current>,
+    /// A caller's command waiting for the resync to finish.
+    pending: Option<(Command, oneshot::Sender<Result<Response, EngineError>>)>,
+    dirty: bool,
+    drain: Option<Drain>,
+    /// Sentinels already tried in this resync.
+    pending_attempt: u32,
+    /// Secrets hidden from trace events, per direction (a key may span many records).
+    rx_scrubber: super::redact::Scrubber,
+    tx_scrubber: super::redact::Scrubber,
+}
+
+impl Actor {
+    async fn run(mut self) {
+        let mut buf = vec![0u8; 16 * 1024];
+        let result = loop {
+            let timer = self.next_timer();
+            let idle = self.current.is_none() && self.drain.is_none() && self.pending.is_none();
+            tokio::select! {
+                biased;
+                read = self.port.read(&mut buf) => match read {
+                    Ok(0) => break Err(EngineError::Closed),
+                    Ok(n) => {
+                        if let Some(d) = self.drain.as_mut() {
+                            d.quiet_until = Instant::now() + self.config.quiet;
+                        }
+                        let mut outs = Vec::new();
+                        self.session.feed(&buf[..n], &mut outs);
+                        if let Err(e) = self.handle(outs).await {
+                            break Err(e);
+                        }
+                        self.track_phase();
+                    }
+                    Err(e) => break Err(EngineError::Io(e)),
+                },
+                _ = sleep_until(timer), if timer.is_some() => {
+                    if let Err(e) = self.on_timer().await {
+                        break Err(e);
+                    }
+                }
+                req = self.requests.recv(), if idle => match req {
+                    None => break Ok(()),
+                    Some(Request::Run(cmd, reply)) => {
+                        if self.dirty {
+                            self.note("resynchronising after a timeout: draining");
+                            self.pending = Some((*cmd, reply));
+                            self.start_drain();
+                        } else if let Err(e) = self.start(*cmd, Some(reply), 0).await {
+                            break Err(e);
+                        }
+                    }
+                    Some(Request::Write(bytes, reply)) => {
+                        let r = self.write(&bytes).await;
+                        let failed = r.is_err();
+                        let _ = reply.send(r);
+                        if failed {
+                            break Err(EngineError::Closed);
+                        }
+                    }
+                },
+            }
+        };
+        if let Err(err) = result {
+            self.fail_all(err);
+        }
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        let mut t: Option<Instant> = None;
+        let mut consider = |x: Instant| t = Some(t.map_or(x, |t| t.min(x)));
+        if let Some(c) = &self.current {
+            consider(c.retry_at.unwrap_or(c.deadline));
+        }
+        if let Some(d) = &self.drain {
+            consider(d.quiet_until.min(d.hard_until));
+        }
+        t
+    }
+
+    async fn on_timer(&mut self) -> Result<(), EngineError> {
+        let now = Instant::now();
+        if let Some(d) = &self.drain {
+            if now >= d.quiet_until || now >= d.hard_until {
+                self.drain = None;
+                self.start_sentinel().await?;
+            }
+            return Ok(());
+        }
+        let Some(c) = self.current.as_mut() else {
+            return Ok(());
+        };
+        if let Some(at) = c.retry_at {
+            if now >= at {
+                c.retry_at = None;
+                c.deadline = now + c.timeout;
+                if let Some(bytes) = self.session.resend() {
+                    self.note("resending after `busy p...`");
+                    self.write(&bytes).await?;
+                }
+            }
+            return Ok(());
+        }
+        if now < c.deadline {
+            return Ok(());
+        }
+        let c = self.current.take().expect("checked above");
+        let Some(resp) = self.session.expire(now - c.started) else {
+            return Ok(());
+        };
+        self.dirty = true;
+        match c.reply {
+            Some(reply) => {
+                self.emit_done(&resp);
+                let _ = reply.send(Ok(resp));
+            }
+            None => self.sentinel_failed(c.sentinel_attempt + 1),
+        }
+        Ok(())
+    }
+
+    /// The sentinel `AT` got no `OK` (timeout or error): drain and try again, or give the
+    /// waiting caller up as lost. The attempt count starts afresh for the next resync.
+    fn sentinel_failed(&mut self, attempt: u32) {
+        if attempt >= self.config.sentinel_attempts {
+            self.pending_attempt = 0;
+            if let Some((_, reply)) = self.pending.take() {
+                let _ = reply.send(Err(EngineError::Lost { attempts: attempt }));
+            }
+        } else {
+            self.note("sentinel `AT` unanswered: draining again");
+            self.pending_attempt = attempt;
+            self.start_drain();
+        }
+    }
+
+    fn start_drain(&mut self) {
+        let now = Instant::now();
+        self.drain = Some(Drain {
+            quiet_until: now + self.config.quiet,
+            hard_until: now + self.config.max_drain,
+        });
+    }
+
+    async fn start_sentinel(&mut self) -> Result<(), EngineError> {
+        let attempt = std::mem::take(&mut self.pending_attempt);
+        self.note("sending sentinel `AT`");
+        let cmd = Command::new("AT").timeout(self.config.sentinel_timeout);
+        self.start(cmd, None, attempt).await
+    }
+
+    async fn start(
+        &mut self,
+        cmd: Command,
+        reply: Option<oneshot::Sender<Result<Response, EngineError>>>,
+        sentinel_attempt: u32,
+    ) -> Result<(), EngineError> {
+        let now = Instant::now();
+        let shown = cmd.display().to_string();
+        let timeout = cmd.timeout;
+        let secret_payload = cmd.secret_payload;
+        let bytes = self.session.begin(cmd);
+        let sentinel = reply.is_none();
+        let len = bytes.len();
+        self.current = Some(Current {
+            reply,
+            started: now,
+            deadline: now + timeout,
+            timeout,
+            retry_at: None,
+            in_completion: false,
+            sentinel_attempt,
+            secret_payload,
+        });
+        self.trace(|at| TraceEvent::Tx {
+            at,
+            text: shown,
+            len,
+            payload: false,
+            secret: false,
+            sentinel,
+        });
+        self.write(&bytes).await
+    }
+
+    /// Moves the deadline when the command starts waiting for its completing URC.
+    fn track_phase(&mut self) {
+        let Some(c) = self.current.as_mut() else {
+            return;
+        };
+        if !c.in_completion && self.session.phase() == Some(Phase::Completion) {
+            c.in_completion = true;
+            let t = self.session.completion_timeout().unwrap_or(c.timeout);
+            c.deadline = Instant::now() + t;
+        }
+    }
+
+    async fn handle(&mut self, outs: Vec<Output>) -> Result<(), EngineError> {
+        for out in outs {
+            match out {
+                Output::Rx {
+                    text,
+                    class,
+                    secret,
+                } => self.trace(|at| TraceEvent::Rx {
+                    at,
+                    text,
+                    class,
+                    secret,
+                }),
+                Output::Urc(urc) => {
+                    let _ = self.urcs.send(urc);
+                }
+                Output::SendPayload(bytes) => {
+                    let secret = self.current.as_ref().is_some_and(|c| c.secret_payload);
+                    let text = if secret {
+                        String::new()
+                    } else {
+                        crate::text::escape(&bytes)
+                    };
+                    let len = bytes.len();
+                    self.trace(|at| TraceEvent::Tx {
+                        at,
+                        text,
+                        len,
+                        payload: true,
+                        secret,
+                        sentinel: false,
+                    });
+                    self.write(&bytes).await?;
+                }
+                Output::Busy => {
+                    let backoff = self.config.busy_backoff;
+                    let max = self.config.busy_retries;
+                    if let Some(c) = self.current.as_mut() {
+                        let tries = self.session.busy_retries();
+                        if tries >= max {
+                            let now = Instant::now();
+                            c.deadline = now;
+                            c.retry_at = None;
+                        } else {
+                            let pause = backoff * 2u32.saturating_pow(tries.min(6));
+                            c.retry_at = Some(Instant::now() + pause);
+                        }
+                    }
+                }
+                Output::Reset => self.note("module reset (boot banner)"),
+                Output::Done(resp) => self.on_done(*resp).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_done(&mut self, mut resp: Response) -> Result<(), EngineError> {
+        let Some(c) = self.current.take() else {
+            return Ok(());
+        };
+        resp.elapsed = c.started.elapsed();
+        match c.reply {
+            Some(reply) => {
+                self.emit_done(&resp);
+                let _ = reply.send(Ok(resp));
+            }
+            None => {
+                // The sentinel: its own OK makes the session clean again.
+                if resp.status == Status::Ok {
+                    self.dirty = false;
+                    self.note("resynchronised");
+                    if let Some((cmd, reply)) = self.pending.take() {
+                        self.start(cmd, Some(reply), 0).await?;
+                    }
+                } else {
+                    self.sentinel_failed(c.sentinel_attempt + 1);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn emit_done(&mut self, resp: &Response) {
+        if self.trace.is_some() {
+            let response = Box::new(super::redact::response(resp));
+            self.trace(|at| TraceEvent::Done { at, response });
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), EngineError> {
+        self.port.write_all(bytes).await?;
+        self.port.flush().await?;
+        Ok(())
+    }
+
+    fn note(&mut self, text: &str) {
+        self.trace(|at| TraceEvent::Note {
+            at,
+            text: text.to_string(),
+        });
+    }
+
+    /// Sends a trace event with its secrets hidden (see [`super::redact`]).
+    fn trace(&mut self, make: impl FnOnce(Duration) -> TraceEvent) {
+        let Some(t) = &self.trace else {
+            return;
+        };
+        let mut event = make(self.started.elapsed());
+        match &mut event {
+            TraceEvent::Rx {
+                text,
+                secret: false,
+                ..
+            } => *text = self.rx_scrubber.scrub(text),
+            TraceEvent::Tx {
+                text,
+                payload: true,
+                secret: false,
+                ..
+            } => *text = self.tx_scrubber.scrub(text),
+            _ => {}
+        }
+        let _ = t.send(event);
+    }
+
+    fn fail_all(&mut self, err: EngineError) {
+        let closed = matches!(err, EngineError::Closed);
+        if let Some(c) = self.current.take() {
+            if let Some(reply) = c.reply {
+                let _ = reply.send(Err(if closed {
+                    EngineError::Closed
+                } else {
+                    EngineError::Io(std::io::Error::other(err.to_string()))
+                }));
+            }
+        }
+        if let Some((_, reply)) = self.pending.take() {
+            let _ = reply.send(Err(EngineError::Closed));
+        }
+        self.requests.close();
+        while let Ok(req) = self.requests.try_recv() {
+            match req {
+                Request::Run(_, reply) => {
+                    let _ = reply.send(Err(EngineError::Closed));
+                }
+                Request::Write(_, reply) => {
+                    let _ = reply.send(Err(EngineError::Closed));
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

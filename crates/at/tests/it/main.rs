@@ -1,0 +1,3 @@
+//! The AT layer's own tests: the digester byte for byte, chunking-independent, total.
+
+mod digester;

@@ -1,0 +1,161 @@
+//! The clap types shared by several commands, and their conversions into the library's plain
+//! settings (the library knows nothing of clap).
+
+use std::path::PathBuf;
+
+use atprov_core::job::JobSettings;
+use atprov_core::port::{Flow, Lines};
+
+/// Where the module is and how to talk to it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PortArgs {
+    /// Port selector: /dev/ttyUSB0, COM7, usb:VID:PID[:SERIAL], tcp://HOST:PORT, sim:NAME, replay:FILE.
+    #[arg(short, long, env = "ATPROV_PORT")]
+    pub port: String,
+    /// Baud rate (default: the profile's, else 115200).
+    #[arg(long, value_parser = crate::util::parse_baud)]
+    pub baud: Option<u32>,
+    /// Flow control.
+    #[arg(long, value_enum, default_value_t = FlowArg::None)]
+    pub flow: FlowArg,
+    /// DTR/RTS after opening (deassert keeps ESP32 dev boards from resetting).
+    #[arg(long, value_enum, default_value_t = LinesArg::Deassert)]
+    pub lines: LinesArg,
+    /// Write the session to FILE in the transcript format (secrets redacted; FILE is replaced,
+    /// readable by its owner only).
+    #[arg(long, value_name = "FILE")]
+    pub transcript: Option<PathBuf>,
+}
+
+impl PortArgs {
+    /// The library's port settings.
+    pub fn link(&self) -> atprov_core::link::PortArgs {
+        atprov_core::link::PortArgs {
+            port: self.port.clone(),
+            baud: self.baud,
+            flow: self.flow.into(),
+            lines: self.lines.into(),
+            transcript: self.transcript.clone(),
+        }
+    }
+}
+
+/// Flow control on the serial line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FlowArg {
+    /// No flow control (most USB-UART adapters wire no RTS/CTS to the module).
+    None,
+    /// RTS/CTS.
+    Hw,
+    /// XON/XOFF.
+    Sw,
+}
+
+impl From<FlowArg> for Flow {
+    fn from(f: FlowArg) -> Flow {
+        match f {
+            FlowArg::None => Flow::None,
+            FlowArg::Hw => Flow::Hw,
+            FlowArg::Sw => Flow::Sw,
+        }
+    }
+}
+
+/// DTR and RTS after opening.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LinesArg {
+    /// Deassert both (on ESP32 dev boards DTR/RTS drive EN and IO0).
+    Deassert,
+    /// Assert both (some modems want DTR to answer).
+    Assert,
+    /// Leave them as the driver set them.
+    Leave,
+}
+
+impl From<LinesArg> for Lines {
+    fn from(l: LinesArg) -> Lines {
+        match l {
+            LinesArg::Deassert => Lines::Deassert,
+            LinesArg::Assert => Lines::Assert,
+            LinesArg::Leave => Lines::Leave,
+        }
+    }
+}
+
+/// Job settings given as flags; they override the job file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct JobArgs {
+    /// Job file (TOML): credentials, Wi-Fi, MQTT endpoint, smoke topic.
+    #[arg(long, value_name = "FILE")]
+    pub job: Option<PathBuf>,
+    /// Server CA certificate (PEM) the module verifies the broker with, e.g. AmazonRootCA1.pem.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// CA that issued the device certificate (PEM); when given, the certificate must be
+    /// signed by it. Not needed for AWS IoT certificates.
+    #[arg(long, value_name = "FILE")]
+    pub device_ca: Option<PathBuf>,
+    /// Device certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// Device private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Wi-Fi network name.
+    #[arg(long)]
+    pub wifi_ssid: Option<String>,
+    /// Environment variable holding the Wi-Fi password (default ATPROV_WIFI_PASSWORD).
+    #[arg(long, value_name = "VAR")]
+    pub wifi_password_env: Option<String>,
+    /// File holding the Wi-Fi password (first line).
+    #[arg(long, value_name = "FILE")]
+    pub wifi_password_file: Option<PathBuf>,
+    /// MQTT broker host name (e.g. abc123-ats.iot.eu-west-1.amazonaws.com).
+    #[arg(long)]
+    pub mqtt_host: Option<String>,
+    /// MQTT broker port.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub mqtt_port: Option<u16>,
+    /// MQTT client id (AWS: the thing name); may use {unit_id}, {mac}.
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// ALPN protocol (repeat for several), e.g. x-amzn-mqtt-ca on port 443.
+    #[arg(long)]
+    pub alpn: Vec<String>,
+    /// TLS server name indication, when it differs from the host.
+    #[arg(long)]
+    pub sni: Option<String>,
+    /// MQTT keepalive in seconds.
+    #[arg(long)]
+    pub keepalive: Option<u16>,
+    /// Topic the smoke test publishes to and subscribes to.
+    #[arg(long)]
+    pub smoke_topic: Option<String>,
+    /// Any job variable: NAME=VALUE (e.g. --set time.server=ntp.example.com).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub sets: Vec<String>,
+}
+
+impl JobArgs {
+    /// The library's job settings.
+    pub fn settings(&self) -> JobSettings {
+        JobSettings {
+            job: self.job.clone(),
+            ca: self.ca.clone(),
+            device_ca: self.device_ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            wifi_ssid: self.wifi_ssid.clone(),
+            wifi_password_env: self.wifi_password_env.clone(),
+            wifi_password_file: self.wifi_password_file.clone(),
+            mqtt_host: self.mqtt_host.clone(),
+            mqtt_port: self.mqtt_port,
+            client_id: self.client_id.clone(),
+            alpn: self.alpn.clone(),
+            sni: self.sni.clone(),
+            keepalive: self.keepalive,
+            smoke_topic: self.smoke_topic.clone(),
+            sets: self.sets.clone(),
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! One module per subcommand: its clap arguments and its handler.
+
+pub mod console;
+#[cfg(feature = "sim")]
+pub mod demo;
+pub mod factory;
+pub mod pki;
+pub mod ports;
+pub mod profiles;
+pub mod provision;
+pub mod replay;
+pub mod send;
+pub mod sign;
+#[cfg(feature = "sim")]
+pub mod sim;

@@ -1,0 +1,111 @@
+//! `atprov identify | flash | connect | smoke | provision`: one module, one job. Loads the
+//! profile and the job, checks credentials on the host before the module is touched, runs the
+//! stages with a progress line each, and prints a summary or the `--json` report.
+
+use crate::args::JobArgs;
+use crate::exit::Failure;
+use crate::job::Job;
+use crate::profile::Profile;
+use crate::provision::{self, Goal, Report};
+
+use crate::args::PortArgs;
+use crate::progress::Bars;
+
+#[derive(Debug, clap::Args)]
+pub struct DeviceArgs {
+    #[command(flatten)]
+    pub port: PortArgs,
+    /// Device profile: a built-in name (see `atprov profiles`) or a TOML file.
+    #[arg(long, default_value = "esp32-at")]
+    pub profile: String,
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Rewrite credentials even when the module already holds the same bytes.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: DeviceArgs, goal: Goal) -> Result<(), Failure> {
+    let profile = Profile::load(&args.profile).map_err(|e| Failure::usage(e.0))?;
+    let job = Job::build(&args.job.settings(), &profile.defaults).map_err(Failure::usage)?;
+    let credentials = if goal.needs_credentials() {
+        Some(provision::check_credentials(&job, &profile)?)
+    } else {
+        None
+    };
+    provision::check_job(&job, &profile, goal, &[])?;
+    let config = profile.engine_config();
+    let link = args
+        .port
+        .link()
+        .open_with(None, profile.serial.baud, config)
+        .await?;
+    let mut bars = Bars::new();
+    let (report, failure) = provision::run(
+        link.engine.clone(),
+        profile,
+        provision::Plan {
+            job: &job,
+            credentials: credentials.as_ref(),
+            goal,
+            force: args.force,
+            port: args.port.port.clone(),
+        },
+        &mut bars,
+    )
+    .await;
+    link.close().await;
+    print_report(&report, args.json);
+    match failure {
+        Some(f) => Err(f),
+        None => Ok(()),
+    }
+}
+
+/// The JSON report, or a short human summary when the job passed.
+pub fn print_report(report: &Report, json: bool) {
+    if json {
+        match serde_json::to_string_pretty(report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => tracing::error!("report: {e}"),
+        }
+        return;
+    }
+    if report.result != "pass" {
+        return;
+    }
+    let id = report.unit_id.as_deref().unwrap_or("?");
+    println!("PASS  unit {id}  ({} on {})", report.profile, report.port);
+    let ident: Vec<String> = ["chip", "firmware", "mac"]
+        .iter()
+        .filter_map(|k| report.identity.get(*k).map(|v| format!("{k} {v}")))
+        .chain(
+            report
+                .store
+                .iter()
+                .map(|s| format!("store {}", s.generation)),
+        )
+        .collect();
+    if !ident.is_empty() {
+        println!("  {}", ident.join(", "));
+    }
+    if let Some(c) = &report.credentials {
+        let items: Vec<String> = c
+            .items
+            .iter()
+            .map(|i| format!("{} {}", i.slot, i.action))
+            .collect();
+        println!(
+            "  credentials: {} (certificate sha256 {})",
+            items.join(", "),
+            &c.cert_sha256[..16]
+        );
+    }
+    if let Some(ms) = report.smoke_round_trip_ms {
+        println!("  smoke: the message came back in {ms} ms");
+    }
+    println!("  took {:.1} s", report.ms as f64 / 1000.0);
+}

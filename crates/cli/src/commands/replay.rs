@@ -1,0 +1,71 @@
+//! `atprov replay FILE`: replay a recorded transcript against a fake device answering as the
+//! recording did, and show how the engine classifies every line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::exit::Failure;
+use crate::transcript::Transcript;
+use crate::transcript::replay::{Row, replay};
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// The transcript file.
+    pub file: PathBuf,
+    /// One JSON object per host command, and `{"unsolicited": ...}` for lines outside any.
+    #[arg(long)]
+    pub json: bool,
+    /// Time for each command's answer before it counts as a timeout.
+    #[arg(long, default_value = "500ms", value_parser = crate::util::parse_timeout)]
+    pub timeout: Duration,
+}
+
+pub async fn run(args: ReplayArgs) -> Result<(), Failure> {
+    let transcript = Transcript::load(&args.file)?;
+    let rows = replay(&transcript, args.timeout).await?;
+    if args.json {
+        for r in &rows {
+            println!("{}", r.json());
+        }
+        return Ok(());
+    }
+    println!(
+        "{:<4} {:<44} {:<5} {:<22} info / urcs",
+        "#", "command", "echo", "final"
+    );
+    let mut n = 0;
+    for r in &rows {
+        match r {
+            Row::Command {
+                command,
+                echo,
+                final_line,
+                prompt,
+                info,
+                urcs,
+                timeout,
+            } => {
+                n += 1;
+                let fin = match (final_line, prompt, timeout) {
+                    (_, _, true) => "(timeout)".to_string(),
+                    (Some(f), _, _) => f.clone(),
+                    (None, Some(p), _) => format!("prompt {p}"),
+                    (None, None, _) => "-".into(),
+                };
+                let shown: String = command.chars().take(44).collect();
+                println!(
+                    "{n:<4} {shown:<44} {:<5} {fin:<22} {}{}",
+                    if *echo { "yes" } else { "no" },
+                    info.join(" | "),
+                    if urcs.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  urcs: {}", urcs.join(" | "))
+                    }
+                );
+            }
+            Row::Unsolicited(l) => println!("     ~~ {l}"),
+        }
+    }
+    Ok(())
+}

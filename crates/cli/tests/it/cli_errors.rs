@@ -1,0 +1,275 @@
+//! Bad input ends in one clear line on stderr and the documented exit code, never a panic.
+
+use crate::common::{SimProcess, atprov};
+use atprov_core::port::{self, Selector, SerialOptions};
+
+fn one_line(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line on stderr, got: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    lines[0]
+}
+
+#[test]
+fn an_unknown_selector_is_a_usage_error() {
+    let (code, _, err) = atprov(&["send", "--port", "serial:/dev/x", "AT"]);
+    assert_eq!(code, 2);
+    let line = one_line(&err);
+    assert!(
+        line.contains("unknown port selector `serial:/dev/x`"),
+        "{line}"
+    );
+    assert!(line.contains("usb:VID:PID"), "{line}");
+}
+
+#[test]
+fn a_missing_device_has_its_own_code() {
+    let (code, _, err) = atprov(&["send", "--port", "/dev/ttyATPROV-NOPE", "AT"]);
+    assert_eq!(code, 3);
+    assert!(
+        one_line(&err).contains("port /dev/ttyATPROV-NOPE not found"),
+        "{err}"
+    );
+    let (code, _, err) = atprov(&["send", "--port", "usb:dead:beef", "AT"]);
+    assert_eq!(code, 3, "{err}");
+    one_line(&err);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_device_names_the_cause() {
+    let sim = SimProcess::start("esp32-at", &[]);
+    let _held = port::open(
+        &Selector::Path(sim.path.clone().into()),
+        &SerialOptions::default(),
+    )
+    .await
+    .expect("first open");
+    let path = sim.path.clone();
+    let (code, _, err) =
+        tokio::task::spawn_blocking(move || atprov(&["send", "--port", &path, "AT"]))
+            .await
+            .unwrap();
+    assert_eq!(code, 4, "{err}");
+    let line = one_line(&err);
+    assert!(line.contains("in use by another process"), "{line}");
+    assert!(line.contains("ModemManager"), "{line}");
+}
+
+#[test]
+fn a_transcript_syntax_error_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bad.txt");
+    std::fs::write(&f, "# ok\n>> AT\n<< OK\nOK\n").unwrap();
+    let (code, _, err) = atprov(&["replay", f.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    let line = one_line(&err);
+    assert!(line.contains(&format!("{}:4:", f.display())), "{line}");
+    let (code, _, err) = atprov(&["replay", "/nonexistent/t.txt"]);
+    assert_eq!(code, 2);
+    one_line(&err);
+}
+
+#[test]
+fn non_utf8_bytes_from_the_device_are_shown_escaped() {
+    let sim = SimProcess::start("esp32-at", &[]);
+    let (code, out, err) = atprov(&[
+        "send",
+        "--port",
+        &sim.path,
+        "ATE0",
+        r#"AT+SIMFAULT="hex","0D0AFFFE41C30D0A""#,
+        "AT",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    // Shown escaped, whether it lands as unsolicited or (when the next `AT` is already in
+    // flight) as that command's line: the order is the emulator's and the OS's, not ours.
+    assert!(out.contains(r"\xff\xfeA\xc3"), "{out}");
+    assert!(
+        !out.contains('\u{fffd}'),
+        "replaced instead of escaped: {out}"
+    );
+}
+
+#[test]
+fn an_error_answer_exits_with_the_at_error_code() {
+    let (code, out, err) = atprov(&["send", "--port", "sim:esp32-at", "AT", "AT+NOPE", "AT"]);
+    assert_eq!(code, 7);
+    assert!(one_line(&err).contains("AT+NOPE: ERROR"), "{err}");
+    assert_eq!(
+        out.matches("AT+NOPE").count(),
+        1,
+        "stops at the first failure: {out}"
+    );
+}
+
+#[test]
+fn the_readme_exit_code_table_matches_the_code() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    for c in atprov_core::exit::Code::ALL {
+        let row = format!("| {} | {} |", c.number(), c.meaning());
+        assert!(readme.contains(&row), "README lacks the row `{row}`");
+    }
+}
+
+#[test]
+fn json_output_of_send_is_one_object_per_command() {
+    let (code, out, _) = atprov(&[
+        "send",
+        "--json",
+        "--port",
+        "sim:esp32-at",
+        "AT+GMR",
+        "AT+CWMODE?",
+    ]);
+    assert_eq!(code, 0);
+    let objs: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objs.len(), 2);
+    assert_eq!(objs[0]["final"], "OK");
+    assert_eq!(objs[0]["info"].as_array().unwrap().len(), 4);
+    assert_eq!(objs[1]["info"][0], "+CWMODE:1");
+    assert_eq!(objs[1]["echo"], true);
+}
+
+/// Runs atprov with `args`; when it is still running after `within` (a server, or a command
+/// that accepted the value and got on with its work) it is stopped. Returns (exit code or
+/// None when stopped, stderr).
+fn run_bounded(args: &[String], within: std::time::Duration) -> (Option<i32>, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_atprov"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + within;
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    (code, err)
+}
+
+/// Every flag that takes a number or a duration, with the command around it.
+const NUMERIC_FLAGS: &[(&[&str], &str)] = &[
+    (&["send", "--port", "sim:esp32-at", "AT"], "--timeout"),
+    (&["send", "--port", "sim:esp32-at", "AT"], "--baud"),
+    (&["console", "--port", "sim:esp32-at"], "--timeout"),
+    (&["identify", "--port", "sim:esp32-at"], "--baud"),
+    (&["connect", "--port", "sim:esp32-at"], "--mqtt-port"),
+    (&["connect", "--port", "sim:esp32-at"], "--keepalive"),
+    (
+        &["connect", "--port", "sim:esp32-at", "--set"],
+        "smoke.timeout=",
+    ),
+    (
+        &["connect", "--port", "sim:esp32-at", "--set"],
+        "time.within=",
+    ),
+    (
+        &["connect", "--port", "sim:esp32-at", "--set"],
+        "mqtt.port=",
+    ),
+    (&["replay", "/nonexistent.txt"], "--timeout"),
+    (
+        &["pki", "generate", "--ca", "-o", "/nonexistent/x"],
+        "--days",
+    ),
+    (&["factory", "--config", "/nonexistent.toml"], "--batch"),
+    (&["sim", "esp32-at", "--pty"], "--baud"),
+    (&["sim", "esp32-at", "--pty"], "--latency"),
+    (&["sim", "air780ep", "--pty", "--module"], "idle-kick="),
+    (&["sim", "quectel", "--pty", "--module"], "open-result="),
+    (&["sim", "esp32-at", "--pty", "--fault"], "busy:"),
+    (
+        &[
+            "sign",
+            "aliyun",
+            "--product-key",
+            "pk",
+            "--device-name",
+            "dn",
+        ],
+        "--securemode",
+    ),
+];
+
+fn arbitrary_value() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just("0".to_string()),
+        Just("-1".to_string()),
+        Just("4294967296".to_string()),
+        Just(u64::MAX.to_string()),
+        Just("18446744073709551616".to_string()),
+        Just("1e309".to_string()),
+        Just("NaN".to_string()),
+        Just("99999999999999999999h".to_string()),
+        Just("0ms".to_string()),
+        any::<u32>().prop_map(|n| n.to_string()),
+        any::<u64>().prop_map(|n| format!("{n}ms")),
+        "[ -~]{0,12}",
+        "\\PC{0,6}",
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn no_value_of_any_numeric_flag_makes_atprov_panic(
+        which in 0..NUMERIC_FLAGS.len(),
+        value in arbitrary_value(),
+    ) {
+        let (command, flag) = NUMERIC_FLAGS[which];
+        let mut args: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+        let (flag, sep) = match flag.strip_suffix('=').or_else(|| flag.strip_suffix(':')) {
+            Some(f) => (f.to_string(), &flag[f.len()..]),
+            None => (flag.to_string(), ""),
+        };
+        if sep.is_empty() {
+            args.push(flag);
+            args.push(value.clone());
+        } else if sep == ":" {
+            args.push(format!("{flag}:{value}@AT"));
+        } else {
+            args.push(format!("{flag}={value}"));
+        }
+        let (code, err) = run_bounded(&args, std::time::Duration::from_secs(2));
+        proptest::prop_assert!(!err.contains("panicked"), "{args:?}: {err}");
+        proptest::prop_assert_ne!(code, Some(101), "{:?}: {}", args, err);
+        if let Some(c) = code.filter(|c| *c != 0) {
+            // A refusal is one line (clap's own usage errors are several, but exit 2).
+            proptest::prop_assert!(c == 2 || err.lines().count() == 1, "{args:?} exit {c}: {err}");
+        }
+    }
+}
+
+#[test]
+fn zero_and_absurd_numbers_are_refused_at_parse_time() {
+    for args in [
+        &["sim", "esp32-at", "--pty", "--baud", "0"][..],
+        &["send", "--port", "sim:esp32-at", "--timeout", "0", "AT"],
+        &["send", "--port", "sim:esp32-at", "--baud", "0", "AT"],
+        &["pki", "generate", "--ca", "--days", "3000000", "-o", "/tmp"],
+        &["factory", "--config", "x.toml", "--batch", "0"],
+    ] {
+        let (code, _, err) = atprov(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

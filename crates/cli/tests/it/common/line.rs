@@ -1,0 +1,339 @@
+//! A production line made of emulators, for factory tests and the factory benchmark: each
+//! station is a symlink (like a udev name) that points at the pseudo-terminal of the unit
+//! currently "plugged in" (an `atprov sim` process with its own MAC and `--state` directory).
+//! The line reacts to the factory's JSON-lines events the way an operator does: when a
+//! station reports a verdict, that unit is unplugged and the next one is plugged in.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use atprov_core::pki::generate::{self, KeyKind};
+
+/// One unit: its MAC, its flash and how its emulator is started.
+#[derive(Debug, Clone)]
+pub struct Unit {
+    pub mac: String,
+    pub state: PathBuf,
+    /// More `atprov sim` arguments for this unit only.
+    pub extra: Vec<String>,
+}
+
+impl Unit {
+    pub fn new(dir: &Path, mac: &str, extra: &[&str]) -> Unit {
+        Unit {
+            mac: mac.into(),
+            state: dir.join(format!("unit-{}", mac.replace(':', ""))),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// The client certificate the unit holds, if any.
+    pub fn stored_cert(&self) -> Option<Vec<u8>> {
+        std::fs::read(self.state.join("mfg_nvs/mqtt_cert/mqtt_cert.blob")).ok()
+    }
+
+    pub fn unit_id(&self) -> String {
+        self.mac.replace(':', "")
+    }
+}
+
+struct Bay {
+    name: String,
+    link: PathBuf,
+    queue: VecDeque<Unit>,
+    current: Option<(Unit, super::SimProcess)>,
+}
+
+/// The stations and their queues of units.
+pub struct Conveyor {
+    bays: Vec<Bay>,
+    sim_args: Vec<String>,
+    pub plugged: Vec<Unit>,
+}
+
+impl Conveyor {
+    /// `stations` stations named s1, s2 ... with `units_each` units queued at each; units get
+    /// MACs 24:0a:c4:00:SS:UU and state directories under `dir`.
+    pub fn new(dir: &Path, stations: usize, units_each: usize, sim_args: &[&str]) -> Conveyor {
+        let bays = (1..=stations)
+            .map(|s| Bay {
+                name: format!("s{s}"),
+                link: dir.join(format!("tty-s{s}")),
+                queue: (1..=units_each)
+                    .map(|u| Unit::new(dir, &format!("24:0a:c4:00:{s:02x}:{u:02x}"), &[]))
+                    .collect(),
+                current: None,
+            })
+            .collect();
+        Conveyor {
+            bays,
+            sim_args: sim_args.iter().map(|s| s.to_string()).collect(),
+            plugged: Vec::new(),
+        }
+    }
+
+    /// `[[station]]` tables for the factory config.
+    pub fn stations_toml(&self) -> String {
+        self.bays
+            .iter()
+            .map(|b| {
+                format!(
+                    "[[station]]\nname = \"{}\"\nport = \"{}\"\n",
+                    b.name,
+                    b.link.display()
+                )
+            })
+            .collect()
+    }
+
+    fn bay(&mut self, station: &str) -> &mut Bay {
+        self.bays
+            .iter_mut()
+            .find(|b| b.name == station)
+            .unwrap_or_else(|| panic!("no station {station}"))
+    }
+
+    /// Plugs the next queued unit into every empty station.
+    pub fn fill(&mut self) {
+        let names: Vec<String> = self.bays.iter().map(|b| b.name.clone()).collect();
+        for n in names {
+            if self.bay(&n).current.is_none() {
+                self.plug_next(&n);
+            }
+        }
+    }
+
+    /// Plugs the next queued unit into `station`; false when its queue is empty.
+    pub fn plug_next(&mut self, station: &str) -> bool {
+        let Some(unit) = self.bay(station).queue.pop_front() else {
+            return false;
+        };
+        self.plug(station, unit);
+        true
+    }
+
+    /// Plugs `unit` into `station` (which must be empty).
+    pub fn plug(&mut self, station: &str, unit: Unit) {
+        let args = self.sim_args.clone();
+        let bay = self.bay(station);
+        assert!(bay.current.is_none(), "{station} is occupied");
+        let link = bay.link.clone();
+        let mut sim_args: Vec<&str> = vec!["--link", link.to_str().unwrap(), "--mac", &unit.mac];
+        sim_args.extend(["--state", unit.state.to_str().unwrap()]);
+        sim_args.extend(args.iter().map(String::as_str));
+        sim_args.extend(unit.extra.iter().map(String::as_str));
+        let sim = super::SimProcess::start("esp32-at", &sim_args);
+        self.plugged.push(unit.clone());
+        self.bay(station).current = Some((unit, sim));
+    }
+
+    /// Takes the unit out of `station`: the name disappears first, then the device.
+    pub fn unplug(&mut self, station: &str) -> Option<Unit> {
+        let bay = self.bay(station);
+        let _ = std::fs::remove_file(&bay.link);
+        // Dropping the emulator kills it and waits for it.
+        let (unit, _sim) = bay.current.take()?;
+        Some(unit)
+    }
+
+    /// The unit in `station` now.
+    pub fn current(&mut self, station: &str) -> Option<Unit> {
+        self.bay(station).current.as_ref().map(|(u, _)| u.clone())
+    }
+
+    pub fn queued(&self) -> usize {
+        self.bays.iter().map(|b| b.queue.len()).sum()
+    }
+}
+
+impl Drop for Conveyor {
+    fn drop(&mut self) {
+        let names: Vec<String> = self.bays.iter().map(|b| b.name.clone()).collect();
+        for n in names {
+            self.unplug(&n);
+        }
+    }
+}
+
+/// A CA and `n` device credentials signed by it, with a CSV manifest.
+pub fn make_pool(dir: &Path, n: usize) -> PathBuf {
+    let pool = dir.join("pool");
+    std::fs::create_dir_all(&pool).unwrap();
+    let ca = generate::ca("factory test CA", 10).unwrap();
+    std::fs::write(pool.join("ca.pem"), &ca.cert_pem).unwrap();
+    let mut manifest = String::from("thing_name,certificate,key\n");
+    for i in 1..=n {
+        let name = format!("thing-{i:03}");
+        let dev =
+            generate::device(&ca.cert_pem, &ca.key_pem, &name, 10, KeyKind::P256, None).unwrap();
+        std::fs::write(pool.join(format!("{name}.crt")), &dev.cert_pem).unwrap();
+        std::fs::write(pool.join(format!("{name}.key")), &dev.key_pem).unwrap();
+        manifest.push_str(&format!("{name},{name}.crt,{name}.key\n"));
+    }
+    std::fs::write(pool.join("manifest.csv"), manifest).unwrap();
+    pool
+}
+
+/// Writes the job and factory config; returns the config path.
+pub fn write_config(dir: &Path, conveyor: &Conveyor, policy: &str) -> PathBuf {
+    std::fs::write(
+        dir.join("unit.toml"),
+        "[wifi]\nssid = \"atprov-lab\"\npassword = \"correct horse battery\"\n\
+         [mqtt]\nhost = \"broker.test\"\n[smoke]\ntimeout = \"1s\"\n",
+    )
+    .unwrap();
+    let config = format!(
+        "profile = \"esp32-at\"\njob = \"unit.toml\"\njournal = \"journal.db\"\nlog_dir = \"logs\"\n\
+         [pool]\nmanifest = \"pool/manifest.csv\"\nca = \"pool/ca.pem\"\n\
+         [policy]\npoll = \"20ms\"\n{policy}\n{}",
+        conveyor.stations_toml()
+    );
+    let path = dir.join("factory.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// A running `atprov factory` whose events arrive on a channel.
+pub struct Factory {
+    pub child: Child,
+    pub events: mpsc::Receiver<serde_json::Value>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Factory {
+    pub fn start(config: &Path, extra: &[&str]) -> Factory {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_atprov"))
+            .args(["factory", "--config"])
+            .arg(config)
+            .args(["--events", "-"])
+            .args(extra)
+            .args(std::env::var("ATPROV_TEST_VERBOSE").ok().map(|_| "-vv"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start atprov factory");
+        let out = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            use std::io::Read;
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                let v: serde_json::Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("event is not JSON ({e}): {line}"));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        Factory {
+            child,
+            events: rx,
+            stderr: Some(stderr),
+        }
+    }
+
+    /// The next event, or `None` once the factory closed stdout.
+    pub fn next(&mut self, within: Duration) -> Option<serde_json::Value> {
+        match self.events.recv_timeout(within) {
+            Ok(v) => Some(v),
+            Err(mpsc::RecvTimeoutError::Disconnected) => None,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let err = self.stderr.take().map(|t| t.join().unwrap_or_default());
+                panic!(
+                    "no factory event within {within:?}; its stderr:\n{}",
+                    err.unwrap_or_default()
+                );
+            }
+        }
+    }
+
+    /// Asks the factory to stop after the units in progress, as systemd or Ctrl-C would.
+    pub fn terminate(&self) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+    }
+
+    /// Waits for the exit; returns the code and stderr.
+    pub fn wait(mut self) -> (i32, String) {
+        let status = self.child.wait().unwrap();
+        let err = self
+            .stderr
+            .take()
+            .map(|t| t.join().unwrap_or_default())
+            .unwrap_or_default();
+        (status.code().unwrap_or(-1), err)
+    }
+}
+
+impl Drop for Factory {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Plays the operator until the factory exits: on each verdict, the unit is swapped for the
+/// next one. Returns every event seen.
+pub fn operate(factory: &mut Factory, conveyor: &mut Conveyor) -> Vec<serde_json::Value> {
+    let mut seen = Vec::new();
+    while let Some(ev) = factory.next(Duration::from_secs(120)) {
+        react(conveyor, &ev, false);
+        seen.push(ev);
+    }
+    seen
+}
+
+/// The operator's reaction to one event: after a verdict the unit comes out and the next goes
+/// in; with `retry_failed` a failed unit is power-cycled and put back instead.
+pub fn react(conveyor: &mut Conveyor, ev: &serde_json::Value, retry_failed: bool) {
+    if std::env::var_os("ATPROV_TEST_EVENTS").is_some() {
+        eprintln!("{ev}");
+    }
+    let verdict = ev["event"].as_str().unwrap_or("");
+    if !matches!(verdict, "unit_passed" | "unit_failed") {
+        return;
+    }
+    let station = ev["station"].as_str().unwrap().to_string();
+    let unit = conveyor.unplug(&station);
+    match unit {
+        Some(unit) if retry_failed && verdict == "unit_failed" => conveyor.plug(&station, unit),
+        _ => {
+            conveyor.plug_next(&station);
+        }
+    }
+}
+
+/// `atprov factory report --journal F --json`.
+pub fn report(journal: &Path) -> Vec<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_atprov"))
+        .args(["factory", "report", "--json", "--journal"])
+        .arg(journal)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}

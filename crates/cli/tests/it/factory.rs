@@ -1,0 +1,441 @@
+//! `atprov factory` end to end: a line of emulated units (each `atprov sim` in its own process
+//! on a PTY, reached through a station symlink), the factory binary reading its config, the
+//! SQLite journal and the emulators' `--state` directories compared afterwards.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use atprov_core::pki::load::sha256_hex;
+use std::time::Duration;
+
+use crate::common::line::{Conveyor, Factory, make_pool, operate, react, report, write_config};
+
+/// The pool's certificate fingerprints by thing name.
+fn pool_fingerprints(pool: &Path) -> BTreeMap<String, String> {
+    std::fs::read_dir(pool)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            let name = p.file_name()?.to_str()?.strip_suffix(".crt")?.to_string();
+            Some((name, sha256_hex(&std::fs::read(&p).unwrap())))
+        })
+        .collect()
+}
+
+/// Every unit plugged in holds exactly the certificate the journal gave it, no certificate
+/// went to two units, and each passed.
+fn assert_journal_matches_units(dir: &Path, conveyor: &Conveyor, pool: &Path) {
+    let rows = report(&dir.join("journal.db"));
+    let fingerprints = pool_fingerprints(pool);
+    let mut by_unit: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut passed = BTreeSet::new();
+    for r in &rows {
+        if let (Some(unit), Some(sha)) = (r["unit_id"].as_str(), r["cert_sha256"].as_str()) {
+            by_unit.entry(unit.into()).or_default().insert(sha.into());
+            assert_eq!(
+                fingerprints.get(r["thing_name"].as_str().unwrap()),
+                Some(&sha.to_string()),
+                "the journal's fingerprint is the pool file's"
+            );
+        }
+        if r["result"] == "pass" {
+            passed.insert(r["unit_id"].as_str().unwrap().to_string());
+        }
+    }
+    let mut owners: BTreeMap<String, String> = BTreeMap::new();
+    for (unit, shas) in &by_unit {
+        assert_eq!(shas.len(), 1, "unit {unit} was given {shas:?}");
+        let sha = shas.iter().next().unwrap();
+        if let Some(other) = owners.insert(sha.clone(), unit.clone()) {
+            panic!("certificate {sha} went to {other} and {unit}");
+        }
+    }
+    let plugged: BTreeSet<String> = conveyor.plugged.iter().map(|u| u.unit_id()).collect();
+    assert_eq!(passed, plugged, "every unit passed");
+    for unit in &conveyor.plugged {
+        let held = unit.stored_cert().expect("the unit holds a certificate");
+        let expected = by_unit[&unit.unit_id()].iter().next().unwrap();
+        assert_eq!(
+            &sha256_hex(&held),
+            expected,
+            "unit {} holds the journal's",
+            unit.mac
+        );
+    }
+}
+
+#[test]
+fn three_stations_provision_twelve_units_from_a_pool_of_twelve() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = make_pool(dir.path(), 12);
+    let mut conveyor = Conveyor::new(dir.path(), 3, 4, &[]);
+    let config = write_config(dir.path(), &conveyor, "");
+    conveyor.fill();
+    let mut factory = Factory::start(&config, &["--batch", "12"]);
+    let events = operate(&mut factory, &mut conveyor);
+    let (code, stderr) = factory.wait();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(conveyor.plugged.len(), 12);
+    assert_journal_matches_units(dir.path(), &conveyor, &pool);
+    // Each station did units, in parallel.
+    let stations: BTreeSet<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "unit_passed")
+        .map(|e| e["station"].as_str().unwrap())
+        .collect();
+    assert_eq!(stations.len(), 3);
+    // No key material in the events, journal or transcripts.
+    let key = std::fs::read_to_string(pool.join("thing-001.key")).unwrap();
+    let key_line = key.lines().nth(1).unwrap();
+    let all_events = events.iter().map(|e| e.to_string()).collect::<String>();
+    assert!(!all_events.contains(key_line));
+    let journal_bytes = std::fs::read(dir.path().join("journal.db")).unwrap();
+    assert!(!String::from_utf8_lossy(&journal_bytes).contains(key_line));
+    let logs: Vec<_> = walk(&dir.path().join("logs"));
+    assert_eq!(logs.len(), 12, "one transcript per unit: {logs:?}");
+    for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("AT+SYSMFG"), "{}", log.display());
+        assert!(!text.contains(key_line), "{} shows the key", log.display());
+        assert!(!text.contains("correct horse battery"));
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A small deterministic generator (xorshift) so that a failing run can be repeated with
+/// `ATPROV_CRASH_SEED`.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[test]
+fn killing_the_factory_at_random_moments_loses_nothing() {
+    let seed = std::env::var("ATPROV_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("ATPROV_CRASH_SEED={seed}");
+    let mut rng = Rng(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let pool = make_pool(dir.path(), 12);
+    // A little firmware time per command so that kills land inside flashing, not only between
+    // units.
+    let mut conveyor = Conveyor::new(dir.path(), 3, 4, &["--latency", "3ms"]);
+    let config = write_config(dir.path(), &conveyor, "answer_within = \"1s\"");
+    conveyor.fill();
+    let mut kills = 0;
+    let code = loop {
+        let mut factory = Factory::start(&config, &["--batch", "12"]);
+        let kill_at = (kills < 6)
+            .then(|| std::time::Instant::now() + Duration::from_millis(30 + rng.below(400)));
+        let exited = loop {
+            let wait = kill_at.map_or(Duration::from_secs(120), |t| {
+                t.saturating_duration_since(std::time::Instant::now())
+            });
+            match factory.events.recv_timeout(wait) {
+                Ok(ev) => react(&mut conveyor, &ev, true),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break true,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    assert!(kill_at.is_some(), "the factory went quiet for 120 s");
+                    break false;
+                }
+            }
+        };
+        if exited {
+            let (code, stderr) = factory.wait();
+            assert_eq!(code, 0, "{stderr}");
+            break code;
+        }
+        // SIGKILL: no chance to clean up.
+        factory.child.kill().unwrap();
+        let _ = factory.child.wait();
+        kills += 1;
+    };
+    assert_eq!(code, 0);
+    assert!(
+        kills >= 3,
+        "only {kills} kills happened before the batch was done"
+    );
+    assert_journal_matches_units(dir.path(), &conveyor, &pool);
+    let rows = report(&dir.path().join("journal.db"));
+    let interrupted = rows.iter().filter(|r| r["result"] == "interrupted").count();
+    eprintln!(
+        "{kills} kills, {interrupted} interrupted attempts, {} attempts",
+        rows.len()
+    );
+    // All twelve credentials went out, each to one unit.
+    let given: BTreeSet<&str> = rows
+        .iter()
+        .filter_map(|r| r["cert_sha256"].as_str())
+        .collect();
+    assert_eq!(given.len(), 12);
+}
+
+/// Runs one station through `units` in order: each verdict takes the unit out and puts the
+/// next in; after the last verdict the factory is asked to stop. Returns the verdict events.
+fn one_station(
+    dir: &Path,
+    pool_size: usize,
+    units: Vec<crate::common::line::Unit>,
+    on_event: impl FnMut(&serde_json::Value, &mut Conveyor),
+) -> (Vec<serde_json::Value>, i32, String) {
+    one_station_with(dir, pool_size, "", units, on_event)
+}
+
+/// [`one_station`] with more `[policy]` lines.
+fn one_station_with(
+    dir: &Path,
+    pool_size: usize,
+    policy: &str,
+    units: Vec<crate::common::line::Unit>,
+    mut on_event: impl FnMut(&serde_json::Value, &mut Conveyor),
+) -> (Vec<serde_json::Value>, i32, String) {
+    make_pool(dir, pool_size);
+    let mut conveyor = Conveyor::new(dir, 1, 0, &[]);
+    let config = write_config(dir, &conveyor, policy);
+    let mut queue = units.into_iter();
+    conveyor.plug("s1", queue.next().unwrap());
+    let mut factory = Factory::start(&config, &[]);
+    let mut verdicts = Vec::new();
+    while let Some(ev) = factory.next(Duration::from_secs(60)) {
+        on_event(&ev, &mut conveyor);
+        if matches!(ev["event"].as_str(), Some("unit_passed" | "unit_failed")) {
+            verdicts.push(ev.clone());
+            conveyor.unplug("s1");
+            match queue.next() {
+                Some(u) => conveyor.plug("s1", u),
+                None => factory.terminate(),
+            }
+        }
+    }
+    let (code, stderr) = factory.wait();
+    (verdicts, code, stderr)
+}
+
+#[test]
+fn an_exhausted_pool_and_a_returning_unit_are_handled() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = crate::common::line::Unit::new(dir.path(), "24:0a:c4:00:00:0a", &[]);
+    let b = crate::common::line::Unit::new(dir.path(), "24:0a:c4:00:00:0b", &[]);
+    let (v, code, stderr) = one_station(
+        dir.path(),
+        1,
+        vec![a.clone(), b.clone(), a.clone()],
+        |_, _| {},
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(v.len(), 3);
+    assert_eq!(v[0]["event"], "unit_passed");
+    assert_eq!(v[0]["again"], false);
+    // The second unit: no credential left, nothing written, one line saying what to do.
+    assert_eq!(v[1]["event"], "unit_failed");
+    assert_eq!(v[1]["exit_code"], 10);
+    let reason = v[1]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("credential pool exhausted (1 assigned, 0 rejected)"),
+        "{reason}"
+    );
+    assert!(reason.contains("nothing was written"), "{reason}");
+    assert!(b.stored_cert().is_none());
+    assert!(
+        stderr.contains("FAIL  unit 240ac400000b: credential pool exhausted"),
+        "{stderr}"
+    );
+    // The first unit comes back: its own credential again.
+    assert_eq!(v[2]["event"], "unit_passed");
+    assert_eq!(v[2]["again"], true);
+    assert_eq!(v[2]["thing_name"], v[0]["thing_name"]);
+    assert!(
+        stderr.contains("seen before: its own credential again"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_port_that_disappears_mid_unit_fails_it_and_the_unit_keeps_its_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    // Slow firmware so that the flash stage is long enough to pull the plug in.
+    let a = crate::common::line::Unit::new(dir.path(), "24:0a:c4:00:00:0a", &["--latency", "40ms"]);
+    let b = crate::common::line::Unit::new(dir.path(), "24:0a:c4:00:00:0b", &[]);
+    let mut pulled = false;
+    let (v, code, stderr) = one_station(
+        dir.path(),
+        2,
+        vec![a.clone(), a.clone(), b.clone()],
+        |ev, conveyor| {
+            if !pulled && ev["event"] == "stage_started" && ev["stage"] == "flash" {
+                pulled = true;
+                conveyor.unplug("s1");
+            }
+        },
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(v[0]["event"], "unit_failed", "{v:?}");
+    assert_eq!(v[0]["exit_code"], 8, "{v:?}");
+    assert_eq!(v[1]["event"], "unit_passed");
+    assert_eq!(v[1]["again"], true);
+    assert_eq!(v[1]["thing_name"], v[0]["thing_name"]);
+    assert_eq!(
+        sha256_hex(&a.stored_cert().unwrap()),
+        v[1]["cert_sha256"].as_str().unwrap()
+    );
+    // The next unit gets the next credential.
+    assert_eq!(v[2]["event"], "unit_passed");
+    assert_ne!(v[2]["thing_name"], v[0]["thing_name"]);
+}
+
+#[test]
+fn a_unit_that_fails_smoke_is_reported_and_its_credential_is_never_reissued() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = crate::common::line::Unit::new(dir.path(), "24:0a:c4:00:00:0a", &["--deny-receive"]);
+    let b = crate::common::line::Unit::new(dir.path(), "24:0a:c4:00:00:0b", &[]);
+    let (v, code, stderr) = one_station(dir.path(), 2, vec![a.clone(), b.clone()], |_, _| {});
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(v[0]["event"], "unit_failed");
+    assert_eq!(v[0]["exit_code"], 14);
+    let reason = v[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("did not come back") && reason.contains("iot:Receive"),
+        "{reason}"
+    );
+    // Its certificate reached its flash, so the next unit gets another one.
+    assert!(a.stored_cert().is_some());
+    assert_eq!(v[1]["event"], "unit_passed");
+    assert_ne!(v[1]["thing_name"], v[0]["thing_name"]);
+    let rows = report(&dir.path().join("journal.db"));
+    assert_eq!(rows[0]["result"], "fail");
+    assert_eq!(rows[0]["exit_code"], 14);
+    assert!(rows[0]["stages"].as_str().unwrap().contains("smoke="));
+}
+
+#[test]
+fn released_credentials_go_back_only_from_a_wiped_unit_and_otherwise_are_burnt() {
+    // Regression: `on_failure = "release"` gave a failed unit's certificate to the next unit
+    // while the failed one still held it.
+    let dir = tempfile::tempdir().unwrap();
+    let unit = |mac: &str, extra: &[&str]| crate::common::line::Unit::new(dir.path(), mac, extra);
+    let a = unit("24:0a:c4:00:00:0a", &["--deny-receive"]);
+    let b = unit("24:0a:c4:00:00:0b", &[]);
+    // c fails too, and then does not answer the erase: it cannot be wiped.
+    let c = unit(
+        "24:0a:c4:00:00:0c",
+        &["--deny-receive", "--fault", "silent@AT+SYSMFG=0"],
+    );
+    let d = unit("24:0a:c4:00:00:0d", &[]);
+    let (v, code, stderr) = one_station_with(
+        dir.path(),
+        3,
+        "on_failure = \"release\"",
+        vec![a.clone(), b.clone(), c.clone(), d.clone()],
+        |_, _| {},
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(v[0]["event"], "unit_failed", "{v:?}");
+    assert!(a.stored_cert().is_none(), "a still holds its certificate");
+    assert_eq!(v[1]["event"], "unit_passed");
+    assert_eq!(
+        v[1]["thing_name"], v[0]["thing_name"],
+        "released to the next unit"
+    );
+    assert_eq!(v[2]["event"], "unit_failed");
+    assert!(c.stored_cert().is_some());
+    assert!(stderr.contains("marked burnt"), "{stderr}");
+    assert_eq!(v[3]["event"], "unit_passed");
+    assert_ne!(
+        v[3]["thing_name"], v[2]["thing_name"],
+        "a burnt certificate went out again"
+    );
+    assert_ne!(v[3]["thing_name"], v[1]["thing_name"]);
+    assert_eq!(
+        sha256_hex(&d.stored_cert().unwrap()),
+        v[3]["cert_sha256"].as_str().unwrap()
+    );
+}
+
+#[test]
+fn a_one_station_line_stops_when_its_batch_is_done() {
+    // Regression: the stop signal was lost when no station was waiting at that moment.
+    let dir = tempfile::tempdir().unwrap();
+    make_pool(dir.path(), 2);
+    let mut conveyor = Conveyor::new(dir.path(), 1, 1, &[]);
+    let config = write_config(dir.path(), &conveyor, "");
+    conveyor.fill();
+    let mut factory = Factory::start(&config, &["--batch", "1"]);
+    let events = operate(&mut factory, &mut conveyor);
+    let (code, stderr) = factory.wait();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(events.last().unwrap()["event"], "factory_stopped");
+    assert_eq!(events.last().unwrap()["units_passed"], 1);
+    // Started again, the line sees the batch is complete and stops at once.
+    let mut again = Factory::start(&config, &["--batch", "1"]);
+    let events = operate(&mut again, &mut conveyor);
+    let (code, stderr) = again.wait();
+    assert_eq!(code, 0);
+    assert!(stderr.contains("the batch is already complete"), "{stderr}");
+    assert!(!events.iter().any(|e| e["event"] == "unit_detected"));
+}
+
+#[test]
+fn a_generated_pool_makes_one_certificate_per_unit_from_the_manufacturer_ca() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // The manufacturer CA signs the device certificates; the emulated broker trusts it.
+    let ca = atprov_core::pki::generate::ca("maker CA", 10).unwrap();
+    std::fs::write(dir.path().join("mfg-ca.pem"), &ca.cert_pem).unwrap();
+    std::fs::write(dir.path().join("mfg-ca.key"), &ca.key_pem).unwrap();
+    let mut conveyor = Conveyor::new(dir.path(), 1, 2, &[]);
+    write_config(dir.path(), &conveyor, "");
+    let config = dir.path().join("factory.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[pool]\nmanifest = \"pool/manifest.csv\"\nca = \"pool/ca.pem\"\n",
+        "[pool]\nca = \"mfg-ca.pem\"\n[pool.generate]\nca_cert = \"mfg-ca.pem\"\nca_key = \"mfg-ca.key\"\ndir = \"made\"\nthing_name = \"maker-{unit_id}\"\n",
+    );
+    assert!(text.contains("[pool.generate]"));
+    std::fs::write(&config, text).unwrap();
+    conveyor.fill();
+    let mut factory = Factory::start(&config, &["--batch", "2"]);
+    let events = operate(&mut factory, &mut conveyor);
+    let (code, stderr) = factory.wait();
+    assert_eq!(code, 0, "{stderr}");
+    let passed: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"] == "unit_passed")
+        .collect();
+    assert_eq!(passed.len(), 2);
+    for (ev, unit) in passed.iter().zip(&conveyor.plugged) {
+        let name = format!("maker-{}", unit.unit_id());
+        assert_eq!(ev["thing_name"], name.as_str());
+        let cert = std::fs::read(dir.path().join(format!("made/{name}.crt"))).unwrap();
+        assert_eq!(unit.stored_cert().unwrap(), cert);
+        let key = dir.path().join(format!("made/{name}.key"));
+        assert_eq!(
+            std::fs::metadata(key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+}

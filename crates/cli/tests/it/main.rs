@@ -1,0 +1,16 @@
+//! The atprov binary end to end, one test binary for the crate: the `atprov` executable over
+//! real pseudo-terminals against `atprov sim` in other processes, credentials made by openssl,
+//! expectations from `shared/vectors` and real captures.
+
+mod common;
+
+mod cellular;
+mod cli_errors;
+mod engine_pty;
+mod factory;
+mod pki;
+mod provision;
+mod secrets;
+mod sign;
+mod transcript_roundtrip;
+mod transcripts;

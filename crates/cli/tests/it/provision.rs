@@ -1,0 +1,640 @@
+//! `atprov provision` end to end: the atprov binary over a real PTY against `atprov sim ...`
+//! in another process, with the emulator's `--state DIR` inspected afterwards. One test per
+//! failure the issue names, each checking the exit code and the one line that explains it.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::{SimProcess, atprov};
+use atprov_core::pki::atpki::{self, ItemType};
+use atprov_core::pki::generate;
+
+/// A CA, a device certificate and key signed by it, a job file for the emulator's network.
+struct Bundle {
+    dir: tempfile::TempDir,
+}
+
+impl Bundle {
+    fn new() -> Bundle {
+        let dir = tempfile::tempdir().unwrap();
+        crate::common::write_credentials(dir.path());
+        let w = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        let job = format!(
+            "[credentials]\nca = \"{0}/ca.pem\"\ncert = \"{0}/dev.pem\"\nkey = \"{0}/dev.key\"\n\
+             [wifi]\nssid = \"atprov-lab\"\npassword = \"correct horse battery\"\n\
+             [mqtt]\nhost = \"broker.test\"\nclient_id = \"thing-{{unit_id}}\"\n",
+            dir.path().display()
+        );
+        w("job.toml", &job);
+        Bundle { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn bytes(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.path(name)).unwrap()
+    }
+
+    fn job(&self) -> String {
+        self.path("job.toml").display().to_string()
+    }
+}
+
+fn provision(sim: &SimProcess, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["provision", "--port", &sim.path];
+    args.extend_from_slice(extra);
+    atprov(&args)
+}
+
+fn last_line(s: &str) -> &str {
+    s.lines().last().unwrap_or("")
+}
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+fn mtime(p: &Path) -> std::time::SystemTime {
+    std::fs::metadata(p).unwrap().modified().unwrap()
+}
+
+#[test]
+fn provisions_v3_as_pem_blobs_and_a_second_run_writes_nothing() {
+    let b = Bundle::new();
+    let state = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(
+        "esp32-at",
+        &["--state", &state.path().display().to_string()],
+    );
+    let (code, out, err) = provision(&sim, &["--job", &b.job(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let report = json(&out);
+    assert_eq!(report["result"], "pass");
+    assert_eq!(report["store"]["generation"], "mfg_nvs");
+    assert_eq!(report["identity"]["mac"], "24:0a:c4:12:34:56");
+    assert!(report["smoke_round_trip_ms"].as_u64().is_some(), "{out}");
+    let nvs = state.path().join("mfg_nvs");
+    for (slot, file) in [
+        ("mqtt_ca", "ca.pem"),
+        ("mqtt_cert", "dev.pem"),
+        ("mqtt_key", "dev.key"),
+    ] {
+        let stored = std::fs::read(nvs.join(slot).join(format!("{slot}.blob"))).unwrap();
+        assert_eq!(stored, b.bytes(file), "{slot}");
+    }
+    // Exactly those three namespaces were written, nothing else.
+    let mut written: Vec<_> = std::fs::read_dir(&nvs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    written.sort();
+    assert_eq!(written, ["mqtt_ca", "mqtt_cert", "mqtt_key"]);
+    // The key never appears in the report.
+    let key = String::from_utf8(b.bytes("dev.key")).unwrap();
+    let key_body = key.lines().nth(1).unwrap();
+    assert!(!out.contains(key_body) && !err.contains(key_body));
+
+    let before = mtime(&nvs.join("mqtt_key/mqtt_key.blob"));
+    let transcript = b.path("second.atlog");
+    let (code, out, err) = provision(
+        &sim,
+        &[
+            "--job",
+            &b.job(),
+            "--json",
+            "--transcript",
+            &transcript.display().to_string(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let report = json(&out);
+    for item in report["credentials"]["items"].as_array().unwrap() {
+        assert_eq!(item["action"], "unchanged", "{item}");
+    }
+    assert_eq!(mtime(&nvs.join("mqtt_key/mqtt_key.blob")), before);
+    let t = std::fs::read_to_string(&transcript).unwrap();
+    assert!(!t.contains("AT+SYSMFG=2"), "a write was sent:\n{t}");
+    assert!(!t.contains(key_body), "the key leaked into the transcript");
+    assert!(!t.contains("correct horse"), "the Wi-Fi password leaked");
+}
+
+#[test]
+fn provisions_v2_as_atpki_bins_and_a_second_run_writes_nothing() {
+    let b = Bundle::new();
+    let state = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(
+        "esp32-at-v2",
+        &["--state", &state.path().display().to_string()],
+    );
+    let (code, out, err) = provision(&sim, &["--job", &b.job(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json(&out)["store"]["generation"], "partitions");
+    for (slot, file, kind) in [
+        ("mqtt_ca", "ca.pem", ItemType::Ca),
+        ("mqtt_cert", "dev.pem", ItemType::Cert),
+        ("mqtt_key", "dev.key", ItemType::Key),
+    ] {
+        let image = std::fs::read(state.path().join(format!("partitions/{slot}.bin"))).unwrap();
+        let bin = atpki::encode(&[(kind, file.into(), b.bytes(file))]).unwrap();
+        assert_eq!(image.len(), 8192);
+        assert_eq!(&image[..bin.len()], &bin[..], "{slot}");
+        assert!(image[bin.len()..].iter().all(|&x| x == 0xFF), "{slot} tail");
+    }
+    // Other partitions untouched.
+    let other = std::fs::read(state.path().join("partitions/client_cert.bin")).unwrap();
+    assert!(other.iter().all(|&x| x == 0xFF));
+
+    let (code, out, err) = provision(&sim, &["--job", &b.job(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    for item in json(&out)["credentials"]["items"].as_array().unwrap() {
+        assert_eq!(item["action"], "unchanged", "{item}");
+    }
+}
+
+#[test]
+fn force_rewrites_identical_content() {
+    let b = Bundle::new();
+    let sim = SimProcess::start("esp32-at", &[]);
+    assert_eq!(provision(&sim, &["--job", &b.job()]).0, 0);
+    let (code, out, err) = atprov(&[
+        "flash",
+        "--port",
+        &sim.path,
+        "--job",
+        &b.job(),
+        "--force",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for item in json(&out)["credentials"]["items"].as_array().unwrap() {
+        assert_eq!(item["action"], "written");
+    }
+}
+
+#[test]
+fn key_of_another_certificate_is_refused_before_the_module_is_touched() {
+    let b = Bundle::new();
+    let other = generate::ca("other", 10).unwrap();
+    std::fs::write(b.path("other.key"), &other.key_pem).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(
+        "esp32-at",
+        &["--state", &state.path().display().to_string()],
+    );
+    let transcript = b.path("t.atlog");
+    let (code, _, err) = provision(
+        &sim,
+        &[
+            "--job",
+            &b.job(),
+            "--key",
+            &b.path("other.key").display().to_string(),
+            "--transcript",
+            &transcript.display().to_string(),
+        ],
+    );
+    assert_eq!(code, 10, "{err}");
+    assert!(
+        last_line(&err).contains("does not belong to the certificate"),
+        "{err}"
+    );
+    assert!(last_line(&err).contains("nothing was written"), "{err}");
+    assert!(!transcript.exists(), "the port was opened");
+    assert!(!state.path().join("mfg_nvs").exists());
+}
+
+#[test]
+fn wrong_wifi_password_is_named() {
+    let b = Bundle::new();
+    let sim = SimProcess::start("esp32-at", &["--wifi", "atprov-lab:another one"]);
+    let (code, _, err) = provision(&sim, &["--job", &b.job()]);
+    assert_eq!(code, 12, "{err}");
+    assert!(
+        last_line(&err).contains("wrong password for Wi-Fi network \"atprov-lab\""),
+        "{err}"
+    );
+    assert!(!err.contains("correct horse"), "the password leaked: {err}");
+}
+
+#[test]
+fn access_point_not_found_is_named() {
+    let b = Bundle::new();
+    let sim = SimProcess::start("esp32-at", &["--wifi", "elsewhere:x"]);
+    let (code, _, err) = provision(&sim, &["--job", &b.job()]);
+    assert_eq!(code, 12, "{err}");
+    assert!(
+        last_line(&err).contains("Wi-Fi network \"atprov-lab\" not found"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_aws_shaped_bundle_provisions_and_a_wrong_device_ca_is_refused_before_the_module() {
+    // The module stores the server root; the device certificate comes from another CA that
+    // only the broker trusts (AWS IoT). Today's main refused this with exit 10.
+    let b = Bundle::new();
+    let state = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(
+        "esp32-at",
+        &[
+            "--state",
+            state.path().to_str().unwrap(),
+            "--trust",
+            b.path("dev-ca.pem").to_str().unwrap(),
+        ],
+    );
+    let (code, _, err) = provision(
+        &sim,
+        &[
+            "--job",
+            &b.job(),
+            "--device-ca",
+            b.path("dev-ca.pem").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+
+    let fresh = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start("esp32-at", &["--state", fresh.path().to_str().unwrap()]);
+    let (code, _, err) = provision(
+        &sim,
+        &[
+            "--job",
+            &b.job(),
+            "--device-ca",
+            b.path("rogue-ca.pem").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 10, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("dev.pem: not issued by the device CA in") && err.contains("rogue-ca.pem"),
+        "{err}"
+    );
+    assert!(
+        !fresh.path().join("mfg_nvs").exists()
+            || std::fs::read_dir(fresh.path().join("mfg_nvs"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "the module was written"
+    );
+}
+
+#[test]
+fn the_broker_refuses_a_device_certificate_from_a_ca_it_does_not_trust() {
+    let b = Bundle::new();
+    let sim = SimProcess::start(
+        "esp32-at",
+        &["--trust", b.path("dev-ca.pem").to_str().unwrap()],
+    );
+    let (code, _, err) = provision(
+        &sim,
+        &[
+            "--job",
+            &b.job(),
+            "--cert",
+            b.path("rogue.pem").to_str().unwrap(),
+            "--key",
+            b.path("rogue.key").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 13, "{err}");
+}
+
+#[test]
+fn a_clock_that_never_syncs_stops_before_tls() {
+    let b = Bundle::new();
+    let sim = SimProcess::start("esp32-at", &["--no-sntp"]);
+    let (code, _, err) = provision(&sim, &["--job", &b.job(), "--set", "time.within=1500ms"]);
+    assert_eq!(code, 12, "{err}");
+    let line = last_line(&err);
+    assert!(
+        line.contains("clock never synced") && line.contains("1970"),
+        "{err}"
+    );
+}
+
+#[test]
+fn broker_rejecting_the_certificate_is_a_connect_failure() {
+    let b = Bundle::new();
+    let other = generate::ca("the broker's CA", 10).unwrap();
+    std::fs::write(b.path("broker-ca.pem"), &other.cert_pem).unwrap();
+    let sim = SimProcess::start(
+        "esp32-at",
+        &["--trust", &b.path("broker-ca.pem").display().to_string()],
+    );
+    let (code, out, err) = provision(&sim, &["--job", &b.job(), "--json"]);
+    assert_eq!(code, 13, "{err}");
+    let line = last_line(&err);
+    assert!(
+        line.contains("connect MQTT") && line.contains("does not accept this certificate"),
+        "{err}"
+    );
+    // Flash went through before connect failed, and the report says where it stopped.
+    let report = json(&out);
+    assert_eq!(report["result"], "fail");
+    assert_eq!(report["exit_code"], 13);
+}
+
+#[test]
+fn a_credential_too_big_for_a_legacy_partition_is_refused_before_writing() {
+    let b = Bundle::new();
+    // A CA file holding a long chain: over 8 KiB as a PKI bin.
+    let ca = String::from_utf8(b.bytes("ca.pem")).unwrap();
+    let mut chain = ca.clone();
+    while chain.len() < 9000 {
+        chain.push_str(&generate::ca("filler", 10).unwrap().cert_pem);
+    }
+    std::fs::write(b.path("ca.pem"), chain).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(
+        "esp32-at-v2",
+        &["--state", &state.path().display().to_string()],
+    );
+    let (code, _, err) = provision(&sim, &["--job", &b.job()]);
+    assert_eq!(code, 10, "{err}");
+    let line = last_line(&err);
+    assert!(line.contains("over the 8192 of partition mqtt_ca"), "{err}");
+    for slot in ["mqtt_ca", "mqtt_cert", "mqtt_key"] {
+        let image = std::fs::read(state.path().join(format!("partitions/{slot}.bin"))).unwrap();
+        assert!(image.iter().all(|&x| x == 0xFF), "{slot} was written");
+    }
+}
+
+#[test]
+fn a_reset_mid_flash_is_reported_and_a_rerun_repairs_it() {
+    let b = Bundle::new();
+    let state = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(
+        "esp32-at-v2",
+        &[
+            "--state",
+            &state.path().display().to_string(),
+            "--fault",
+            "reset_mid@AT+SYSFLASH=1,\"mqtt_cert\"",
+        ],
+    );
+    let (code, _, err) = provision(&sim, &["--job", &b.job()]);
+    assert_eq!(code, 9, "{err}");
+    let line = last_line(&err);
+    assert!(
+        line.contains("write mqtt_cert") && line.contains("reset"),
+        "{err}"
+    );
+    assert!(line.contains("run flash again"), "{err}");
+    // The fault fired once; the next run rewrites and verifies.
+    let (code, _, err) = provision(&sim, &["--job", &b.job()]);
+    assert_eq!(code, 0, "{err}");
+    let image = std::fs::read(state.path().join("partitions/mqtt_cert.bin")).unwrap();
+    let bin = atpki::encode(&[(ItemType::Cert, "c".into(), b.bytes("dev.pem"))]).unwrap();
+    assert_eq!(&image[..bin.len()], &bin[..]);
+}
+
+#[test]
+fn garbled_bytes_end_in_one_line_without_a_hang() {
+    let b = Bundle::new();
+    let sim = SimProcess::start("esp32-at", &["--fault", "garble@AT+GMR"]);
+    let (code, _, err) = atprov(&["identify", "--port", &sim.path, "--job", &b.job()]);
+    assert_eq!(code, 6, "{err}");
+    let line = last_line(&err);
+    assert!(
+        line.contains("firmware") && line.contains("AT+GMR"),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_answer_ends_in_one_line_without_a_hang() {
+    let b = Bundle::new();
+    let sim = SimProcess::start("esp32-at", &["--fault", "silent@AT+CWMODE=1"]);
+    let (code, _, err) = provision(&sim, &["--job", &b.job()]);
+    assert_eq!(code, 6, "{err}");
+    let line = last_line(&err);
+    assert!(
+        line.contains("station mode") && line.contains("no answer"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_user_written_profile_provisions_the_emulator() {
+    let b = Bundle::new();
+    let profile = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/profiles/my-esp32-c3.toml"
+    );
+    let state = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(
+        "esp32-at",
+        &["--state", &state.path().display().to_string()],
+    );
+    let (code, out, err) = provision(&sim, &["--profile", profile, "--job", &b.job(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let report = json(&out);
+    assert_eq!(report["profile"], "my-esp32-c3");
+    // The variant's own identify step captured the module name.
+    assert_eq!(report["result"], "pass");
+    let stored = std::fs::read(state.path().join("mfg_nvs/mqtt_cert/mqtt_cert.blob")).unwrap();
+    assert_eq!(stored, b.bytes("dev.pem"));
+    let smoke = report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == "smoke")
+        .unwrap();
+    assert!(
+        smoke["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "variant publish"),
+        "{smoke}"
+    );
+}
+
+#[test]
+fn a_broken_profile_is_reported_with_file_line_column_and_field() {
+    let profile = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/profiles/broken.toml");
+    let (code, _, err) = atprov(&["profile", "show", profile]);
+    assert_eq!(code, 2, "{err}");
+    let line = last_line(&err);
+    assert!(line.contains("broken.toml:9:11:"), "{err}");
+    assert!(line.contains("field `timeout`"), "{err}");
+    let (code, out, _) = atprov(&["profiles"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("esp32-at "), "{out}");
+}
+
+#[test]
+fn the_demo_runs_and_keeps_what_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = atprov(&["demo", "--keep", &dir.path().display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("PASS"), "{out}");
+    let stored = std::fs::read(dir.path().join("module/mfg_nvs/mqtt_cert/mqtt_cert.blob")).unwrap();
+    assert_eq!(
+        stored,
+        std::fs::read(dir.path().join("device.pem")).unwrap()
+    );
+}
+
+#[test]
+fn long_client_ids_alpn_and_sni_use_their_own_commands() {
+    let b = Bundle::new();
+    let transcript = b.path("t.atlog");
+    let long_id = format!("thing-{}", "x".repeat(300));
+    let (code, _, err) = atprov(&[
+        "provision",
+        "--port",
+        "sim:esp32-at",
+        "--job",
+        &b.job(),
+        "--client-id",
+        &long_id,
+        "--alpn",
+        "x-amzn-mqtt-ca",
+        "--sni",
+        "broker,sni.test",
+        "--mqtt-port",
+        "443",
+        "--transcript",
+        &transcript.display().to_string(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let t = std::fs::read_to_string(&transcript).unwrap();
+    // The short form gets an empty id; the long form carries it after the prompt.
+    assert!(t.contains(r#"AT+MQTTUSERCFG=0,5,"","","",0,0,"""#), "{t}");
+    assert!(t.contains("AT+MQTTLONGCLIENTID=0,306"), "{t}");
+    assert!(t.contains(r#"AT+MQTTALPN=0,1,"x-amzn-mqtt-ca""#), "{t}");
+    assert!(t.contains(r#"AT+MQTTSNI=0,"broker\,sni.test""#), "{t}");
+    assert!(t.contains(r#"AT+MQTTCONN=0,"broker.test",443,0"#), "{t}");
+    assert!(!t.contains("AT+MQTTLONGUSERNAME"), "{t}");
+}
+
+#[test]
+fn a_module_that_restarts_between_commands_is_reported() {
+    let b = Bundle::new();
+    let sim = SimProcess::start("esp32-at", &["--fault", "reboot_after@AT+CWJAP="]);
+    let (code, _, err) = provision(&sim, &["--job", &b.job()]);
+    assert_eq!(code, 9, "{err}");
+    let line = last_line(&err);
+    // Reported at the first step that looks after the banner arrived.
+    assert!(
+        line.contains("the module restarted") && line.contains("power supply"),
+        "{err}"
+    );
+}
+
+#[test]
+fn quotes_backslashes_and_non_ascii_in_user_values_keep_the_json_valid() {
+    let b = Bundle::new();
+    // A unit id names files, so it takes no backslash; the other values do.
+    let weird = r#"q"b's-é-{mac|nocolon}"#;
+    let (code, out, err) = atprov(&[
+        "provision",
+        "--port",
+        "sim:esp32-at",
+        "--job",
+        &b.job(),
+        "--json",
+        "--set",
+        &format!("unit_id={weird}"),
+        "--client-id",
+        r#"thing "ü" \ {unit_id}"#,
+        "--smoke-topic",
+        r#"t/"ß"\x"#,
+        "--transcript",
+        b.path("t.txt").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report = json(&out);
+    assert_eq!(report["unit_id"], r#"q"b's-é-240ac4123456"#);
+    assert_eq!(report["result"], "pass");
+    // The smoke message the module published is JSON naming the unit.
+    let t = std::fs::read_to_string(b.path("t.txt")).unwrap();
+    let payload = t
+        .lines()
+        .find_map(|l| l.strip_prefix(">> {"))
+        .map(|rest| format!("{{{rest}"))
+        .expect("the smoke payload in the transcript");
+    let smoke = json(&payload);
+    assert_eq!(smoke["unit"], r#"q"b's-é-240ac4123456"#);
+}
+
+/// A job that lacks something, run against an emulator with a state directory: exit 2 (or
+/// 10), one line, and not a byte written to the module.
+fn refused_before_the_module(job_extra: &str, flags: &[&str], code: i32, needle: &str) {
+    let b = Bundle::new();
+    let job = b.path("partial.toml");
+    let d = b.dir.path().display();
+    std::fs::write(
+        &job,
+        format!(
+            "[credentials]\nca = \"{d}/ca.pem\"\ncert = \"{d}/dev.pem\"\nkey = \"{d}/dev.key\"\n\
+             [mqtt]\nhost = \"broker.test\"\n{job_extra}"
+        ),
+    )
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start("esp32-at", &["--state", state.path().to_str().unwrap()]);
+    let mut args = vec!["--job", job.to_str().unwrap()];
+    args.extend_from_slice(flags);
+    let (got, _, err) = provision(&sim, &args);
+    assert_eq!(got, code, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(needle), "`{needle}` in {err}");
+    let written = std::fs::read_dir(state.path())
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name() == "mfg_nvs");
+    assert!(
+        !written,
+        "credentials were written before the job was refused"
+    );
+}
+
+#[test]
+fn a_missing_wifi_password_is_refused_before_anything_is_written() {
+    refused_before_the_module(
+        "[wifi]\nssid = \"atprov-lab\"\n",
+        &[],
+        2,
+        "needs `wifi.password`, which the job does not set",
+    );
+}
+
+#[test]
+fn a_bad_smoke_timeout_is_refused_before_anything_is_written() {
+    refused_before_the_module(
+        "[wifi]\nssid = \"atprov-lab\"\npassword = \"x\"\n[smoke]\ntimeout = \"soon\"\n",
+        &[],
+        2,
+        "`soon` is not a duration",
+    );
+}
+
+#[test]
+fn an_unknown_variable_in_a_job_value_is_named() {
+    refused_before_the_module(
+        "[wifi]\nssid = \"atprov-lab\"\npassword = \"x\"\n",
+        &["--client-id", "thing-{unitid}"],
+        2,
+        "job value mqtt.client_id = \"thing-{unitid}\": variable `unitid` is not set",
+    );
+}
+
+#[test]
+fn a_ten_megabyte_pem_is_refused_before_anything_is_written() {
+    let b = Bundle::new();
+    let big = b.path("big.pem");
+    let one = std::fs::read(b.path("ca.pem")).unwrap();
+    std::fs::write(&big, one.repeat(10 * 1024 * 1024 / one.len() + 1)).unwrap();
+    refused_before_the_module(
+        "[wifi]\nssid = \"atprov-lab\"\npassword = \"x\"\n",
+        &["--ca", big.to_str().unwrap()],
+        10,
+        "more than 107935",
+    );
+}

@@ -1,0 +1,103 @@
+//! A session written with `--transcript` is a valid transcript that replays to the same
+//! classification, and secrets never reach it.
+
+use std::time::Duration;
+
+use crate::common::atprov;
+use atprov_at::{Command, Engine, EngineConfig, TraceEvent};
+use atprov_core::transcript::replay::{Row, replay};
+use atprov_core::transcript::{Transcript, TranscriptWriter};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_written_transcript_replays_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("session.txt");
+    let p = path.to_str().unwrap().to_string();
+    let (code, _, err) = tokio::task::spawn_blocking(move || {
+        atprov(&[
+            "send",
+            "--port",
+            "sim:esp32-at",
+            "--transcript",
+            &p,
+            r#"AT+SIMFAULT="urc","WIFI GOT IP""#,
+            "AT+GMR",
+            "AT+NOPE",
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 7, "{err}");
+    let t = Transcript::load(&path).unwrap();
+    let rows = replay(&t, Duration::from_secs(2)).await.unwrap();
+    let commands: Vec<_> = rows
+        .iter()
+        .filter_map(|r| match r {
+            Row::Command {
+                command,
+                final_line,
+                info,
+                echo,
+                ..
+            } => Some((command.clone(), final_line.clone(), info.len(), *echo)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        commands,
+        vec![
+            (
+                r#"AT+SIMFAULT="urc","WIFI GOT IP""#.to_string(),
+                Some("OK".to_string()),
+                0,
+                true
+            ),
+            ("AT+GMR".to_string(), Some("OK".to_string()), 4, true),
+            ("AT+NOPE".to_string(), Some("ERROR".to_string()), 0, true),
+        ]
+    );
+    assert!(rows.contains(&Row::Unsolicited("WIFI GOT IP".into())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_redacted_in_transcripts() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let port = Box::new(atprov_sim::open_in_process("esp32-at", &Default::default()).unwrap());
+    let (engine, task) = Engine::start(port, EngineConfig::default(), Some(tx));
+    let key = b"-----BEGIN PRIVATE KEY-----\nSECRETKEYBYTES\n-----END PRIVATE KEY-----\n".to_vec();
+    let write = Command::new(format!(
+        r#"AT+SYSMFG=2,"mqtt_key","mqtt_key",8,{}"#,
+        key.len()
+    ))
+    .payload(key.clone())
+    .secret_payload();
+    assert!(engine.run(write).await.unwrap().is_ok());
+    let read = Command::new(r#"AT+SYSMFG=1,"mqtt_key","mqtt_key""#).secret_response();
+    let r = engine.run(read).await.unwrap();
+    assert_eq!(r.payloads[0].data, key, "the caller still gets the bytes");
+    let wifi = Command::new(r#"AT+CWMODE?"#).shown_as("AT+CWMODE? (as shown)");
+    engine.run(wifi).await.unwrap();
+    drop(engine);
+    task.await.unwrap();
+    let mut out = Vec::new();
+    {
+        let mut w = TranscriptWriter::new(&mut out, &[]).unwrap();
+        while let Ok(ev) = rx.try_recv() {
+            if let TraceEvent::Tx { text, .. } | TraceEvent::Rx { text, .. } = &ev {
+                assert!(
+                    !text.contains("SECRETKEYBYTES")
+                        || matches!(ev, TraceEvent::Rx { secret: true, .. })
+                );
+            }
+            w.write(&ev).unwrap();
+        }
+    }
+    let text = String::from_utf8(out).unwrap();
+    assert!(!text.contains("SECRETKEYBYTES"), "{text}");
+    assert!(
+        text.contains(&format!(">> <{} bytes, secret, not shown>", key.len())),
+        "{text}"
+    );
+    assert!(text.contains("secret, not shown>"), "{text}");
+    assert!(text.contains(">> AT+CWMODE? (as shown)"), "{text}");
+}

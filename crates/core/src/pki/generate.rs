@@ -1,0 +1,148 @@
+//! Generating throw-away CAs and per-unit device certificates (demos, tests, just-in-time
+//! registration), with explicit validity.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use time::{Duration, OffsetDateTime};
+
+/// A generated certificate and its key, both PEM.
+pub struct Generated {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for Generated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Generated {{ cert: {} bytes, key: not shown }}",
+            self.cert_pem.len()
+        )
+    }
+}
+
+/// Key types atprov generates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    P256,
+    Rsa2048,
+}
+
+fn new_key(kind: KeyKind) -> Result<KeyPair, String> {
+    match kind {
+        KeyKind::P256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string()),
+        KeyKind::Rsa2048 => Err(
+            "this build cannot generate RSA keys; make one with `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out dev.key` and pass --key-file dev.key".into(),
+        ),
+    }
+}
+
+/// The longest validity atprov issues: 100 years (X.509 times end in 9999, but no module,
+/// CA or policy needs more, and a typo like `--days 3000000` should be caught, not obeyed).
+pub const MAX_DAYS: u32 = 36_500;
+
+fn validity(p: &mut CertificateParams, days: u32) -> Result<(), String> {
+    if !(1..=MAX_DAYS).contains(&days) {
+        return Err(format!("{days} days of validity: give 1 to {MAX_DAYS}"));
+    }
+    // A little slack before now for clocks that run behind.
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now - Duration::minutes(5);
+    p.not_after = now + Duration::days(i64::from(days));
+    Ok(())
+}
+
+/// A self-signed CA.
+pub fn ca(cn: &str, days: u32) -> Result<Generated, String> {
+    let key = new_key(KeyKind::P256)?;
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    dn.push(DnType::OrganizationName, "atprov test CA");
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    validity(&mut p, days)?;
+    let cert = p.self_signed(&key).map_err(|e| e.to_string())?;
+    Ok(Generated {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// A device certificate for `cn`, signed by the CA given as PEM. `key_pem` reuses a key.
+pub fn device(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    cn: &str,
+    days: u32,
+    kind: KeyKind,
+    key_pem: Option<&str>,
+) -> Result<Generated, String> {
+    let ca_key = KeyPair::from_pem(ca_key_pem).map_err(|e| format!("the CA key: {e}"))?;
+    let ca_params = CertificateParams::from_ca_cert_pem(ca_cert_pem)
+        .map_err(|e| format!("the CA certificate: {e}"))?;
+    let ca_cert = ca_params
+        .self_signed(&ca_key)
+        .map_err(|e| format!("the CA: {e}"))?;
+    let key = match key_pem {
+        Some(pem) => KeyPair::from_pem(pem).map_err(|e| format!("the device key: {e}"))?,
+        None => new_key(kind)?,
+    };
+    let mut p = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    validity(&mut p, days)?;
+    let cert = p
+        .signed_by(&key, &ca_cert, &ca_key)
+        .map_err(|e| e.to_string())?;
+    Ok(Generated {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// A server (broker) certificate for `names` (host names or IP addresses), signed by the CA
+/// given as PEM: what an emulated or test broker presents.
+pub fn server(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    names: &[&str],
+    days: u32,
+) -> Result<Generated, String> {
+    let ca_key = KeyPair::from_pem(ca_key_pem).map_err(|e| format!("the CA key: {e}"))?;
+    let ca_params = CertificateParams::from_ca_cert_pem(ca_cert_pem)
+        .map_err(|e| format!("the CA certificate: {e}"))?;
+    let ca_cert = ca_params
+        .self_signed(&ca_key)
+        .map_err(|e| format!("the CA: {e}"))?;
+    let key = new_key(KeyKind::P256)?;
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut p = CertificateParams::new(names.clone()).map_err(|e| e.to_string())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(
+        DnType::CommonName,
+        names.first().cloned().unwrap_or_default(),
+    );
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    validity(&mut p, days)?;
+    let cert = p
+        .signed_by(&key, &ca_cert, &ca_key)
+        .map_err(|e| e.to_string())?;
+    Ok(Generated {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}

@@ -1,0 +1,86 @@
+//! Ports: one selector string names where a module is, and [`open`] turns it into a byte
+//! stream the engine can own. Serial devices open exclusively, with the flow control asked
+//! for and both modem lines deasserted by default so that opening the port does not reset an
+//! ESP32 dev board. TCP (ser2net), transcript replays (`replay:`) and in-process emulators
+//! (`sim:`, opened by whatever the application registered with [`register_opener`]: this
+//! crate knows nothing of the emulators) look the same to the engine.
+
+mod list;
+mod selector;
+mod serial;
+
+use std::sync::OnceLock;
+
+pub use crate::at::{BoxPort, Port};
+pub use list::{PortInfo, list_ports, matching_usb};
+pub use selector::Selector;
+pub use serial::{Flow, Lines, SerialOptions};
+
+/// Opens an in-process port a `sim:NAME` selector names, or says why not.
+pub type Opener = fn(name: &str) -> Result<BoxPort, String>;
+
+static SIM_OPENER: OnceLock<Opener> = OnceLock::new();
+
+/// Registers what opens `sim:NAME` ports (the application's emulators). The first
+/// registration wins.
+pub fn register_opener(opener: Opener) {
+    let _ = SIM_OPENER.set(opener);
+}
+
+/// Why a port could not be opened. Each kind has its own exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    #[error("{0}")]
+    BadSelector(String),
+    #[error("port {path} not found{hint}")]
+    NotFound { path: String, hint: String },
+    #[error(
+        "port {path} is in use by another process{hint}; close it (on Linux, ModemManager often grabs modems: stop it or set ID_MM_DEVICE_IGNORE=1 in a udev rule)"
+    )]
+    Busy { path: String, hint: String },
+    #[error(
+        "no permission to open {path}; add yourself to the group that owns it (often `dialout`: sudo usermod -aG dialout $USER, then log in again)"
+    )]
+    Permission { path: String },
+    #[error("cannot open {what}: {reason}")]
+    Other { what: String, reason: String },
+}
+
+/// Opens the port a selector names.
+pub async fn open(selector: &Selector, options: &SerialOptions) -> Result<BoxPort, PortError> {
+    match selector {
+        Selector::Path(path) => serial::open_path(path, options),
+        Selector::Usb { .. } => {
+            let path = list::resolve_usb(selector)?;
+            serial::open_path(&path, options)
+        }
+        Selector::Tcp { host, port } => {
+            let addr = format!("{host}:{port}");
+            match tokio::net::TcpStream::connect(&addr).await {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    Ok(Box::new(s))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    Err(PortError::NotFound {
+                        path: format!("tcp://{addr}"),
+                        hint: " (connection refused: is the serial server running?)".into(),
+                    })
+                }
+                Err(e) => Err(PortError::Other {
+                    what: format!("tcp://{addr}"),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        Selector::Sim(name) => match SIM_OPENER.get() {
+            Some(open) => open(name).map_err(PortError::BadSelector),
+            None => Err(PortError::BadSelector(format!(
+                "sim:{name}: this build of atprov has no emulators (built without the `sim` feature)"
+            ))),
+        },
+        Selector::Replay(path) => crate::transcript::replay::open(path)
+            .map(|p| Box::new(p) as BoxPort)
+            .map_err(|e| PortError::BadSelector(e.to_string())),
+    }
+}

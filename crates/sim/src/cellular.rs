@@ -1,0 +1,79 @@
+//! What the cellular emulators (Quectel, Luat) share: 3GPP-style replies (`OK`, `ERROR`,
+//! `+CME ERROR: n`, info lines) and the broker's view of a TLS handshake with the files an SSL
+//! context names.
+
+use super::runner::{Script, Step};
+use crate::tls::{BrokerTls, ModuleTls};
+
+pub const OK: &[u8] = b"\r\nOK\r\n";
+pub const ERROR: &[u8] = b"\r\nERROR\r\n";
+
+pub fn ok() -> Script {
+    vec![Step::Final(OK.to_vec())]
+}
+
+pub fn error() -> Script {
+    vec![Step::Final(ERROR.to_vec())]
+}
+
+pub fn cme(n: u32) -> Script {
+    vec![Step::Final(format!("\r\n+CME ERROR: {n}\r\n").into_bytes())]
+}
+
+/// Information lines, then `OK`.
+pub fn info(lines: &[String]) -> Script {
+    let mut s: Vec<u8> = Vec::new();
+    for l in lines {
+        s.extend_from_slice(format!("\r\n{l}\r\n").as_bytes());
+    }
+    vec![Step::Send(s), Step::Final(OK.to_vec())]
+}
+
+/// `OK`, then after `delay` a URC (`bytes` already framed, or empty when it goes elsewhere).
+pub fn ok_then(delay: std::time::Duration, bytes: Vec<u8>) -> Script {
+    vec![
+        Step::Final(OK.to_vec()),
+        Step::Delay(delay),
+        Step::Send(bytes),
+    ]
+}
+
+/// An SSL context's settings as the handshake uses them.
+pub struct Tls<'a> {
+    /// 0 no authentication, 1 verify the server, 2 also present a client certificate.
+    pub seclevel: &'a str,
+    pub ignore_local_time: bool,
+    pub clock_synced: bool,
+    /// The files the context names (or why there are none).
+    pub ca: Result<Vec<u8>, String>,
+    pub cert: Result<Vec<u8>, String>,
+    pub key: Result<Vec<u8>, String>,
+    /// The host the module connects to: SNI, and the name its certificate must carry.
+    pub server_name: String,
+    pub alpn: Vec<String>,
+    /// The module's TLS stack takes RSA client keys only (Luat).
+    pub rsa_only: bool,
+    /// The broker's side.
+    pub broker: &'a BrokerTls,
+}
+
+/// Whether the handshake completes, judged by rustls on both sides; the reason when not (for
+/// the emulator's log).
+pub fn handshake(t: Tls) -> Result<(), String> {
+    let verify_server = matches!(t.seclevel, "1" | "2");
+    let client_cert = t.seclevel == "2";
+    if verify_server && !t.ignore_local_time && !t.clock_synced {
+        return Err("certificate not yet valid: the clock is at 1980".into());
+    }
+    let module = ModuleTls {
+        ca: if verify_server { Some(t.ca?) } else { None },
+        cert: if client_cert { Some(t.cert?) } else { None },
+        key: if client_cert { Some(t.key?) } else { None },
+        verify_server,
+        client_cert,
+        server_name: t.server_name,
+        alpn: t.alpn,
+        rsa_only: t.rsa_only,
+    };
+    crate::tls::handshake_in_memory(&module, t.broker)
+}

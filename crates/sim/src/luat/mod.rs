@@ -1,0 +1,297 @@
+//! The emulated Hezhou/Luat Air780EP on its AT firmware, faithful to reference `cellular.md`
+//! §2: identity (`ATI`, `AT+CGMR`, `AT+CGSN`, `AT+CCID` without prefixes), SIM, registration
+//! and attach, the clock (NITZ, or `80/01/06` until `AT+CNTP` over a SAPBR bearer), the file
+//! system (`AT+FSWRITE` with a bare `>` and at most 10,240 bytes a call), SSL context 88 and the
+//! single MQTT link ([`mqtt`]), and HTTP(S) ([`http`]) to an emulated Aliyun registration server. With `--state DIR` the files are `DIR/fs/<name>`.
+
+mod http;
+mod mqtt;
+
+/// What the MQTT side sees of the rest of the module (a macro so that the borrows stay
+/// disjoint from `self.mqtt`).
+macro_rules! mqtt_context {
+    ($m:expr) => {
+        mqtt::Context {
+            files: &$m.files,
+            attached: $m.config.sim && matches!($m.config.registration, 1 | 5),
+            clock_synced: $m.clock_synced,
+            config: &$m.config,
+        }
+    };
+}
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::cellular::{OK, cme, error, info, ok};
+use super::runner::{Model, Script, Step};
+use super::unquote;
+use crate::params;
+
+/// How to build an emulated Air780EP.
+#[derive(Debug, Clone)]
+pub struct LuatConfig {
+    pub imei: String,
+    pub iccid: String,
+    pub sim: bool,
+    /// `+CEREG` stat once searching is over (1 home, 5 roaming, 3 denied).
+    pub registration: u8,
+    /// The clock reads 1980 until NTP (no NITZ from the network).
+    pub clock_unset: bool,
+    pub ntp: bool,
+    /// The server closes a TCP connection that sends no MQTT CONNECT for this long.
+    pub idle_kick: Duration,
+    pub broker: crate::tls::BrokerTls,
+    pub aliyun: Option<(String, String, String)>,
+    pub deny_receive: bool,
+    pub state_dir: Option<PathBuf>,
+    pub open_time: Duration,
+    /// The product (key, secret) the emulated registration server knows.
+    pub product: Option<(String, String)>,
+    /// The registration server never answers.
+    pub register_silent: bool,
+    /// What HTTPS auth issued: (client id, iotId, iotToken), accepted by the broker.
+    pub tokens: Option<(String, String, String)>,
+}
+
+impl Default for LuatConfig {
+    fn default() -> Self {
+        LuatConfig {
+            imei: "868488076506128".into(),
+            iccid: "89860117831003134201".into(),
+            sim: true,
+            registration: 1,
+            clock_unset: false,
+            ntp: true,
+            idle_kick: Duration::from_secs(5),
+            broker: Default::default(),
+            aliyun: None,
+            deny_receive: false,
+            state_dir: None,
+            open_time: Duration::from_millis(20),
+            product: None,
+            register_silent: false,
+            tokens: None,
+        }
+    }
+}
+
+/// The emulated module.
+#[derive(Debug)]
+pub struct Luat {
+    config: LuatConfig,
+    echo: bool,
+    files: BTreeMap<String, Vec<u8>>,
+    clock_synced: bool,
+    bearer: bool,
+    /// A file write waiting for its bytes: (name, append).
+    writing: Option<(String, bool)>,
+    http: http::Http,
+    mqtt: mqtt::Mqtt,
+}
+
+impl Luat {
+    pub fn with_config(config: LuatConfig) -> std::io::Result<Luat> {
+        let mut files = BTreeMap::new();
+        if let Some(dir) = &config.state_dir {
+            let fs = dir.join("fs");
+            std::fs::create_dir_all(&fs)?;
+            for e in std::fs::read_dir(&fs)? {
+                let e = e?;
+                files.insert(
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path())?,
+                );
+            }
+        }
+        Ok(Luat {
+            clock_synced: !config.clock_unset,
+            config,
+            echo: true,
+            files,
+            bearer: false,
+            writing: None,
+            http: http::Http::default(),
+            mqtt: mqtt::Mqtt::default(),
+        })
+    }
+
+    fn persist(&self, name: &str) {
+        let Some(dir) = &self.config.state_dir else {
+            return;
+        };
+        let path = dir.join("fs").join(name);
+        let result = match self.files.get(name) {
+            Some(b) => std::fs::write(&path, b),
+            None => std::fs::remove_file(&path),
+        };
+        if let Err(e) = result {
+            tracing::warn!("emulated Air780EP: {}: {e}", path.display());
+        }
+    }
+
+    fn registered(&self) -> bool {
+        mqtt_context!(self).attached
+    }
+
+    fn clock(&self) -> String {
+        if !self.clock_synced {
+            return "80/01/06,00:00:15+32".into();
+        }
+        let f = time::macros::format_description!(
+            "[year repr:last_two]/[month]/[day],[hour]:[minute]:[second]+32"
+        );
+        (time::OffsetDateTime::now_utc() + time::Duration::hours(8))
+            .format(&f)
+            .unwrap_or_default()
+    }
+
+    fn fs_command(&mut self, name: &str, p: &[&str]) -> Option<Script> {
+        let file = p.first().map(|s| unquote(s)).unwrap_or_default();
+        Some(match name {
+            "AT+FSDEL" => {
+                if self.files.remove(&file).is_none() {
+                    return Some(error());
+                }
+                self.persist(&file);
+                ok()
+            }
+            "AT+FSCREATE" => {
+                if file.is_empty() || file.len() > 64 {
+                    return Some(error());
+                }
+                self.files.entry(file.clone()).or_default();
+                self.persist(&file);
+                ok()
+            }
+            "AT+FSWRITE" if p.len() >= 3 => {
+                if !self.files.contains_key(&file) {
+                    return Some(cme(62));
+                }
+                let append = p[1].trim() == "1";
+                match p[2].trim().parse::<usize>() {
+                    Ok(len) if (1..=10_240).contains(&len) => {
+                        self.writing = Some((file, append));
+                        vec![Step::Prompt {
+                            bytes: b"\r\n>".to_vec(),
+                            len,
+                        }]
+                    }
+                    _ => cme(63),
+                }
+            }
+            "AT+FSFLSIZE" => match self.files.get(&file) {
+                Some(b) => info(&[format!("+FSFLSIZE: {}", b.len())]),
+                None => cme(62),
+            },
+            _ => return None,
+        })
+    }
+}
+
+impl Model for Luat {
+    fn reboot(&mut self) -> Vec<u8> {
+        self.echo = true;
+        self.bearer = false;
+        self.writing = None;
+        self.mqtt = mqtt::Mqtt::default();
+        b"\r\nRDY\r\n\r\n^MODE: 17,17\r\n\r\n+E_UTRAN Service\r\n\r\n+CGEV: ME PDN ACT 1\r\n"
+            .to_vec()
+    }
+
+    fn echo(&self) -> bool {
+        self.echo
+    }
+
+    fn busy_reply(&self) -> Vec<u8> {
+        Vec::new()
+    }
+
+    fn command(&mut self, line: &str) -> Script {
+        let upper = line.to_ascii_uppercase();
+        let name = upper.split(['=', '?']).next().unwrap_or("").to_string();
+        let p = params(line);
+        match upper.as_str() {
+            "AT" | "AT+CMEE=1" => return ok(),
+            "ATE0" => {
+                self.echo = false;
+                return ok();
+            }
+            "ATI" => return info(&["AirM2M_780EP_V1007_LTE_AT".into()]),
+            "AT+CGMR" => return info(&["+CGMR: \"AirM2M_780EP_V1007_LTE_AT\"".into()]),
+            "AT+CGSN" => return info(std::slice::from_ref(&self.config.imei)),
+            "AT+CCID" | "AT+CPIN?" if !self.config.sim => return cme(10),
+            "AT+CCID" => return info(std::slice::from_ref(&self.config.iccid)),
+            "AT+CPIN?" => return info(&["+CPIN: READY".into()]),
+            "AT+CSQ" => return info(&["+CSQ: 15,0".into()]),
+            "AT+CEREG?" | "AT+CREG?" | "AT+CGREG?" => {
+                let stat = if self.config.sim {
+                    self.config.registration
+                } else {
+                    0
+                };
+                return info(&[format!("{}: 0,{stat}", &name[2..])]);
+            }
+            "AT+CGATT?" => {
+                let n = u8::from(self.registered());
+                return info(&[format!("+CGATT: {n}")]);
+            }
+            "AT+CCLK?" => return info(&[format!("+CCLK: \"{}\"", self.clock())]),
+            "AT+SAPBR=1,1" => {
+                if !self.registered() {
+                    return error();
+                }
+                self.bearer = true;
+                return ok();
+            }
+            "AT+CNTP" => {
+                if !self.bearer {
+                    return cme(901);
+                }
+                let urc = if self.config.ntp {
+                    self.clock_synced = true;
+                    "+CNTP: 1"
+                } else {
+                    "+CNTP: 65"
+                };
+                return vec![
+                    Step::Final(OK.to_vec()),
+                    Step::Delay(Duration::from_millis(30)),
+                    Step::Send(format!("\r\n{urc}\r\n").into_bytes()),
+                ];
+            }
+            _ => {}
+        }
+        if let Some(s) = self.fs_command(&name, &p) {
+            return s;
+        }
+        if name.starts_with("AT+HTTP") {
+            let registered = self.registered();
+            return self.http.command(&name, &p, registered, &mut self.config);
+        }
+        match name.as_str() {
+            "AT+SAPBR" | "AT+CNTPCID" | "AT+CNTP" | "AT+MQTTMSGSET" => ok(),
+            n if n == "AT+SSLCFG" || n.starts_with("AT+M") || n == "AT+SSLMIPSTART" => {
+                self.mqtt.command(n, &p, &mqtt_context!(self))
+            }
+            _ => error(),
+        }
+    }
+
+    fn payload(&mut self, data: Vec<u8>) -> Script {
+        if let Some((name, append)) = self.writing.take() {
+            let file = self.files.entry(name.clone()).or_default();
+            if !append {
+                file.clear();
+            }
+            file.extend_from_slice(&data);
+            self.persist(&name);
+            return ok();
+        }
+        if self.http.awaiting_body() {
+            return self.http.body(data);
+        }
+        self.mqtt.payload(data, &mqtt_context!(self))
+    }
+}

@@ -1,0 +1,599 @@
+//! The runner: plays an emulated module's replies on a byte stream with the timing and the
+//! quirks of a real AT firmware. It owns what every family shares: echo, assembling command
+//! lines, `busy p...` for a line that arrives while a reply is still running, reading exactly N
+//! payload bytes after a prompt, reboots, and fault injection. A [`Model`] owns the rest: what
+//! a command does and what it answers.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// One step of a reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Bytes sent as they are (info lines, URCs).
+    Send(Vec<u8>),
+    /// The final result; fault injection puts "mid-response" URCs before it.
+    Final(Vec<u8>),
+    /// A prompt; then the runner reads exactly `len` payload bytes and hands them to
+    /// [`Model::payload`].
+    Prompt { bytes: Vec<u8>, len: usize },
+    /// The firmware is busy for this long (new lines get `busy p...`).
+    Delay(Duration),
+    /// The module reboots: volatile state goes, the boot banner comes.
+    Reboot,
+}
+
+/// A reply: steps played in order.
+pub type Script = Vec<Step>;
+
+/// What an emulated module does with commands.
+pub trait Model: Send + 'static {
+    /// Resets volatile state (echo, session settings) as a reboot does; returns the boot banner.
+    fn reboot(&mut self) -> Vec<u8>;
+    /// Handles a command line (without terminator).
+    fn command(&mut self, line: &str) -> Script;
+    /// Handles the payload announced by a [`Step::Prompt`].
+    fn payload(&mut self, data: Vec<u8>) -> Script;
+    /// Whether the module echoes what it receives.
+    fn echo(&self) -> bool;
+    /// The answer to a line that arrives while a reply is running.
+    fn busy_reply(&self) -> Vec<u8> {
+        b"\r\nbusy p...\r\n".to_vec()
+    }
+    /// Advances emulated time-dependent state; may return unsolicited bytes (a URC).
+    fn poll(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
+    /// Waits the module started on its own since last asked (an SNTP sync under way): start
+    /// and length, for the device-time account.
+    fn take_waits(&mut self) -> Vec<(std::time::Instant, Duration)> {
+        Vec::new()
+    }
+    /// When [`Model::poll`] next has something to do, so the runner wakes exactly then.
+    fn next_event(&self) -> Option<std::time::Instant> {
+        None
+    }
+}
+
+/// Faults to inject, shared between the runner and whoever drives the test.
+#[derive(Debug, Default, Clone)]
+pub struct Faults {
+    /// Answer the next N command lines with `busy p...`.
+    pub busy: u32,
+    /// Swallow the next N command lines without an answer.
+    pub silent: u32,
+    /// Hold the next reply back this long (lines meanwhile get `busy p...`).
+    pub delay: Option<Duration>,
+    /// Put this URC line before the final result of the next reply.
+    pub urc_mid: Option<String>,
+    /// Put this URC line right before the next prompt.
+    pub urc_before_prompt: Option<String>,
+    /// Reboot halfway through the next reply.
+    pub reset_mid: bool,
+    /// Reboot right after the next reply (a brown-out between commands).
+    pub reboot_after: bool,
+    /// Flip a bit in every byte of the next reply.
+    pub garble: bool,
+    /// Drop the next reply's bytes after the first N.
+    pub truncate: Option<usize>,
+    /// One-shot faults armed for the first command line starting with a prefix.
+    pub triggers: Vec<Trigger>,
+}
+
+/// A fault that fires on the first command line starting with `prefix`
+/// (`atprov sim --fault KIND@PREFIX`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trigger {
+    pub prefix: String,
+    pub kind: TriggerKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerKind {
+    /// Reboot halfway through the reply.
+    ResetMid,
+    /// Answer, then reboot (the host sees `ready` between commands).
+    RebootAfter,
+    /// Flip a bit in every byte of the reply.
+    Garble,
+    /// No answer at all.
+    Silent,
+    /// Answer `busy p...` this many times.
+    Busy(u32),
+    /// Only the first N bytes of the reply.
+    Truncate(usize),
+}
+
+impl Trigger {
+    /// `KIND@PREFIX`, KIND one of `reset_mid`, `reboot_after`, `garble`, `silent`, `busy:N`, `truncate:N`.
+    pub fn parse(s: &str) -> Result<Trigger, String> {
+        let (kind, prefix) = s.split_once('@').ok_or_else(|| {
+            format!("--fault {s}: write KIND@COMMAND-PREFIX, e.g. reset_mid@AT+SYSFLASH=1")
+        })?;
+        let num = |k: &str| -> Result<u32, String> {
+            k.parse()
+                .map_err(|_| format!("--fault {s}: `{k}` is not a number"))
+        };
+        let kind = match kind.split_once(':') {
+            Some(("busy", n)) => TriggerKind::Busy(num(n)?),
+            Some(("truncate", n)) => TriggerKind::Truncate(num(n)? as usize),
+            None if kind == "reset_mid" => TriggerKind::ResetMid,
+            None if kind == "reboot_after" => TriggerKind::RebootAfter,
+            None if kind == "garble" => TriggerKind::Garble,
+            None if kind == "silent" => TriggerKind::Silent,
+            _ => {
+                return Err(format!(
+                    "--fault {s}: unknown fault `{kind}` (reset_mid, reboot_after, garble, silent, busy:N, truncate:N)"
+                ));
+            }
+        };
+        if prefix.is_empty() {
+            return Err(format!("--fault {s}: the command prefix after @ is empty"));
+        }
+        Ok(Trigger {
+            prefix: prefix.to_string(),
+            kind,
+        })
+    }
+}
+
+/// The time the emulated device spent on the wire or in its own latencies, counted once even
+/// where they overlap: the lower bound of any session's duration, used by benchmarks.
+#[derive(Debug, Default)]
+pub struct DeviceClock {
+    covered_until: Option<std::time::Instant>,
+    total: Duration,
+}
+
+impl DeviceClock {
+    fn add(&mut self, start: std::time::Instant, len: Duration) {
+        let end = start + len;
+        let from = match self.covered_until {
+            Some(c) if c >= end => return,
+            Some(c) if c > start => c,
+            _ => start,
+        };
+        self.total += end - from;
+        self.covered_until = Some(end);
+    }
+}
+
+/// A handle to inject faults and URCs into a running emulator.
+#[derive(Clone, Default)]
+pub struct SimControl {
+    faults: Arc<Mutex<Faults>>,
+    /// Ideal device time: wire time and latencies as configured.
+    clock: Arc<Mutex<DeviceClock>>,
+    /// The same, as the emulator's timers actually slept (they wake late by up to a tick).
+    slept: Arc<Mutex<DeviceClock>>,
+    urcs: Arc<Mutex<Option<mpsc::UnboundedSender<Vec<u8>>>>>,
+}
+
+impl SimControl {
+    /// Changes the pending faults.
+    pub fn faults(&self, f: impl FnOnce(&mut Faults)) {
+        f(&mut self.faults.lock().expect("fault lock"));
+    }
+
+    /// Wire time plus emulated latencies so far (overlaps counted once).
+    pub fn device_time(&self) -> Duration {
+        self.clock.lock().expect("clock lock").total
+    }
+
+    /// [`SimControl::device_time`] as the emulator's timers actually slept: the time the
+    /// device was busy, timer lateness included, which a host can never overlap.
+    pub fn device_time_slept(&self) -> Duration {
+        self.slept.lock().expect("clock lock").total
+    }
+
+    fn account(&self, start: std::time::Instant, len: Duration) {
+        if !len.is_zero() {
+            self.clock.lock().expect("clock lock").add(start, len);
+            self.slept.lock().expect("clock lock").add(start, len);
+        }
+    }
+
+    /// A wait of `ideal` that began at `start` and ended now.
+    fn account_slept(&self, start: std::time::Instant, ideal: Duration) {
+        if !ideal.is_zero() {
+            self.clock.lock().expect("clock lock").add(start, ideal);
+            self.slept
+                .lock()
+                .expect("clock lock")
+                .add(start, start.elapsed());
+        }
+    }
+
+    /// Sends an unsolicited line now (framed `\r\n<line>\r\n`).
+    pub fn inject_urc(&self, line: &str) {
+        if let Some(tx) = self.urcs.lock().expect("urc lock").as_ref() {
+            let _ = tx.send(format!("\r\n{line}\r\n").into_bytes());
+        }
+    }
+}
+
+/// Options of the runner.
+#[derive(Debug, Clone, Default)]
+pub struct RunnerOptions {
+    /// Pace output at this baud rate (10 bits a byte), like a real UART.
+    pub baud: Option<u32>,
+    /// Time the firmware takes for every command before answering.
+    pub latency: Duration,
+    /// Send the boot banner when starting.
+    pub boot_banner: bool,
+}
+
+/// Runs `model` on `io` until the host side closes.
+pub async fn run<M: Model, IO: AsyncRead + AsyncWrite + Unpin>(
+    mut model: M,
+    io: IO,
+    options: RunnerOptions,
+    control: SimControl,
+) -> std::io::Result<()> {
+    let (urc_tx, mut urc_rx) = mpsc::unbounded_channel();
+    *control.urcs.lock().expect("urc lock") = Some(urc_tx);
+    let (mut reader, mut writer) = tokio::io::split(io);
+    let mut out = Output {
+        baud: options.baud,
+        writer: &mut writer,
+        control: control.clone(),
+    };
+    if options.boot_banner {
+        let banner = model.reboot();
+        out.send(&banner).await?;
+    }
+    let mut state = RunnerState::default();
+    let mut buf = vec![0u8; 8192];
+    let mut poll_every = tokio::time::interval(Duration::from_millis(20));
+    poll_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        // Play the steps that need no waiting.
+        while state.waiting_until.is_none() && state.awaiting_payload.is_none() {
+            let Some(step) = state.steps.pop_front() else {
+                break;
+            };
+            play(step, &mut model, &mut state, &mut out).await?;
+        }
+        let wake = state.waiting_until;
+        let event = model.next_event().map(Instant::from_std);
+        tokio::select! {
+            biased;
+            n = reader.read(&mut buf) => {
+                let n = n?;
+                if n == 0 {
+                    return Ok(());
+                }
+                if let Some(baud) = options.baud {
+                    // A UART receives no faster than its baud rate.
+                    let wire = wire_time(n, baud);
+                    let start = std::time::Instant::now();
+                    tokio::time::sleep(wire).await;
+                    control.account_slept(start, wire);
+                }
+                input(&buf[..n], &mut model, &mut state, &mut out, &control, &options).await?;
+            }
+            Some(urc) = urc_rx.recv() => out.send(&urc).await?,
+            _ = sleep_until(wake), if wake.is_some() => {
+                state.waiting_until = None;
+                if let Some((start, ideal)) = state.delay.take() {
+                    control.account_slept(start, ideal);
+                }
+            }
+            _ = sleep_until(event), if event.is_some() => {
+                let unsolicited = model.poll();
+                if !unsolicited.is_empty() {
+                    out.send(&unsolicited).await?;
+                }
+            }
+            _ = poll_every.tick() => {
+                let unsolicited = model.poll();
+                if !unsolicited.is_empty() {
+                    out.send(&unsolicited).await?;
+                }
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct RunnerState {
+    /// The delay being waited out: when it began and how long it should take.
+    delay: Option<(std::time::Instant, Duration)>,
+    steps: VecDeque<Step>,
+    waiting_until: Option<Instant>,
+    awaiting_payload: Option<usize>,
+    payload: Vec<u8>,
+    line: Vec<u8>,
+    /// Faults that apply to the reply being played.
+    active: Faults,
+    /// Bytes of the current reply sent so far (for truncation).
+    sent_in_reply: usize,
+}
+
+impl RunnerState {
+    fn running(&self) -> bool {
+        !self.steps.is_empty() || self.waiting_until.is_some()
+    }
+}
+
+struct Output<'a, W> {
+    baud: Option<u32>,
+    writer: &'a mut W,
+    control: SimControl,
+}
+
+fn wire_time(bytes: usize, baud: u32) -> Duration {
+    Duration::from_secs_f64(bytes as f64 * 10.0 / f64::from(baud))
+}
+
+impl<W: AsyncWrite + Unpin> Output<'_, W> {
+    async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.writer.write_all(bytes).await?;
+        self.writer.flush().await?;
+        if let Some(baud) = self.baud {
+            let wire = wire_time(bytes.len(), baud);
+            let start = std::time::Instant::now();
+            tokio::time::sleep(wire).await;
+            self.control.account_slept(start, wire);
+        }
+        Ok(())
+    }
+}
+
+async fn input<M: Model, W: AsyncWrite + Unpin>(
+    bytes: &[u8],
+    model: &mut M,
+    state: &mut RunnerState,
+    out: &mut Output<'_, W>,
+    control: &SimControl,
+    options: &RunnerOptions,
+) -> std::io::Result<()> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        if let Some(remaining) = state.awaiting_payload {
+            let take = remaining.min(rest.len());
+            state.payload.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if take == remaining {
+                state.awaiting_payload = None;
+                let data = std::mem::take(&mut state.payload);
+                let script = model.payload(data);
+                state.steps.extend(apply_faults(script, &mut state.active));
+            } else {
+                state.awaiting_payload = Some(remaining - take);
+            }
+            continue;
+        }
+        let b = rest[0];
+        rest = &rest[1..];
+        if model.echo() {
+            out.send(&[b]).await?;
+        }
+        if b != b'\r' && b != b'\n' {
+            if state.line.len() < 4096 {
+                state.line.push(b);
+            }
+            continue;
+        }
+        if state.line.is_empty() {
+            continue;
+        }
+        let line = String::from_utf8_lossy(&std::mem::take(&mut state.line)).into_owned();
+        if state.running() {
+            out.send(&model.busy_reply()).await?;
+            continue;
+        }
+        if let Some(script) = sim_fault_command(&line, control) {
+            state.steps.extend(script);
+            continue;
+        }
+        let mut faults = std::mem::take(&mut *control.faults.lock().expect("fault lock"));
+        if let Some(i) = faults
+            .triggers
+            .iter()
+            .position(|t| line.starts_with(t.prefix.as_str()))
+        {
+            let trigger = faults.triggers.remove(i);
+            tracing::info!("emulator: fault {:?} on `{line}`", trigger.kind);
+            match trigger.kind {
+                TriggerKind::ResetMid => faults.reset_mid = true,
+                TriggerKind::RebootAfter => faults.reboot_after = true,
+                TriggerKind::Garble => faults.garble = true,
+                TriggerKind::Silent => faults.silent += 1,
+                TriggerKind::Busy(n) => faults.busy += n,
+                TriggerKind::Truncate(n) => faults.truncate = Some(n),
+            }
+        }
+        if faults.busy > 0 {
+            faults.busy -= 1;
+            *control.faults.lock().expect("fault lock") = faults;
+            out.send(&model.busy_reply()).await?;
+            continue;
+        }
+        if faults.silent > 0 {
+            faults.silent -= 1;
+            *control.faults.lock().expect("fault lock") = faults;
+            continue;
+        }
+        // The faults taken now apply to this reply; the rest stay pending.
+        let mut active = Faults {
+            delay: faults.delay.take(),
+            urc_mid: faults.urc_mid.take(),
+            reset_mid: std::mem::take(&mut faults.reset_mid),
+            reboot_after: std::mem::take(&mut faults.reboot_after),
+            garble: std::mem::take(&mut faults.garble),
+            truncate: faults.truncate.take(),
+            urc_before_prompt: None,
+            ..Faults::default()
+        };
+        let script = model.command(&line);
+        for (start, len) in model.take_waits() {
+            control.account(start, len);
+        }
+        if script.iter().any(|s| matches!(s, Step::Prompt { .. })) {
+            active.urc_before_prompt = faults.urc_before_prompt.take();
+        }
+        *control.faults.lock().expect("fault lock") = faults;
+        let mut steps = Vec::new();
+        let wait = options.latency + active.delay.unwrap_or_default();
+        if !wait.is_zero() {
+            steps.push(Step::Delay(wait));
+        }
+        steps.extend(apply_faults(script, &mut active));
+        if active.reboot_after {
+            steps.push(Step::Delay(Duration::from_millis(5)));
+            steps.push(Step::Reboot);
+        }
+        state.active = active;
+        state.sent_in_reply = 0;
+        state.steps.extend(steps);
+    }
+    Ok(())
+}
+
+/// Rewrites a reply with the faults that apply to it.
+fn apply_faults(script: Script, active: &mut Faults) -> Script {
+    let mut out = Vec::with_capacity(script.len() + 2);
+    let total = script.len();
+    if active.reset_mid && total <= 1 {
+        active.reset_mid = false;
+        return vec![Step::Reboot];
+    }
+    for (i, step) in script.into_iter().enumerate() {
+        match step {
+            Step::Final(bytes) => {
+                if let Some(urc) = active.urc_mid.take() {
+                    out.push(Step::Send(format!("\r\n{urc}\r\n").into_bytes()));
+                }
+                out.push(Step::Final(bytes));
+            }
+            Step::Prompt { bytes, len } => {
+                if let Some(urc) = active.urc_before_prompt.take() {
+                    out.push(Step::Send(format!("{urc}\r\n").into_bytes()));
+                }
+                out.push(Step::Prompt { bytes, len });
+            }
+            other => out.push(other),
+        }
+        if active.reset_mid && i + 1 >= total.div_ceil(2) {
+            active.reset_mid = false;
+            out.push(Step::Reboot);
+            return out;
+        }
+    }
+    out
+}
+
+async fn play<M: Model, W: AsyncWrite + Unpin>(
+    step: Step,
+    model: &mut M,
+    state: &mut RunnerState,
+    out: &mut Output<'_, W>,
+) -> std::io::Result<()> {
+    match step {
+        Step::Send(bytes) | Step::Final(bytes) => send_reply(bytes, state, out).await,
+        Step::Prompt { bytes, len } => {
+            send_reply(bytes, state, out).await?;
+            if len == 0 {
+                let script = model.payload(Vec::new());
+                state.steps.extend(script);
+            } else {
+                state.awaiting_payload = Some(len);
+            }
+            Ok(())
+        }
+        Step::Delay(d) => {
+            state.delay = Some((std::time::Instant::now(), d));
+            state.waiting_until = Some(Instant::now() + d);
+            Ok(())
+        }
+        Step::Reboot => {
+            state.steps.clear();
+            state.awaiting_payload = None;
+            state.payload.clear();
+            state.line.clear();
+            let banner = model.reboot();
+            out.send(&banner).await
+        }
+    }
+}
+
+async fn send_reply<W: AsyncWrite + Unpin>(
+    mut bytes: Vec<u8>,
+    state: &mut RunnerState,
+    out: &mut Output<'_, W>,
+) -> std::io::Result<()> {
+    if state.active.garble {
+        for b in &mut bytes {
+            *b ^= 0x20;
+        }
+    }
+    if let Some(limit) = state.active.truncate {
+        let room = limit.saturating_sub(state.sent_in_reply);
+        bytes.truncate(room);
+    }
+    state.sent_in_reply += bytes.len();
+    out.send(&bytes).await
+}
+
+/// `AT+SIMFAULT=...`: the emulator's own command for tests in another process. Not part of
+/// any real firmware. Forms: `"busy",N` `"silent",N` `"delay",MS` `"urc_mid","LINE"`
+/// `"urc_prompt","LINE"` `"reset_mid"` `"garble"` `"truncate",N` `"urc","LINE"` (sent after the
+/// `OK`) `"hex","0D0AFF"` (raw bytes sent after the `OK`).
+fn sim_fault_command(line: &str, control: &SimControl) -> Option<Script> {
+    let args = line.strip_prefix("AT+SIMFAULT=")?;
+    let params = crate::params(line);
+    let unquote = super::unquote;
+    let kind = params.first().map(|s| unquote(s)).unwrap_or_default();
+    let num = params.get(1).and_then(|s| s.parse::<u64>().ok());
+    let text = params.get(1).map(|s| unquote(s));
+    let ok = b"\r\nOK\r\n".to_vec();
+    let mut f = control.faults.lock().expect("fault lock");
+    let mut script = vec![Step::Final(ok)];
+    match (kind.as_str(), num, text) {
+        ("busy", Some(n), _) => f.busy = n as u32,
+        ("silent", Some(n), _) => f.silent = n as u32,
+        // At most a day: a longer sleep would overflow the clock.
+        ("delay", Some(ms), _) => f.delay = Some(Duration::from_millis(ms.min(86_400_000))),
+        ("truncate", Some(n), _) => f.truncate = Some(n as usize),
+        ("urc_mid", _, Some(t)) => f.urc_mid = Some(t),
+        ("urc_prompt", _, Some(t)) => f.urc_before_prompt = Some(t),
+        ("reset_mid", _, _) => f.reset_mid = true,
+        ("garble", _, _) => f.garble = true,
+        ("urc", _, Some(t)) => script.push(Step::Send(format!("\r\n{t}\r\n").into_bytes())),
+        ("hex", _, Some(t)) => match decode_hex(&t) {
+            Some(bytes) => script.push(Step::Send(bytes)),
+            None => script = vec![Step::Final(b"\r\nERROR\r\n".to_vec())],
+        },
+        _ => {
+            tracing::warn!("emulator: unknown fault `{args}`");
+            script = vec![Step::Final(b"\r\nERROR\r\n".to_vec())];
+        }
+    }
+    Some(script)
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

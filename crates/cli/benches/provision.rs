@@ -8,10 +8,10 @@
 use std::time::{Duration, Instant};
 
 use atprov_at::Engine;
-use atprov_core::job::{Job, JobSettings};
 use atprov_core::pki::generate::{self, KeyKind};
 use atprov_core::port::{self, Selector, SerialOptions};
 use atprov_core::profile::Profile;
+use atprov_core::provision::job::{Job, JobSettings};
 use atprov_core::provision::{self, Goal, Plan, Silent};
 use atprov_sim::{self as sim, RunnerOptions, SimControl, SimOptions};
 
@@ -72,7 +72,7 @@ fn main() {
         ..JobSettings::default()
     };
     let job = Job::build(&args, &profile.defaults).unwrap();
-    let creds = provision::check_credentials(&job, &profile).unwrap();
+    let creds = provision::check::credentials(&job, &profile).unwrap();
 
     println!("provision against the emulated ESP32 (esp32-at, 115200 baud, realistic latencies)");
     println!("bound: wire time + latencies as configured; slept: as the emulator's timers slept");

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use atprov_core::job::JobSettings;
 use atprov_core::port::{Flow, Lines};
+use atprov_core::provision::job::JobSettings;
 
 /// Where the module is and how to talk to it.
 #[derive(Debug, Clone, clap::Args)]
@@ -13,7 +13,7 @@ pub struct PortArgs {
     #[arg(short, long, env = "ATPROV_PORT")]
     pub port: String,
     /// Baud rate (default: the profile's, else 115200).
-    #[arg(long, value_parser = crate::util::parse_baud)]
+    #[arg(long, value_parser = crate::units::parse_baud)]
     pub baud: Option<u32>,
     /// Flow control.
     #[arg(long, value_enum, default_value_t = FlowArg::None)]

@@ -9,7 +9,7 @@ mod progress;
 mod render;
 
 use atprov_core::{
-    at, cloud, exit, factory, files, job, pki, port, profile, provision, transcript, util,
+    at, cloud, error, factory, files, pki, port, profile, provision, transcript, units,
 };
 #[cfg(feature = "sim")]
 use atprov_sim as sim;
@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::exit::Failure;
+use crate::error::Failure;
 
 /// Provision IoT modules (ESP-AT, Air780EP, Quectel) over their AT-command serial port.
 #[derive(Debug, Parser)]
@@ -137,7 +137,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("atprov: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::Code::Internal.number());
+            return ExitCode::from(error::Code::Internal.number());
         }
     };
     match runtime.block_on(run(cli)) {

@@ -5,17 +5,15 @@
 //! stages and flows ([`provision`]) run a profile's steps; credential stores ([`store`]) write
 //! and verify; [`pki`] and [`cloud`] work on the host only; the [`factory`] runs stations in
 //! parallel over a journal; [`transcript`] writes and replays sessions. Failures carry their
-//! exit code ([`exit`]). This crate knows nothing of clap, terminals or the emulators: the
+//! exit code ([`error`]). This crate knows nothing of clap, terminals or the emulators: the
 //! application registers extra port schemes ([`port::register_opener`]) and draws the output.
 
 pub use atprov_at as at;
 
 pub mod cloud;
-pub mod exit;
+pub mod error;
 pub mod factory;
 pub mod files;
-pub mod flow;
-pub mod job;
 pub mod link;
 pub mod pki;
 pub mod port;
@@ -23,4 +21,4 @@ pub mod profile;
 pub mod provision;
 pub mod store;
 pub mod transcript;
-pub mod util;
+pub mod units;

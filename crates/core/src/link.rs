@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::at::{Engine, EngineConfig, TraceEvent};
-use crate::exit::Failure;
+use crate::error::Failure;
 use crate::port::{self, Flow, Lines, Selector, SerialOptions};
 use crate::transcript::TranscriptWriter;
 

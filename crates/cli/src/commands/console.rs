@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::at::session::RxClass;
 use crate::at::{Command, TraceEvent};
-use crate::exit::Failure;
+use crate::error::Failure;
 
 use crate::args::PortArgs;
 
@@ -18,7 +18,7 @@ pub struct ConsoleArgs {
     #[command(flatten)]
     pub port: PortArgs,
     /// Time for each command's final result.
-    #[arg(long, default_value = "10s", value_parser = crate::util::parse_timeout)]
+    #[arg(long, default_value = "10s", value_parser = crate::units::parse_timeout)]
     pub timeout: Duration,
 }
 

@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use crate::at::Engine;
-use crate::exit::{Code, Failure};
-use crate::job::Job;
+use crate::error::{Code, Failure};
 use crate::pki::generate::{self, KeyKind};
 use crate::profile::Profile;
+use crate::provision::job::Job;
 use crate::provision::{self, Goal};
 use crate::sim::{self, SimOptions};
 
@@ -123,12 +123,12 @@ client_id = "demo-{{unit_id}}"
     let job_path = dir.join("job.toml");
 
     let profile = Profile::load("esp32-at").map_err(|e| Failure::new(Code::Internal, e.0))?;
-    let job_args = crate::job::JobSettings {
+    let job_args = crate::provision::job::JobSettings {
         job: Some(job_path),
         ..Default::default()
     };
-    let job = Job::build(&job_args, &profile.defaults).map_err(Failure::usage)?;
-    let credentials = provision::check_credentials(&job, &profile)?;
+    let job = Job::build(&job_args, &profile.defaults)?;
+    let credentials = provision::check::credentials(&job, &profile)?;
     let name = if args.legacy {
         "esp32-at-v2"
     } else {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::exit::{Code, Failure};
+use crate::error::{Code, Failure};
 use crate::factory::config::FactoryConfig;
 use crate::factory::events::JsonLines;
 use crate::factory::journal::{Journal, open_existing};
@@ -55,7 +55,7 @@ pub async fn run(args: FactoryArgs) -> Result<(), Failure> {
             "atprov factory needs --config factory.toml (or `atprov factory report --journal F`)",
         ));
     };
-    let config = FactoryConfig::load(&path).map_err(Failure::usage)?;
+    let config = FactoryConfig::load(&path)?;
     let events = match args.events.as_deref() {
         None => None,
         Some("-") => Some(JsonLines::new(Box::new(std::io::stdout()))),

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::exit::{Code, Failure};
+use crate::error::{Code, Failure};
 use crate::pki::atpki::{self, ItemType};
 use crate::pki::check::{Target, check};
 use crate::pki::checksum::qfupl_hex;

@@ -1,6 +1,6 @@
 //! `atprov ports`: list serial ports.
 
-use crate::exit::{Code, Failure};
+use crate::error::{Code, Failure};
 use crate::port::list_ports;
 
 #[derive(Debug, clap::Args)]

@@ -1,6 +1,6 @@
 //! `atprov profiles` and `atprov profile show NAME`: the built-in device profiles.
 
-use crate::exit::Failure;
+use crate::error::Failure;
 use crate::profile::{BUILTIN, Profile};
 
 #[derive(Debug, clap::Args)]

@@ -3,9 +3,9 @@
 //! stages with a progress line each, and prints a summary or the `--json` report.
 
 use crate::args::JobArgs;
-use crate::exit::Failure;
-use crate::job::Job;
+use crate::error::Failure;
 use crate::profile::Profile;
+use crate::provision::job::Job;
 use crate::provision::{self, Goal, Report};
 
 use crate::args::PortArgs;
@@ -30,13 +30,13 @@ pub struct DeviceArgs {
 
 pub async fn run(args: DeviceArgs, goal: Goal) -> Result<(), Failure> {
     let profile = Profile::load(&args.profile).map_err(|e| Failure::usage(e.0))?;
-    let job = Job::build(&args.job.settings(), &profile.defaults).map_err(Failure::usage)?;
+    let job = Job::build(&args.job.settings(), &profile.defaults)?;
     let credentials = if goal.needs_credentials() {
-        Some(provision::check_credentials(&job, &profile)?)
+        Some(provision::check::credentials(&job, &profile)?)
     } else {
         None
     };
-    provision::check_job(&job, &profile, goal, &[])?;
+    provision::check::job(&job, &profile, goal, &[])?;
     let config = profile.engine_config();
     let link = args
         .port

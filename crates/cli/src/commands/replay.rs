@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::exit::Failure;
+use crate::error::Failure;
 use crate::transcript::Transcript;
 use crate::transcript::replay::{Row, replay};
 
@@ -16,7 +16,7 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub json: bool,
     /// Time for each command's answer before it counts as a timeout.
-    #[arg(long, default_value = "500ms", value_parser = crate::util::parse_timeout)]
+    #[arg(long, default_value = "500ms", value_parser = crate::units::parse_timeout)]
     pub timeout: Duration,
 }
 

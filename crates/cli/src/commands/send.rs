@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::at::Command;
-use crate::exit::{Failure, code_for_status};
+use crate::error::{Failure, code_for_status};
 
 use crate::args::PortArgs;
 use crate::render;
@@ -13,7 +13,7 @@ pub struct SendArgs {
     #[command(flatten)]
     pub port: PortArgs,
     /// Time for each command's final result (500ms, 2s, ...).
-    #[arg(long, default_value = "5s", value_parser = crate::util::parse_timeout)]
+    #[arg(long, default_value = "5s", value_parser = crate::units::parse_timeout)]
     pub timeout: Duration,
     /// One JSON object per command on stdout.
     #[arg(long)]

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use crate::cloud::aliyun::{self, Device, Method};
-use crate::exit::Failure;
+use crate::error::Failure;
 
 #[derive(Debug, clap::Args)]
 pub struct SignArgs {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::exit::{Code, Failure};
+use crate::error::{Code, Failure};
 use crate::sim::{self, RunnerOptions, SimControl, SimOptions};
 
 #[derive(Debug, clap::Args)]
@@ -14,10 +14,10 @@ pub struct SimArgs {
     #[arg(long)]
     pub pty: bool,
     /// Pace output at this baud rate, like a real UART.
-    #[arg(long, value_parser = crate::util::parse_baud)]
+    #[arg(long, value_parser = crate::units::parse_baud)]
     pub baud: Option<u32>,
     /// Firmware time per command (e.g. 2ms).
-    #[arg(long, default_value = "0ms", value_parser = crate::util::parse_duration)]
+    #[arg(long, default_value = "0ms", value_parser = crate::units::parse_duration)]
     pub latency: Duration,
     /// Keep the module's partitions, NVS entries and files as plain files in DIR (loaded
     /// again at the next start, like flash).

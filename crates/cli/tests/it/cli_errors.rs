@@ -106,7 +106,7 @@ fn an_error_answer_exits_with_the_at_error_code() {
 fn the_readme_exit_code_table_matches_the_code() {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
-    for c in atprov_core::exit::Code::ALL {
+    for c in atprov_core::error::Code::ALL {
         let row = format!("| {} | {} |", c.number(), c.meaning());
         assert!(readme.contains(&row), "README lacks the row `{row}`");
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::error::InputError;
 use crate::provision::Stage;
 
 /// The config file as written.
@@ -170,17 +171,21 @@ pub struct Station {
 
 impl FactoryConfig {
     /// Loads and checks `path`.
-    pub fn load(path: &Path) -> Result<FactoryConfig, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("factory config {}: cannot read it: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<FactoryConfig, InputError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            InputError::new(
+                format!("factory config {}", path.display()),
+                format!("cannot read it: {e}"),
+            )
+        })?;
         Self::parse(&text, path)
     }
 
     /// Parses config text; `path` names it in errors and anchors relative paths.
-    pub fn parse(text: &str, path: &Path) -> Result<FactoryConfig, String> {
-        let shown = path.display();
-        let file: ConfigFile = toml::from_str(text)
-            .map_err(|e| crate::util::toml_error(&shown.to_string(), text, &e))?;
+    pub fn parse(text: &str, path: &Path) -> Result<FactoryConfig, InputError> {
+        let shown = path.display().to_string();
+        let file: ConfigFile =
+            toml::from_str(text).map_err(|e| InputError::from_toml(&shown, text, &e))?;
 
         let base = path.parent().unwrap_or(Path::new("."));
         let abs = |p: &Path| -> PathBuf {
@@ -190,7 +195,12 @@ impl FactoryConfig {
                 base.join(p)
             }
         };
-        let bad = |field: &str, why: String| format!("{shown}: field `{field}`: {why}");
+        let bad = |field: &str, why: String| InputError {
+            origin: shown.clone(),
+            at: None,
+            field: Some(field.to_string()),
+            message: why,
+        };
         let source = match (&file.pool.manifest, &file.pool.generate) {
             (Some(m), None) => PoolSource::Manifest(abs(m)),
             (None, Some(g)) => PoolSource::Generate {
@@ -276,7 +286,7 @@ impl FactoryConfig {
         };
         let duration = |field: &str, v: &Option<String>, default: u64| match v {
             None => Ok(Duration::from_millis(default)),
-            Some(s) => crate::util::parse_timeout(s).map_err(|e| bad(field, e)),
+            Some(s) => crate::units::parse_timeout(s).map_err(|e| bad(field, e.to_string())),
         };
         let policy = Policy {
             steps,
@@ -369,19 +379,27 @@ port = "usb:10c4:ea60"
     #[test]
     fn errors_name_the_file_and_field() {
         let text = GOOD.replace("steps = \"flash\"", "steps = \"paint\"");
-        let e = FactoryConfig::parse(&text, Path::new("f.toml")).unwrap_err();
+        let e = FactoryConfig::parse(&text, Path::new("f.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("f.toml: field `policy.steps`: `paint`"),
             "{e}"
         );
         let text = GOOD.replace("name = \"s2\"", "name = \"s1\"");
-        let e = FactoryConfig::parse(&text, Path::new("f.toml")).unwrap_err();
+        let e = FactoryConfig::parse(&text, Path::new("f.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`s1` is used twice"), "{e}");
         let text = GOOD.replace("poll = \"50ms\"", "poll = 5");
-        let e = FactoryConfig::parse(&text, Path::new("f.toml")).unwrap_err();
+        let e = FactoryConfig::parse(&text, Path::new("f.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("f.toml:12:8: field `poll`:"), "{e}");
         let text = GOOD.replace("ca = \"pool/ca.pem\"\n", "");
-        let e = FactoryConfig::parse(&text, Path::new("f.toml")).unwrap_err();
+        let e = FactoryConfig::parse(&text, Path::new("f.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("field `pool.ca`"), "{e}");
     }
 }

@@ -175,7 +175,7 @@ impl JsonLines {
             return;
         };
         let line = Line {
-            t: crate::util::utc_millis(),
+            t: crate::factory::utc_millis(),
             station,
             event,
         };

@@ -211,7 +211,7 @@ pub struct SqliteJournal {
     conn: Mutex<Connection>,
 }
 
-use crate::util::utc_millis as now;
+use crate::factory::utc_millis as now;
 
 impl SqliteJournal {
     /// Opens (creating if needed) the journal at `path`.

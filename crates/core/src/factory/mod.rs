@@ -19,10 +19,10 @@ pub mod station;
 
 use std::sync::Arc;
 
-use crate::exit::{Code, Failure};
-use crate::job::{Job, JobSettings};
+use crate::error::{Code, Failure};
 use crate::pki::check::Target;
 use crate::profile::{Profile, Template};
+use crate::provision::job::{Job, JobSettings};
 use config::{FactoryConfig, PoolSource};
 use events::{Event, Observer};
 use journal::{Journal, SqliteJournal};
@@ -58,13 +58,13 @@ pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, 
     defaults
         .entry("mqtt.client_id".into())
         .or_insert_with(|| "{thing_name}".into());
-    let job = Job::build(&job_args, &defaults).map_err(Failure::usage)?;
+    let job = Job::build(&job_args, &defaults)?;
     // Everything a unit will need is checked before the first unit is touched.
     let goal = match config.policy.steps {
         config::Steps::Flash => crate::provision::Goal::Flash,
         config::Steps::Connect | config::Steps::Provision => crate::provision::Goal::Provision,
     };
-    crate::provision::check_job(&job, &profile, goal, &["thing_name"])?;
+    crate::provision::check::job(&job, &profile, goal, &["thing_name"])?;
     let ca_bytes = std::fs::read(&config.pool.ca).map_err(|e| {
         Failure::usage(format!(
             "{}: field `pool.ca`: {}: cannot read it: {e}",
@@ -234,4 +234,14 @@ pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, 
         Some(f) => Err(f),
         None => Ok(summary),
     }
+}
+
+/// Now, UTC, as `2026-11-22T23:17:31.565Z`: how journals and events stamp what happened.
+pub fn utc_millis() -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .unwrap_or_default()
 }

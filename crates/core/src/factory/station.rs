@@ -14,13 +14,13 @@ use super::events::{Event, Observer, UnitProgress, Verdict as VerdictEvent};
 use super::journal::{AllocateError, Allocation, Fate, Journal, Outcome, PoolRecord, UnitIdentity};
 use super::pool;
 use crate::at::{Command, Status};
-use crate::exit::{Code, Failure};
-use crate::job::Job;
+use crate::error::{Code, Failure};
 use crate::link::{Link, PortArgs};
 use crate::pki::Credentials;
 use crate::pki::check::Target;
 use crate::port::{Flow, Lines, Selector, list_ports, matching_usb};
 use crate::profile::{Profile, Template, Vars};
+use crate::provision::job::Job;
 use crate::provision::{Provisioning, Silent, Stage};
 
 /// Where credentials come from, loaded once.

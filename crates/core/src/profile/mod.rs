@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use template::{Condition, Pattern, Template, Value, Vars};
+pub use template::{Condition, Pattern, Template, TemplateError, Value, Vars};
 
 /// The built-in profiles: name and TOML text.
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -360,7 +360,7 @@ pub struct Dur(pub Duration);
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        crate::util::parse_duration(&s)
+        crate::units::parse_duration(&s)
             .map(Dur)
             .map_err(serde::de::Error::custom)
     }
@@ -372,16 +372,16 @@ impl<'de> Deserialize<'de> for Dur {
 pub struct DurSpec(pub Template);
 
 impl DurSpec {
-    pub fn parse(s: &str) -> Result<DurSpec, String> {
+    pub fn parse(s: &str) -> Result<DurSpec, TemplateError> {
         let t = Template::parse(s)?;
         if t.variables().next().is_none() {
-            crate::util::parse_duration(s)?;
+            crate::units::parse_duration(s)?;
         }
         Ok(DurSpec(t))
     }
 
-    pub fn resolve(&self, vars: &Vars) -> Result<Duration, String> {
-        crate::util::parse_duration(&self.0.render(vars)?.text)
+    pub fn resolve(&self, vars: &Vars) -> Result<Duration, TemplateError> {
+        Ok(crate::units::parse_duration(&self.0.render(vars)?.text)?)
     }
 }
 
@@ -429,8 +429,9 @@ impl Profile {
 
     /// Parses profile text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Profile, ProfileError> {
-        let profile: Profile = toml::from_str(text)
-            .map_err(|e| ProfileError(crate::util::toml_error(origin, text, &e)))?;
+        let profile: Profile = toml::from_str(text).map_err(|e| {
+            ProfileError(crate::error::InputError::from_toml(origin, text, &e).to_string())
+        })?;
         profile
             .validate()
             .map_err(|m| ProfileError(format!("{origin}: {m}")))?;
@@ -440,14 +441,14 @@ impl Profile {
     /// Checks what serde cannot: every variable a step uses is a job variable, a default, or
     /// captured by an earlier flow.
     fn validate(&self) -> Result<(), String> {
-        crate::util::parse_baud(&self.serial.baud.to_string())
+        crate::units::parse_baud(&self.serial.baud.to_string())
             .map_err(|e| format!("[serial] baud: {e}"))?;
         if self.serial.timeout.0.is_zero() {
             return Err(
                 "[serial] timeout: a timeout of 0 can never be met; give at least 1ms".into(),
             );
         }
-        let mut known: Vec<String> = crate::job::VARIABLES
+        let mut known: Vec<String> = crate::provision::job::VARIABLES
             .iter()
             .map(|s| s.to_string())
             .collect();

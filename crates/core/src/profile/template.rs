@@ -126,9 +126,27 @@ pub struct Rendered {
     pub secret: bool,
 }
 
+/// Why a template, a capture pattern, a condition or a duration could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// The text is not a valid template or pattern: what is wrong and where.
+    #[error("{0}")]
+    Syntax(String),
+    /// A variable it uses has no value.
+    #[error("variable `{0}` is not set")]
+    Unset(String),
+    /// It rendered to something that is not a valid value (a duration).
+    #[error(transparent)]
+    Value(#[from] crate::units::ValueError),
+}
+
+fn syntax(message: String) -> TemplateError {
+    TemplateError::Syntax(message)
+}
+
 impl Template {
     /// Parses a template; the error says what is wrong and where in the text.
-    pub fn parse(source: &str) -> Result<Template, String> {
+    pub fn parse(source: &str) -> Result<Template, TemplateError> {
         let mut pieces = Vec::new();
         let mut text = String::new();
         let mut chars = source.char_indices().peekable();
@@ -144,9 +162,9 @@ impl Template {
                 }
                 '{' => {
                     let rest = &source[i + 1..];
-                    let end = rest
-                        .find('}')
-                        .ok_or_else(|| format!("`{{` at byte {i} is never closed by `}}`"))?;
+                    let end = rest.find('}').ok_or_else(|| {
+                        syntax(format!("`{{` at byte {i} is never closed by `}}`"))
+                    })?;
                     let inner = &rest[..end];
                     for _ in 0..=inner.chars().count() {
                         chars.next();
@@ -156,7 +174,11 @@ impl Template {
                     }
                     pieces.push(parse_var(inner)?);
                 }
-                '}' => return Err(format!("stray `}}` at byte {i} (write `}}}}` for a brace)")),
+                '}' => {
+                    return Err(syntax(format!(
+                        "stray `}}` at byte {i} (write `}}}}` for a brace)"
+                    )));
+                }
                 c => text.push(c),
             }
         }
@@ -182,7 +204,7 @@ impl Template {
     }
 
     /// Renders with `vars`; an unset variable is an error naming it.
-    pub fn render(&self, vars: &Vars) -> Result<Rendered, String> {
+    pub fn render(&self, vars: &Vars) -> Result<Rendered, TemplateError> {
         let mut out = Rendered {
             text: String::new(),
             shown: String::new(),
@@ -197,7 +219,7 @@ impl Template {
                 Piece::Var { name, filters } => {
                     let value = vars
                         .get(name)
-                        .ok_or_else(|| format!("variable `{name}` is not set"))?;
+                        .ok_or_else(|| TemplateError::Unset(name.clone()))?;
                     let text = apply(value, filters);
                     // Lengths and counts of a secret give nothing away.
                     let reveals = !filters
@@ -231,7 +253,7 @@ impl Template {
     }
 }
 
-fn parse_var(inner: &str) -> Result<Piece, String> {
+fn parse_var(inner: &str) -> Result<Piece, TemplateError> {
     let mut parts = inner.split('|');
     let name = parts.next().unwrap_or("").trim();
     if name.is_empty()
@@ -239,9 +261,9 @@ fn parse_var(inner: &str) -> Result<Piece, String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
     {
-        return Err(format!(
+        return Err(syntax(format!(
             "`{{{inner}}}`: a variable name is letters, digits, `_`, `-` and `.`"
-        ));
+        )));
     }
     let filters = parts
         .map(|f| {
@@ -249,7 +271,7 @@ fn parse_var(inner: &str) -> Result<Piece, String> {
             Ok(match f.split_once(':') {
                 Some(("short", n)) => Filter::Short(
                     n.parse()
-                        .map_err(|_| format!("`{f}`: short takes a number of bytes"))?,
+                        .map_err(|_| syntax(format!("`{f}`: short takes a number of bytes")))?,
                 ),
                 _ => match f {
                     "q" => Filter::Quote,
@@ -261,14 +283,14 @@ fn parse_var(inner: &str) -> Result<Piece, String> {
                     "lower" => Filter::Lower,
                     "nocolon" => Filter::NoColon,
                     _ => {
-                        return Err(format!(
+                        return Err(syntax(format!(
                             "unknown filter `{f}` (known: q, qs, len, short:N, count, qlist, upper, lower, nocolon)"
-                        ));
+                        )));
                     }
                 },
             })
         })
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect::<Result<Vec<_>, TemplateError>>()?;
     Ok(Piece::Var {
         name: name.to_string(),
         filters,
@@ -333,7 +355,7 @@ pub struct Pattern {
 }
 
 impl Pattern {
-    pub fn parse(source: &str) -> Result<Pattern, String> {
+    pub fn parse(source: &str) -> Result<Pattern, TemplateError> {
         let mut head = None;
         let mut holes = Vec::new();
         let mut rest = source;
@@ -350,7 +372,7 @@ impl Pattern {
                     let after = &rest[i + 1..];
                     let end = after
                         .find('}')
-                        .ok_or_else(|| format!("`{{` at byte {i} is never closed"))?;
+                        .ok_or_else(|| syntax(format!("`{{` at byte {i} is never closed")))?;
                     let name = after[..end].trim();
                     let name = match name {
                         "" | "_" => None,
@@ -360,16 +382,16 @@ impl Pattern {
                         {
                             Some(n.to_string())
                         }
-                        n => return Err(format!("`{{{n}}}` is not a variable name")),
+                        n => return Err(syntax(format!("`{{{n}}}` is not a variable name"))),
                     };
                     match pending.take() {
                         None => head = Some(std::mem::take(&mut literal)),
                         Some(prev) => {
                             if literal.is_empty() {
-                                return Err(
+                                return Err(syntax(
                                     "two holes need text between them to know where one ends"
                                         .into(),
-                                );
+                                ));
                             }
                             holes.push((prev, std::mem::take(&mut literal)));
                         }
@@ -427,37 +449,27 @@ impl Pattern {
 pub struct Condition(pub Template);
 
 impl Condition {
-    pub fn parse(source: &str) -> Result<Condition, String> {
+    pub fn parse(source: &str) -> Result<Condition, TemplateError> {
         Template::parse(source).map(Condition)
     }
 
-    pub fn eval(&self, vars: &Vars) -> Result<bool, String> {
+    pub fn eval(&self, vars: &Vars) -> Result<bool, TemplateError> {
         let text = self.0.render(vars)?.text;
-        eval(&text)
+        Ok(eval(&text))
     }
 }
 
-fn eval(text: &str) -> Result<bool, String> {
+fn eval(text: &str) -> bool {
     if text.contains("||") {
-        for part in text.split("||") {
-            if eval(part)? {
-                return Ok(true);
-            }
-        }
-        return Ok(false);
+        return text.split("||").any(eval);
     }
     if text.contains("&&") {
-        for part in text.split("&&") {
-            if !eval(part)? {
-                return Ok(false);
-            }
-        }
-        return Ok(true);
+        return text.split("&&").all(eval);
     }
     for op in [">=", "<=", "==", "!=", ">", "<"] {
         if let Some((a, b)) = text.split_once(op) {
             let (a, b) = (a.trim(), b.trim());
-            return Ok(match (a.parse::<f64>(), b.parse::<f64>()) {
+            return match (a.parse::<f64>(), b.parse::<f64>()) {
                 (Ok(x), Ok(y)) => match op {
                     ">=" => x >= y,
                     "<=" => x <= y,
@@ -472,11 +484,11 @@ fn eval(text: &str) -> Result<bool, String> {
                     // Not a number (nothing captured yet): the condition does not hold.
                     _ => false,
                 },
-            });
+            };
         }
     }
     let t = text.trim();
-    Ok(!(t.is_empty() || t == "0" || t.eq_ignore_ascii_case("false")))
+    !(t.is_empty() || t == "0" || t.eq_ignore_ascii_case("false"))
 }
 
 #[cfg(test)]
@@ -511,9 +523,15 @@ mod tests {
                 .unwrap()
                 .render(&vars())
                 .unwrap_err()
+                .to_string()
                 .contains("`nope`")
         );
-        assert!(Template::parse("{a|zap}").unwrap_err().contains("zap"));
+        assert!(
+            Template::parse("{a|zap}")
+                .unwrap_err()
+                .to_string()
+                .contains("zap")
+        );
         assert!(Template::parse("{a").is_err());
         assert!(Template::parse("a}").is_err());
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::{ItemReport, StoreInfo, mismatch, must};
 use crate::at::{Command, Engine};
-use crate::exit::{Code, Failure};
+use crate::error::{Code, Failure};
 use crate::pki::Credentials;
 use crate::pki::atpki::{self, ItemType};
 use crate::profile::Store;
@@ -164,7 +164,7 @@ pub async fn erase(engine: &Engine, info: &StoreInfo, slots: &[&str]) -> Result<
             // Erasing a key that is not there answers ERROR: what matters is the read-back.
             if !resp.is_ok() && !matches!(resp.status, crate::at::Status::Error { .. }) {
                 return Err(Failure::new(
-                    crate::exit::code_for_status(&resp.status),
+                    crate::error::code_for_status(&resp.status),
                     format!("erase {slot}: {}", resp.summary()),
                 ));
             }
@@ -193,7 +193,7 @@ async fn read_nvs(engine: &Engine, slot: &str, secret: bool) -> Result<Option<Ve
         // Absent key: ERROR.
         crate::at::Status::Error { .. } => Ok(None),
         _ => Err(Failure::new(
-            crate::exit::code_for_status(&resp.status),
+            crate::error::code_for_status(&resp.status),
             format!("read {slot}: {}", resp.summary()),
         )),
     }

@@ -6,7 +6,7 @@
 
 use super::{ItemReport, must};
 use crate::at::{Command, Engine};
-use crate::exit::{Code, Failure};
+use crate::error::{Code, Failure};
 use crate::pki::Credentials;
 use crate::profile::Store;
 

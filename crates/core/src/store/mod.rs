@@ -7,7 +7,7 @@ pub mod luat;
 pub mod quectel;
 
 use crate::at::{Command, Engine, Response};
-use crate::exit::{Code, Failure};
+use crate::error::{Code, Failure};
 use crate::pki::Credentials;
 use crate::profile::{Store, StoreKind};
 
@@ -94,7 +94,7 @@ pub(crate) async fn must(engine: &Engine, cmd: Command, what: &str) -> Result<Re
     if resp.is_ok() {
         return Ok(resp);
     }
-    let code = crate::exit::code_for_status(&resp.status);
+    let code = crate::error::code_for_status(&resp.status);
     let advice = match code {
         Code::ModuleReset => {
             "; the store may hold a partial write: run flash again (it rewrites and verifies)"

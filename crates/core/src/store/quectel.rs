@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::{ItemReport, StoreInfo, must};
 use crate::at::{Command, Engine};
-use crate::exit::{Code, Failure};
+use crate::error::{Code, Failure};
 use crate::pki::Credentials;
 use crate::pki::checksum::qfupl_checksum;
 use crate::profile::Store;
@@ -92,7 +92,7 @@ async fn delete(engine: &Engine, file: &str) -> Result<(), Failure> {
         return Ok(());
     }
     Err(Failure::new(
-        crate::exit::code_for_status(&resp.status),
+        crate::error::code_for_status(&resp.status),
         format!("deleting {file}: {}", resp.summary()),
     ))
 }
@@ -121,7 +121,7 @@ async fn upload(engine: &Engine, file: &str, bytes: &[u8], secret: bool) -> Resu
         }
         if !resp.is_ok() {
             return Err(Failure::new(
-                crate::exit::code_for_status(&resp.status),
+                crate::error::code_for_status(&resp.status),
                 format!(
                     "uploading {file}: {}; the file may be partial: run flash again",
                     resp.summary()

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use crate::at::command::{Command, PromptKind};
 use crate::at::session::RxClass;
 use crate::at::{Engine, EngineConfig, Status, TraceEvent};
-use crate::exit::Failure;
+use crate::error::Failure;
 use crate::transcript::{Entry, ParseError, Transcript};
 
 /// What the fake device expects from the host next, and what it answers.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
 use crate::at::{Command, Engine, Response, Status, Urc};
-use crate::exit::{Code, Failure};
+use crate::error::{Code, Failure};
 use crate::profile::{Action, FailKind, Profile, Step, Vars};
 
 /// A module being worked on: its engine, its profile and the variables gathered so far.
@@ -255,8 +255,8 @@ impl Device {
     }
 
     /// A step that cannot run because a value is missing or malformed.
-    fn bad(&self, step: &Step, e: &str) -> Failure {
-        let hint = if e.contains("is not set") {
+    fn bad(&self, step: &Step, e: &crate::profile::TemplateError) -> Failure {
+        let hint = if matches!(e, crate::profile::TemplateError::Unset(_)) {
             " (give it in the job file, a flag or --set)"
         } else {
             ""

@@ -1,5 +1,7 @@
-//! The exit-code table and the error type every command returns. The README's table is
-//! checked against [`Code::ALL`] by a test, so the two cannot drift apart.
+//! Errors: the exit-code table ([`Code`], checked against the README's table by a test), the
+//! one-line [`Failure`] every job and command ends with, the [`InputError`] of a file a person
+//! wrote (`file:line:column: field: problem`), and the one place where each area's typed error
+//! is mapped to its exit code (the `From` impls below).
 
 use std::fmt;
 
@@ -159,5 +161,93 @@ pub fn code_for_status(status: &crate::at::Status) -> Code {
         S::Error { .. } | S::Busy => Code::AtError,
         S::Timeout { .. } => Code::NoAnswer,
         S::Reset => Code::ModuleReset,
+    }
+}
+
+/// A problem in a file a person wrote (a profile, a job, a factory config), located.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}{at}: {field}{message}", at = self.position(), field = self.field_prefix())]
+pub struct InputError {
+    /// How the file is named (`job file unit.toml`, `built-in profile esp32-at`).
+    pub origin: String,
+    /// 1-based line and column (in characters), when known.
+    pub at: Option<(usize, usize)>,
+    /// The field at fault, when known.
+    pub field: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl InputError {
+    /// A problem with no position.
+    pub fn new(origin: impl Into<String>, message: impl Into<String>) -> InputError {
+        InputError {
+            origin: origin.into(),
+            at: None,
+            field: None,
+            message: message.into(),
+        }
+    }
+
+    /// A TOML parse or schema error of `text`, located from its span.
+    pub fn from_toml(origin: &str, text: &str, e: &toml::de::Error) -> InputError {
+        let message = e.message().trim().replace('\n', " ");
+        let Some((line, column)) = toml_location(text, e) else {
+            return InputError::new(origin, message);
+        };
+        let line_text = text.lines().nth(line - 1).unwrap_or("");
+        let field = line_text
+            .split_once('=')
+            .map(|(k, _)| k.trim())
+            .filter(|k| {
+                !k.is_empty() && !k.starts_with('[') && !message.contains(&format!("`{k}`"))
+            })
+            .map(str::to_string);
+        InputError {
+            origin: origin.to_string(),
+            at: Some((line, column)),
+            field,
+            message,
+        }
+    }
+
+    fn position(&self) -> String {
+        self.at
+            .map(|(l, c)| format!(":{l}:{c}"))
+            .unwrap_or_default()
+    }
+
+    fn field_prefix(&self) -> String {
+        self.field
+            .as_ref()
+            .map(|f| format!("field `{f}`: "))
+            .unwrap_or_default()
+    }
+}
+
+/// Line and column (1-based, columns in characters) of a TOML error, from its span.
+pub fn toml_location(text: &str, e: &toml::de::Error) -> Option<(usize, usize)> {
+    let span = e.span()?;
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    Some((line, before[line_start..].chars().count() + 1))
+}
+
+impl From<InputError> for Failure {
+    fn from(e: InputError) -> Failure {
+        Failure::usage(e.to_string())
+    }
+}
+
+impl From<crate::units::ValueError> for Failure {
+    fn from(e: crate::units::ValueError) -> Failure {
+        Failure::usage(e.to_string())
+    }
+}
+
+impl From<crate::provision::job::JobError> for Failure {
+    fn from(e: crate::provision::job::JobError) -> Failure {
+        Failure::usage(e.to_string())
     }
 }

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::profile::{Template, Value, Vars};
+use crate::error::InputError;
+use crate::profile::{Template, TemplateError, Value, Vars};
 
 /// Every variable a job defines; profiles may use these and what their steps capture.
 pub const VARIABLES: &[&str] = &[
@@ -43,6 +44,43 @@ pub const VARIABLES: &[&str] = &[
     "aliyun.needs_registration",
     "aliyun.secret_file",
 ];
+
+/// Why a job cannot be built; each says which file, flag or field is at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    /// The job file cannot be read, does not parse, or one of its fields is wrong.
+    #[error(transparent)]
+    File(#[from] InputError),
+    /// A `--set` that is not `NAME=VALUE`, or names no job variable.
+    #[error("--set {0}")]
+    Set(String),
+    /// A secret (password, device or product secret) could not be read.
+    #[error("{what}: {why}")]
+    Secret {
+        /// Which secret.
+        what: String,
+        /// Why not.
+        why: String,
+    },
+    /// A job value is not a valid template.
+    #[error("job value {name} = {text:?}: {error}")]
+    Value {
+        /// The variable.
+        name: String,
+        /// What was written.
+        text: String,
+        /// What is wrong with it.
+        error: TemplateError,
+    },
+    /// The `[aliyun]` section is inconsistent.
+    #[error("job file [aliyun] {0}")]
+    Aliyun(String),
+    /// A job that writes credentials names none (or not all three).
+    #[error(
+        "credentials missing: give {0} (flags --ca/--cert/--key or [credentials] in the job file)"
+    )]
+    MissingCredentials(String),
+}
 
 /// Where a registered device's secret is kept unless the job says: next to the job file.
 const DEFAULT_SECRET_FILE: &str = "aliyun-{unit_id}.secret";
@@ -234,7 +272,7 @@ impl std::fmt::Debug for AliyunSignIn {
 
 impl Job {
     /// Merges profile defaults, the job file and flags. Errors name the file or flag.
-    pub fn build(args: &JobSettings, defaults: &BTreeMap<String, String>) -> Result<Job, String> {
+    pub fn build(args: &JobSettings, defaults: &BTreeMap<String, String>) -> Result<Job, JobError> {
         let file = match &args.job {
             Some(path) => load_file(path)?,
             None => JobFile::default(),
@@ -276,13 +314,13 @@ impl Job {
         for s in &args.sets {
             let (k, v) = s
                 .split_once('=')
-                .ok_or_else(|| format!("--set {s}: write NAME=VALUE"))?;
+                .ok_or_else(|| JobError::Set(format!("{s}: write NAME=VALUE")))?;
             let k = k.trim();
             if !(VARIABLES.contains(&k) || defaults.contains_key(k)) || k.ends_with("password") {
-                return Err(format!(
-                    "--set {k}: not a job variable (passwords come from --wifi-password-env/-file or the job file); known: {}",
+                return Err(JobError::Set(format!(
+                    "{k}: not a job variable (passwords come from --wifi-password-env/-file or the job file); known: {}",
                     VARIABLES.join(", ")
-                ));
+                )));
             }
             put(k, Some(v.to_string()));
         }
@@ -320,7 +358,11 @@ impl Job {
         lists.insert("mqtt.alpn".to_string(), alpn);
         for (k, (v, secret)) in &t {
             if !secret {
-                Template::parse(v).map_err(|e| format!("job value {k} = {v:?}: {e}"))?;
+                Template::parse(v).map_err(|error| JobError::Value {
+                    name: k.clone(),
+                    text: v.clone(),
+                    error,
+                })?;
             }
         }
         let credentials = CredentialPaths {
@@ -345,18 +387,17 @@ impl Job {
     }
 
     /// The credential paths, or one line saying which is missing.
-    pub fn credential_paths(&self) -> Result<(&Path, &Path, &Path), String> {
+    pub fn credential_paths(&self) -> Result<(&Path, &Path, &Path), JobError> {
         let c = &self.credentials;
         match (&c.ca, &c.cert, &c.key) {
             (Some(a), Some(b), Some(k)) => Ok((a, b, k)),
-            _ => Err(format!(
-                "credentials missing: give {} (flags --ca/--cert/--key or [credentials] in the job file)",
+            _ => Err(JobError::MissingCredentials(
                 [("ca", &c.ca), ("cert", &c.cert), ("key", &c.key)]
                     .iter()
                     .filter(|(_, p)| p.is_none())
                     .map(|(n, _)| *n)
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
             )),
         }
     }
@@ -513,26 +554,26 @@ fn apply_aliyun(a: &AliyunSignIn, vars: &mut Vars) {
     vars.set("mqtt.password", Value::secret(s.password));
 }
 
-fn aliyun_sign_in(a: &Aliyun) -> Result<AliyunSignIn, String> {
+fn aliyun_sign_in(a: &Aliyun) -> Result<AliyunSignIn, JobError> {
     use crate::cloud::aliyun::Method;
     let method = match a.method.as_deref() {
         None => Method::Hmacmd5,
         Some(m) => Method::parse(m).ok_or_else(|| {
-            format!("job file [aliyun] method `{m}`: use hmacmd5, hmacsha1 or hmacsha256")
+            JobError::Aliyun(format!("method `{m}`: use hmacmd5, hmacsha1 or hmacsha256"))
         })?,
     };
     let securemode = a.securemode.unwrap_or(2);
     if !(2..=3).contains(&securemode) {
-        return Err(format!(
-            "job file [aliyun] securemode {securemode}: use 2 (TLS) or 3 (TCP)"
-        ));
+        return Err(JobError::Aliyun(format!(
+            "securemode {securemode}: use 2 (TLS) or 3 (TCP)"
+        )));
     }
     for (field, t) in [
         ("device_name", Some(&a.device_name)),
         ("client_id", a.client_id.as_ref()),
     ] {
         if let Some(t) = t {
-            Template::parse(t).map_err(|e| format!("job file [aliyun] {field} = {t:?}: {e}"))?;
+            Template::parse(t).map_err(|e| JobError::Aliyun(format!("{field} = {t:?}: {e}")))?;
         }
     }
     let device_secret = secret(
@@ -553,14 +594,14 @@ fn aliyun_sign_in(a: &Aliyun) -> Result<AliyunSignIn, String> {
                 "ATPROV_PRODUCT_SECRET",
             )?
             .ok_or_else(|| {
-                "job file [aliyun] register needs the product secret: product_secret_env, product_secret_file or ATPROV_PRODUCT_SECRET".to_string()
+                JobError::Aliyun("register needs the product secret: product_secret_env, product_secret_file or ATPROV_PRODUCT_SECRET".to_string())
             })?;
             let secret_file = a
                 .secret_file
                 .clone()
                 .unwrap_or_else(|| DEFAULT_SECRET_FILE.into());
             Template::parse(&secret_file)
-                .map_err(|e| format!("job file [aliyun] secret_file = {secret_file:?}: {e}"))?;
+                .map_err(|e| JobError::Aliyun(format!("secret_file = {secret_file:?}: {e}")))?;
             Some(AliyunRegistration {
                 product_secret,
                 secret_file,
@@ -568,13 +609,13 @@ fn aliyun_sign_in(a: &Aliyun) -> Result<AliyunSignIn, String> {
             })
         }
         Some(other) => {
-            return Err(format!(
-                "job file [aliyun] register = {other:?}: use \"https\" or \"mqtt\" (one type, one secret; the profile's [[register]] steps use one of them)"
-            ));
+            return Err(JobError::Aliyun(format!(
+                "register = {other:?}: use \"https\" or \"mqtt\" (one type, one secret; the profile's [[register]] steps use one of them)"
+            )));
         }
     };
     if device_secret.is_none() && registration.is_none() {
-        return Err("job file [aliyun]: the device secret is missing: device_secret_env, device_secret_file or ATPROV_DEVICE_SECRET (or register = \"https\" with the product secret)".into());
+        return Err(JobError::Aliyun("the device secret is missing: device_secret_env, device_secret_file or ATPROV_DEVICE_SECRET (or register = \"https\" with the product secret)".into()));
     }
     Ok(AliyunSignIn {
         product_key: a.product_key.clone(),
@@ -585,9 +626,9 @@ fn aliyun_sign_in(a: &Aliyun) -> Result<AliyunSignIn, String> {
             None => None,
             Some("https") => Some(a.region.clone().unwrap_or_else(|| "cn-shanghai".into())),
             Some(other) => {
-                return Err(format!(
-                    "job file [aliyun] auth = {other:?}: use \"https\" (iotId/iotToken), or leave it out for a signed MQTT password"
-                ));
+                return Err(JobError::Aliyun(format!(
+                    "auth = {other:?}: use \"https\" (iotId/iotToken), or leave it out for a signed MQTT password"
+                )));
             }
         },
         registration,
@@ -598,11 +639,12 @@ fn aliyun_sign_in(a: &Aliyun) -> Result<AliyunSignIn, String> {
 
 /// Reads a job file. Relative paths in it are relative to the file's folder, so a job works
 /// from wherever atprov is started (flags stay relative to the working directory).
-fn load_file(path: &Path) -> Result<JobFile, String> {
+fn load_file(path: &Path) -> Result<JobFile, JobError> {
+    let origin = format!("job file {}", path.display());
     let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("job file {}: cannot read it: {e}", path.display()))?;
-    let mut file: JobFile = toml::from_str(&text)
-        .map_err(|e| crate::util::toml_error(&format!("job file {}", path.display()), &text, &e))?;
+        .map_err(|e| InputError::new(&origin, format!("cannot read it: {e}")))?;
+    let mut file: JobFile =
+        toml::from_str(&text).map_err(|e| InputError::from_toml(&origin, &text, &e))?;
     let base = path.parent().unwrap_or(Path::new(""));
     let rebase = |p: &mut Option<PathBuf>| {
         if let Some(p) = p.as_mut().filter(|p| p.is_relative()) {
@@ -642,15 +684,21 @@ fn secret(
     file: Option<&Path>,
     inline: Option<String>,
     default_env: &str,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, JobError> {
+    let fail = |why: String| JobError::Secret {
+        what: what.to_string(),
+        why,
+    };
     if let Some(var) = env {
-        return std::env::var(var)
-            .map(Some)
-            .map_err(|_| format!("{what}: environment variable {var} is not set (or not UTF-8)"));
+        return std::env::var(var).map(Some).map_err(|_| {
+            fail(format!(
+                "environment variable {var} is not set (or not UTF-8)"
+            ))
+        });
     }
     if let Some(path) = file {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("{what}: cannot read {}: {e}", path.display()))?;
+            .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
         return Ok(Some(text.lines().next().unwrap_or("").to_string()));
     }
     if inline.is_some() {
@@ -692,7 +740,7 @@ mod tests {
         assert_eq!(password.as_text(), "0f655b12adf519b9a7a2b0a990f398b6");
 
         std::fs::write(&path, "[aliyun]\nproduct_key = \"pk\"\ndevice_name = \"dn\"\ndevice_secret = \"s\"\nmethod = \"md5\"\n").unwrap();
-        let e = Job::build(&args, &BTreeMap::new()).unwrap_err();
+        let e = Job::build(&args, &BTreeMap::new()).unwrap_err().to_string();
         assert!(e.contains("[aliyun] method `md5`"), "{e}");
     }
 
@@ -721,7 +769,7 @@ mod tests {
         assert!(vars.public().all(|(k, _)| k != "wifi.password"));
 
         std::fs::write(&path, "[wifi]\nsid = \"lab\"\n").unwrap();
-        let e = Job::build(&args, &BTreeMap::new()).unwrap_err();
+        let e = Job::build(&args, &BTreeMap::new()).unwrap_err().to_string();
         assert!(e.contains("job.toml:2:1") && e.contains("sid"), "{e}");
         let args = JobSettings {
             sets: vec!["wifi.password=x".into()],
@@ -730,6 +778,7 @@ mod tests {
         assert!(
             Job::build(&args, &BTreeMap::new())
                 .unwrap_err()
+                .to_string()
                 .contains("--set")
         );
     }

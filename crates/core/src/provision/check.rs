@@ -1,0 +1,201 @@
+//! Everything checked on the host before a module is touched: the credentials against the
+//! family's limits and their trust roles, the whole job against the profile (every variable a
+//! step will need, every duration), and, once identify ran, what the module reported against
+//! its grammar before it names a file.
+
+use super::job::Job;
+use super::{Goal, Stage};
+use crate::error::{Code, Failure};
+use crate::pki::Credentials;
+use crate::profile::{Profile, TemplateError, Value};
+
+/// Checks the whole job against the profile before any byte goes to a module: every variable
+/// the goal's steps use is set (or captured on the way), every duration parses, every job value
+/// renders. It renders the flows with placeholders for what the module will report; `preset`
+/// names variables the caller sets at run time (the factory's `thing_name`).
+pub fn job(job: &Job, profile: &Profile, goal: Goal, preset: &[&str]) -> Result<(), Failure> {
+    use crate::profile::{Action, Step, Vars};
+    let flows_of = |stage: Stage, vars: &Vars| -> Vec<(&'static str, &[Step])> {
+        match stage {
+            Stage::Init => vec![("init", profile.init.as_slice())],
+            Stage::Identify => vec![("identify", profile.identify.as_slice())],
+            Stage::Flash => vec![],
+            Stage::Register => {
+                let mut v = Vec::new();
+                if vars.text("aliyun.needs_registration") == "1" {
+                    v.push(("register", profile.register.as_slice()));
+                }
+                if vars.text("aliyun.needs_auth") == "1" {
+                    v.push(("auth", profile.auth.as_slice()));
+                }
+                v
+            }
+            Stage::Connect => vec![("connect", profile.connect.as_slice())],
+            Stage::Smoke => vec![("smoke", profile.smoke.as_slice())],
+            Stage::Cleanup => vec![("cleanup", profile.cleanup.as_slice())],
+        }
+    };
+    // What the module will report, and what atprov sets as it goes, as placeholders.
+    let mut vars = Vars::default();
+    let all = [
+        &profile.init,
+        &profile.identify,
+        &profile.register,
+        &profile.auth,
+        &profile.connect,
+        &profile.smoke,
+        &profile.cleanup,
+    ];
+    let mut later: Vec<String> = preset.iter().map(|s| s.to_string()).collect();
+    later.extend(["store", "smoke.payload"].map(String::from));
+    for step in all.into_iter().flatten() {
+        later.extend(
+            step.capture
+                .iter()
+                .flat_map(|p| p.names().map(str::to_string)),
+        );
+        later.extend(step.record_ms.clone());
+    }
+    for name in &later {
+        let placeholder = match name.as_str() {
+            "mac" => "24:0a:c4:00:00:00",
+            "imei" => "000000000000000",
+            "iccid" => "00000000000000000000",
+            "year" => "2026",
+            "store" => "mfg_nvs",
+            _ => "0",
+        };
+        vars.set_text(name.clone(), placeholder);
+    }
+    job.apply(&mut vars);
+    if let Some(line) = job.unrendered(&vars) {
+        return Err(Failure::usage(format!(
+            "{line}; nothing was sent to the module"
+        )));
+    }
+    for &stage in goal.stages() {
+        for (flow, steps) in flows_of(stage, &vars) {
+            for step in steps {
+                let at = |e: TemplateError| {
+                    let said = match e {
+                        TemplateError::Unset(name) => format!(
+                            "needs `{name}`, which the job does not set: give {}",
+                            crate::provision::job::how_to_set(&name)
+                        ),
+                        other => other.to_string(),
+                    };
+                    Failure::usage(format!(
+                        "[[{flow}]] step `{}` of profile {}: {said}; nothing was sent to the module",
+                        step.name, profile.name
+                    ))
+                };
+                if let Some(cond) = &step.when {
+                    if !cond.eval(&vars).map_err(at)? {
+                        continue;
+                    }
+                }
+                let mut templates = Vec::new();
+                match &step.action {
+                    Action::Send { line, payload } => {
+                        templates.push(line);
+                        templates.extend(payload);
+                    }
+                    Action::WaitUrc { prefix, payload } => {
+                        templates.push(prefix);
+                        templates.extend(payload);
+                    }
+                }
+                templates.extend(&step.expect);
+                for t in templates {
+                    t.render(&vars).map_err(at)?;
+                }
+                let durations = step
+                    .timeout
+                    .iter()
+                    .chain(step.poll.as_ref().and_then(|p| p.within.as_ref()));
+                for d in durations {
+                    d.resolve(&vars).map_err(|e| match e {
+                        TemplateError::Value(v) => at(TemplateError::Syntax(format!(
+                            "duration {}: {v}",
+                            d.0.source()
+                        ))),
+                        other => at(other),
+                    })?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks credentials on the host, before any module is touched, against the limits of the
+/// profile's module family (a Luat module takes RSA keys only) and, when the job names one, the
+/// CA that issued the device certificate.
+pub fn credentials(job: &Job, profile: &Profile) -> Result<Credentials, Failure> {
+    let (ca, cert, key) = job.credential_paths()?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let target = crate::pki::check::Target::of(profile.family);
+    let device_ca = job.credentials.device_ca.as_deref();
+    crate::pki::check::check(ca, cert, key, device_ca, Some(target), now).map_err(|problems| {
+        Failure::new(
+            Code::Credentials,
+            format!(
+                "{}{}; nothing was written to the module",
+                problems[0],
+                if problems.len() > 1 {
+                    format!(
+                        " (and {} more problems: run atprov pki check)",
+                        problems.len() - 1
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+        )
+    })
+}
+
+/// Checks what identify captured against its grammar before any of it names a file, a topic
+/// or a journal row: a module (or a garbled line) reporting `../../x` as its IMEI must not
+/// make atprov write outside the intended folder.
+pub(crate) fn identity(vars: &crate::profile::Vars) -> Result<(), Failure> {
+    let bad = |what: &str, value: &str, grammar: &str| {
+        Failure::new(
+            Code::AtError,
+            format!(
+                "identify: the module reported {what} `{}`, which is not {grammar}; check the firmware and the baud rate (nothing was written)",
+                value.escape_debug()
+            ),
+        )
+    };
+    if let Some(mac) = vars.get("mac").map(Value::as_text) {
+        let hex: String = mac.chars().filter(|c| *c != ':' && *c != '-').collect();
+        let separators_ok = mac.len() == 12 || mac.len() == 17;
+        if hex.len() != 12 || !separators_ok || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(bad("MAC address", &mac, "12 hexadecimal digits"));
+        }
+    }
+    if let Some(imei) = vars.get("imei").map(Value::as_text) {
+        if imei.len() != 15 || !imei.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad("IMEI", &imei, "15 digits"));
+        }
+    }
+    if let Some(iccid) = vars.get("iccid").map(Value::as_text) {
+        let ok = (18..=22).contains(&iccid.len())
+            && iccid
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'F' || b == b'f');
+        if !ok {
+            return Err(bad("ICCID", &iccid, "18 to 22 digits"));
+        }
+    }
+    if let Some(unit) = vars.get("unit_id").map(Value::as_text) {
+        crate::files::safe_component(&unit).map_err(|e| {
+            Failure::new(
+                Code::AtError,
+                format!("identify: the unit id {e}; check the job's unit_id template and what the module reported"),
+            )
+        })?;
+    }
+    Ok(())
+}

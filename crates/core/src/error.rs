@@ -251,3 +251,26 @@ impl From<crate::provision::job::JobError> for Failure {
         Failure::usage(e.to_string())
     }
 }
+
+impl From<crate::factory::pool::PoolError> for Failure {
+    fn from(e: crate::factory::pool::PoolError) -> Failure {
+        use crate::factory::pool::PoolError as P;
+        let code = match &e {
+            P::Manifest(_) => Code::Usage,
+            P::Credential(_) | P::Generate(_) => Code::Credentials,
+        };
+        Failure::new(code, e.to_string())
+    }
+}
+
+impl From<crate::cloud::CloudError> for Failure {
+    fn from(e: crate::cloud::CloudError) -> Failure {
+        Failure::usage(e.to_string())
+    }
+}
+
+impl From<crate::files::UnsafeName> for Failure {
+    fn from(e: crate::files::UnsafeName) -> Failure {
+        Failure::usage(e.to_string())
+    }
+}

@@ -108,9 +108,14 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
+/// A value that cannot name a file: it could reach outside the folder it is meant for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{}` cannot be part of a file name (no `/`, `\\`, `..` or control characters, 1 to 128 bytes)", .0.escape_debug())]
+pub struct UnsafeName(pub String);
+
 /// Checks that `value` (something a device or a template produced) can be one path component:
 /// not empty, no `/` or `\`, not `.` or `..`, no NUL or control characters, at most 128 bytes.
-pub fn safe_component(value: &str) -> Result<&str, String> {
+pub fn safe_component(value: &str) -> Result<&str, UnsafeName> {
     let bad = value.is_empty()
         || value == "."
         || value == ".."
@@ -119,10 +124,7 @@ pub fn safe_component(value: &str) -> Result<&str, String> {
             .chars()
             .any(|c| c == '/' || c == '\\' || c.is_control());
     if bad {
-        Err(format!(
-            "`{}` cannot be part of a file name (no `/`, `\\`, `..` or control characters, 1 to 128 bytes)",
-            value.escape_debug()
-        ))
+        Err(UnsafeName(value.to_string()))
     } else {
         Ok(value)
     }

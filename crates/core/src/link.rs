@@ -37,7 +37,7 @@ pub struct Link {
 
 impl PortArgs {
     pub fn selector(&self) -> Result<Selector, Failure> {
-        Selector::parse(&self.port).map_err(Failure::usage)
+        Ok(Selector::parse(&self.port)?)
     }
 
     /// Opens the port and starts the engine; `observer` also receives every trace event.

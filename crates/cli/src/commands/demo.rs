@@ -60,7 +60,8 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
 }
 
 async fn demo(dir: &Path, args: &DemoArgs) -> Result<(), Failure> {
-    let internal = |e: String| Failure::new(Code::Internal, e);
+    let internal =
+        |e: crate::pki::generate::GenerateError| Failure::new(Code::Internal, e.to_string());
     // The AWS shape: the module stores the root of the broker's certificate; the device
     // certificate comes from a separate issuing CA that only the broker trusts.
     let server_root = generate::ca("atprov demo server root", 30).map_err(internal)?;

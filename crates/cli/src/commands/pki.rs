@@ -170,7 +170,7 @@ pub fn run(args: PkiArgs) -> Result<(), Failure> {
                     }
                     Ok(())
                 }
-                Err(problems) => {
+                Err(crate::pki::check::Problems(problems)) => {
                     if json {
                         println!("{}", json!({"ok": false, "problems": problems}));
                     } else {

@@ -182,7 +182,7 @@ fn aliyun(a: AliyunArgs) -> Result<(), Failure> {
         device_name: &a.device_name,
     };
     let client_id = a.client_id.as_deref().unwrap_or(&a.device_name);
-    aliyun::check_parameters(&device, client_id).map_err(Failure::usage)?;
+    aliyun::check_parameters(&device, client_id)?;
     if let Some(mode) = a.register {
         let product_secret = secret(
             "product-secret",

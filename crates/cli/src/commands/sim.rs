@@ -180,7 +180,8 @@ async fn shutdown() {
 /// Makes `sim:NAME` ports open the built-in emulators in this process.
 pub fn register_ports() {
     crate::port::register_opener(|name| {
-        let port = crate::sim::open_in_process(name, &crate::sim::SimOptions::default())?;
+        let port = crate::sim::open_in_process(name, &crate::sim::SimOptions::default())
+            .map_err(crate::port::PortError::BadSelector)?;
         Ok(Box::new(port))
     });
 }

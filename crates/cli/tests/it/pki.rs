@@ -236,14 +236,18 @@ fn expiry_and_not_yet_valid_are_caught_with_a_clock_hint() {
         pem("rsa_dev.key.pkcs1.pem"),
     );
     let year_2040 = 2_208_988_800;
-    let p = check(&ca, &cert, &key, None, None, year_2040).unwrap_err();
+    let p = check(&ca, &cert, &key, None, None, year_2040)
+        .unwrap_err()
+        .0;
     assert!(
         p.iter()
             .any(|l| l.contains("the device certificate expired on 2036-11-19")),
         "{p:?}"
     );
     let year_2020 = 1_577_836_800;
-    let p = check(&ca, &cert, &key, None, None, year_2020).unwrap_err();
+    let p = check(&ca, &cert, &key, None, None, year_2020)
+        .unwrap_err()
+        .0;
     assert!(
         p.iter()
             .any(|l| l.contains("not valid before") && l.contains("clock")),
@@ -262,7 +266,8 @@ fn module_limits_are_checked_for_a_profile() {
         Some(Target::Luat),
         now,
     )
-    .unwrap_err();
+    .unwrap_err()
+    .0;
     assert!(p[0].contains("RSA keys only"), "{p:?}");
     let tmp = tempfile::tempdir().unwrap();
     let big = tmp.path().join("bundle.pem");
@@ -276,7 +281,8 @@ fn module_limits_are_checked_for_a_profile() {
         Some(Target::EspAtLegacy),
         now,
     )
-    .unwrap_err();
+    .unwrap_err()
+    .0;
     assert!(
         p[0].contains("over the 8192 of a legacy ESP-AT partition"),
         "{p:?}"

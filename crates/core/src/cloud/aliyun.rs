@@ -88,7 +88,7 @@ pub struct MqttSignIn {
 }
 
 /// Problems with sign-in parameters, each naming the parameter.
-pub fn check_parameters(device: &Device, client_id: &str) -> Result<(), String> {
+pub fn check_parameters(device: &Device, client_id: &str) -> Result<(), super::CloudError> {
     let bad = |c: char| matches!(c, '|' | ',' | '&' | '"') || c.is_control();
     for (name, v) in [
         ("--product-key", device.product_key),
@@ -96,19 +96,19 @@ pub fn check_parameters(device: &Device, client_id: &str) -> Result<(), String> 
         ("--client-id", client_id),
     ] {
         if v.is_empty() {
-            return Err(format!("{name} is empty"));
+            return Err(super::CloudError::Parameter(format!("{name} is empty")));
         }
         if v.chars().any(bad) {
-            return Err(format!(
+            return Err(super::CloudError::Parameter(format!(
                 "{name} `{v}` contains | , & \" or a control character, which the platform's client id and username syntax cannot carry"
-            ));
+            )));
         }
     }
     if client_id.len() > 64 {
-        return Err(format!(
+        return Err(super::CloudError::Parameter(format!(
             "--client-id is {} characters; the platform allows at most 64",
             client_id.len()
-        ));
+        )));
     }
     Ok(())
 }
@@ -276,6 +276,7 @@ mod tests {
         assert!(
             check_parameters(&d, "c")
                 .unwrap_err()
+                .to_string()
                 .contains("--device-name")
         );
         let d = Device {
@@ -285,6 +286,7 @@ mod tests {
         assert!(
             check_parameters(&d, &"x".repeat(65))
                 .unwrap_err()
+                .to_string()
                 .contains("64")
         );
         assert!(check_parameters(&d, "ok").is_ok());

@@ -6,3 +6,15 @@
 
 pub mod aliyun;
 pub mod aws;
+
+/// A sign-in that cannot be computed: a parameter the platform's syntax cannot carry, or a
+/// key that cannot sign.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CloudError {
+    /// A parameter (named as its flag) the platform refuses.
+    #[error("{0}")]
+    Parameter(String),
+    /// A signing key that cannot make the signature asked for.
+    #[error("{0}")]
+    Key(String),
+}

@@ -317,7 +317,7 @@ impl FactoryConfig {
                 return Err(bad("station.name", format!("`{}` is used twice", s.name)));
             }
             crate::port::Selector::parse(&s.port)
-                .map_err(|e| bad(&format!("station `{}` port", s.name), e))?;
+                .map_err(|e| bad(&format!("station `{}` port", s.name), e.to_string()))?;
             stations.push(Station {
                 name: s.name.clone(),
                 port: s.port.clone(),

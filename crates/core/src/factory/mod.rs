@@ -93,7 +93,7 @@ pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, 
         .map_err(|e| Failure::new(Code::Journal, e.to_string()))?;
     let source = match &config.pool.source {
         PoolSource::Manifest(manifest) => {
-            let records = pool::load_manifest(manifest).map_err(Failure::usage)?;
+            let records = pool::load_manifest(manifest)?;
             journal
                 .register_pool(&records)
                 .map_err(|e| Failure::new(Code::Journal, e.to_string()))?;

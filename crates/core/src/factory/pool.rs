@@ -20,28 +20,42 @@ struct JsonEntry {
     key: PathBuf,
 }
 
+/// Why the pool cannot give a credential.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    /// The manifest cannot be read or has a bad line (the message names file and line).
+    #[error("pool manifest {0}")]
+    Manifest(String),
+    /// A credential of the pool fails its check or cannot be read.
+    #[error("{0}")]
+    Credential(String),
+    /// A certificate could not be generated or written.
+    #[error("generating a certificate: {0}")]
+    Generate(String),
+}
+
 /// Reads a manifest: CSV with the header `thing_name,certificate,key`, or a JSON array of
 /// `{"thing_name", "certificate", "key"}`. Paths are relative to the manifest. Each
 /// certificate is read to fingerprint it; keys are only checked to exist.
-pub fn load_manifest(path: &Path) -> Result<Vec<PoolRecord>, String> {
+pub fn load_manifest(path: &Path) -> Result<Vec<PoolRecord>, PoolError> {
     let shown = path.display();
     let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("pool manifest {shown}: cannot read it: {e}"))?;
+        .map_err(|e| PoolError::Manifest(format!("{shown}: cannot read it: {e}")))?;
     let base = path.parent().unwrap_or(Path::new("."));
     let entries: Vec<(usize, String, PathBuf, PathBuf)> = if text.trim_start().starts_with('[') {
-        let list: Vec<JsonEntry> =
-            serde_json::from_str(&text).map_err(|e| format!("pool manifest {shown}: {e}"))?;
+        let list: Vec<JsonEntry> = serde_json::from_str(&text)
+            .map_err(|e| PoolError::Manifest(format!("{shown}: {e}")))?;
         list.into_iter()
             .enumerate()
             .map(|(i, e)| (i + 1, e.thing_name, e.certificate, e.key))
             .collect()
     } else {
-        parse_csv(&text).map_err(|e| format!("pool manifest {shown}:{e}"))?
+        parse_csv(&text).map_err(|e| PoolError::Manifest(format!("{shown}:{e}")))?
     };
     let mut out = Vec::with_capacity(entries.len());
     let mut names = std::collections::HashSet::new();
     for (line, name, cert, key) in entries {
-        let at = |what: String| format!("pool manifest {shown}:{line}: {what}");
+        let at = |what: String| PoolError::Manifest(format!("{shown}:{line}: {what}"));
         if name.is_empty() {
             return Err(at("empty thing_name".into()));
         }
@@ -67,7 +81,9 @@ pub fn load_manifest(path: &Path) -> Result<Vec<PoolRecord>, String> {
         });
     }
     if out.is_empty() {
-        return Err(format!("pool manifest {shown}: no credentials listed"));
+        return Err(PoolError::Manifest(format!(
+            "{shown}: no credentials listed"
+        )));
     }
     Ok(out)
 }
@@ -111,15 +127,17 @@ pub fn load_credentials(
     ca: &(String, Vec<u8>),
     device_ca: Option<&(String, Vec<u8>)>,
     target: Option<Target>,
-) -> Result<Credentials, String> {
-    let read =
-        |p: &Path| std::fs::read(p).map_err(|e| format!("{}: cannot read it: {e}", p.display()));
+) -> Result<Credentials, PoolError> {
+    let read = |p: &Path| {
+        std::fs::read(p)
+            .map_err(|e| PoolError::Credential(format!("{}: cannot read it: {e}", p.display())))
+    };
     let cert = read(&record.cert)?;
     if sha256_hex(&cert) != record.cert_sha256 {
-        return Err(format!(
+        return Err(PoolError::Credential(format!(
             "{}: the certificate changed since it was registered",
             record.cert.display()
-        ));
+        )));
     }
     let key = read(&record.key)?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -129,7 +147,8 @@ pub fn load_credentials(
         (&record.key.display().to_string(), &key),
         device_ca.map(|(n, b)| (n.as_str(), b.as_slice())),
     );
-    check_bundle(bundle, target, now).map_err(|problems| problems.join("; "))
+    check_bundle(bundle, target, now)
+        .map_err(|problems| PoolError::Credential(problems.to_string()))
 }
 
 /// Makes a certificate for `thing_name` signed by the manufacturer CA and writes it to `dir`
@@ -140,12 +159,13 @@ pub fn generate(
     dir: &Path,
     thing_name: &str,
     days: u32,
-) -> Result<PoolRecord, String> {
-    crate::files::safe_component(thing_name).map_err(|e| format!("thing name {e}"))?;
+) -> Result<PoolRecord, PoolError> {
+    let failed = PoolError::Generate;
+    crate::files::safe_component(thing_name).map_err(|e| failed(format!("thing name {e}")))?;
     if thing_name.starts_with('.') {
-        return Err(format!(
+        return Err(failed(format!(
             "thing name `{thing_name}` cannot name a file (it starts with a dot)"
-        ));
+        )));
     }
     let made = crate::pki::generate::device(
         ca_cert_pem,
@@ -154,8 +174,9 @@ pub fn generate(
         days,
         crate::pki::generate::KeyKind::P256,
         None,
-    )?;
-    crate::files::create_private_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    )
+    .map_err(|e| failed(e.to_string()))?;
+    crate::files::create_private_dir(dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
     let cert = dir.join(format!("{thing_name}.crt"));
     let key = dir.join(format!("{thing_name}.key"));
     // The journal, not the folder, says which names are taken: files under a name it never
@@ -167,14 +188,14 @@ pub fn generate(
         Access::Private,
         Existing::Replace,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| failed(e.to_string()))?;
     write(
         &cert,
         made.cert_pem.as_bytes(),
         Access::Public,
         Existing::Replace,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| failed(e.to_string()))?;
     Ok(PoolRecord {
         thing_name: thing_name.to_string(),
         cert_sha256: sha256_hex(made.cert_pem.as_bytes()),

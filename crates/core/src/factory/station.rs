@@ -96,7 +96,7 @@ pub async fn run(line: Arc<Line>, station: Station) -> Result<u64, Failure> {
         name: &station.name,
         observer: line.observer.as_ref(),
     };
-    let selector = Selector::parse(&station.port).map_err(Failure::usage)?;
+    let selector = Selector::parse(&station.port)?;
     let mut finished = 0;
     let mut said_waiting = false;
     while !line.stopping() {

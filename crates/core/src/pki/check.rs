@@ -100,6 +100,18 @@ impl Bundle {
     }
 }
 
+/// Every problem a bundle has, one line each, in the order found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problems(pub Vec<String>);
+
+impl std::fmt::Display for Problems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("; "))
+    }
+}
+
+impl std::error::Error for Problems {}
+
 /// The outcome: the usable credentials, or every problem found.
 pub fn check(
     ca: &Path,
@@ -108,7 +120,7 @@ pub fn check(
     device_ca: Option<&Path>,
     target: Option<Target>,
     now_unix: i64,
-) -> Result<Credentials, Vec<String>> {
+) -> Result<Credentials, Problems> {
     check_bundle(Bundle::load(ca, cert, key, device_ca), target, now_unix)
 }
 
@@ -117,7 +129,7 @@ pub fn check_bundle(
     bundle: Bundle,
     target: Option<Target>,
     now_unix: i64,
-) -> Result<Credentials, Vec<String>> {
+) -> Result<Credentials, Problems> {
     let mut problems = Vec::new();
     let mut take = |l: Input| match l {
         Ok(l) => Some(l),
@@ -239,7 +251,7 @@ pub fn check_bundle(
         }
     }
     if !problems.is_empty() {
-        return Err(problems);
+        return Err(Problems(problems));
     }
     let (Some(ca), Some(cert), Some(key)) = (ca, cert, key) else {
         unreachable!("a missing file is a problem");

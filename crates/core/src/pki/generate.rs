@@ -23,6 +23,28 @@ impl std::fmt::Debug for Generated {
     }
 }
 
+/// Why a certificate or key could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GenerateError {
+    /// A validity outside 1 day to [`MAX_DAYS`].
+    #[error("{0} days of validity: give 1 to {MAX_DAYS}")]
+    Days(u32),
+    /// A key type this build cannot make.
+    #[error(
+        "this build cannot generate {0} keys; make one with `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out dev.key` and pass --key-file dev.key"
+    )]
+    KeyType(&'static str),
+    /// The signing CA's certificate or key is unusable.
+    #[error("the CA {0}")]
+    Ca(String),
+    /// A key given to reuse is unusable.
+    #[error("the device key: {0}")]
+    Key(String),
+    /// The certificate could not be made.
+    #[error("{0}")]
+    Certificate(String),
+}
+
 /// Key types atprov generates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
@@ -30,22 +52,24 @@ pub enum KeyKind {
     Rsa2048,
 }
 
-fn new_key(kind: KeyKind) -> Result<KeyPair, String> {
+fn new_key(kind: KeyKind) -> Result<KeyPair, GenerateError> {
     match kind {
-        KeyKind::P256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string()),
-        KeyKind::Rsa2048 => Err(
-            "this build cannot generate RSA keys; make one with `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out dev.key` and pass --key-file dev.key".into(),
-        ),
+        KeyKind::P256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(cert_error),
+        KeyKind::Rsa2048 => Err(GenerateError::KeyType("RSA")),
     }
+}
+
+fn cert_error(e: rcgen::Error) -> GenerateError {
+    GenerateError::Certificate(e.to_string())
 }
 
 /// The longest validity atprov issues: 100 years (X.509 times end in 9999, but no module,
 /// CA or policy needs more, and a typo like `--days 3000000` should be caught, not obeyed).
 pub const MAX_DAYS: u32 = 36_500;
 
-fn validity(p: &mut CertificateParams, days: u32) -> Result<(), String> {
+fn validity(p: &mut CertificateParams, days: u32) -> Result<(), GenerateError> {
     if !(1..=MAX_DAYS).contains(&days) {
-        return Err(format!("{days} days of validity: give 1 to {MAX_DAYS}"));
+        return Err(GenerateError::Days(days));
     }
     // A little slack before now for clocks that run behind.
     let now = OffsetDateTime::now_utc();
@@ -55,7 +79,7 @@ fn validity(p: &mut CertificateParams, days: u32) -> Result<(), String> {
 }
 
 /// A self-signed CA.
-pub fn ca(cn: &str, days: u32) -> Result<Generated, String> {
+pub fn ca(cn: &str, days: u32) -> Result<Generated, GenerateError> {
     let key = new_key(KeyKind::P256)?;
     let mut p = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -65,11 +89,26 @@ pub fn ca(cn: &str, days: u32) -> Result<Generated, String> {
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     validity(&mut p, days)?;
-    let cert = p.self_signed(&key).map_err(|e| e.to_string())?;
+    let cert = p.self_signed(&key).map_err(cert_error)?;
     Ok(Generated {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     })
+}
+
+/// The CA that signs, from its certificate and key (PEM).
+fn signing_ca(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+) -> Result<(rcgen::Certificate, KeyPair), GenerateError> {
+    let ca_key =
+        KeyPair::from_pem(ca_key_pem).map_err(|e| GenerateError::Ca(format!("key: {e}")))?;
+    let ca_params = CertificateParams::from_ca_cert_pem(ca_cert_pem)
+        .map_err(|e| GenerateError::Ca(format!("certificate: {e}")))?;
+    let ca_cert = ca_params
+        .self_signed(&ca_key)
+        .map_err(|e| GenerateError::Ca(e.to_string()))?;
+    Ok((ca_cert, ca_key))
 }
 
 /// A device certificate for `cn`, signed by the CA given as PEM. `key_pem` reuses a key.
@@ -80,18 +119,13 @@ pub fn device(
     days: u32,
     kind: KeyKind,
     key_pem: Option<&str>,
-) -> Result<Generated, String> {
-    let ca_key = KeyPair::from_pem(ca_key_pem).map_err(|e| format!("the CA key: {e}"))?;
-    let ca_params = CertificateParams::from_ca_cert_pem(ca_cert_pem)
-        .map_err(|e| format!("the CA certificate: {e}"))?;
-    let ca_cert = ca_params
-        .self_signed(&ca_key)
-        .map_err(|e| format!("the CA: {e}"))?;
+) -> Result<Generated, GenerateError> {
+    let (ca_cert, ca_key) = signing_ca(ca_cert_pem, ca_key_pem)?;
     let key = match key_pem {
-        Some(pem) => KeyPair::from_pem(pem).map_err(|e| format!("the device key: {e}"))?,
+        Some(pem) => KeyPair::from_pem(pem).map_err(|e| GenerateError::Key(e.to_string()))?,
         None => new_key(kind)?,
     };
-    let mut p = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+    let mut p = CertificateParams::new(Vec::<String>::new()).map_err(cert_error)?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, cn);
     p.distinguished_name = dn;
@@ -102,9 +136,7 @@ pub fn device(
     ];
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     validity(&mut p, days)?;
-    let cert = p
-        .signed_by(&key, &ca_cert, &ca_key)
-        .map_err(|e| e.to_string())?;
+    let cert = p.signed_by(&key, &ca_cert, &ca_key).map_err(cert_error)?;
     Ok(Generated {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
@@ -118,16 +150,11 @@ pub fn server(
     ca_key_pem: &str,
     names: &[&str],
     days: u32,
-) -> Result<Generated, String> {
-    let ca_key = KeyPair::from_pem(ca_key_pem).map_err(|e| format!("the CA key: {e}"))?;
-    let ca_params = CertificateParams::from_ca_cert_pem(ca_cert_pem)
-        .map_err(|e| format!("the CA certificate: {e}"))?;
-    let ca_cert = ca_params
-        .self_signed(&ca_key)
-        .map_err(|e| format!("the CA: {e}"))?;
+) -> Result<Generated, GenerateError> {
+    let (ca_cert, ca_key) = signing_ca(ca_cert_pem, ca_key_pem)?;
     let key = new_key(KeyKind::P256)?;
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let mut p = CertificateParams::new(names.clone()).map_err(|e| e.to_string())?;
+    let mut p = CertificateParams::new(names.clone()).map_err(cert_error)?;
     let mut dn = DistinguishedName::new();
     dn.push(
         DnType::CommonName,
@@ -138,9 +165,7 @@ pub fn server(
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     validity(&mut p, days)?;
-    let cert = p
-        .signed_by(&key, &ca_cert, &ca_key)
-        .map_err(|e| e.to_string())?;
+    let cert = p.signed_by(&key, &ca_cert, &ca_key).map_err(cert_error)?;
     Ok(Generated {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),

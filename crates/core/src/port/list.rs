@@ -18,8 +18,11 @@ pub struct PortInfo {
 }
 
 /// Lists the serial ports, sorted by path.
-pub fn list_ports() -> Result<Vec<PortInfo>, String> {
-    let ports = serialport::available_ports().map_err(|e| e.to_string())?;
+pub fn list_ports() -> Result<Vec<PortInfo>, PortError> {
+    let ports = serialport::available_ports().map_err(|e| PortError::Other {
+        what: "the list of serial ports".into(),
+        reason: e.to_string(),
+    })?;
     let mut out: Vec<PortInfo> = ports
         .into_iter()
         .map(|p| {
@@ -70,10 +73,7 @@ pub(super) fn resolve_usb(selector: &Selector) -> Result<std::path::PathBuf, Por
     let Selector::Usb { vid, pid, .. } = selector else {
         unreachable!("only called for usb selectors")
     };
-    let ports = list_ports().map_err(|e| PortError::Other {
-        what: selector.to_string(),
-        reason: e,
-    })?;
+    let ports = list_ports()?;
     let (vid, pid) = (format!("{vid:04x}"), format!("{pid:04x}"));
     let matching = matching_usb(selector, ports);
     match matching.as_slice() {

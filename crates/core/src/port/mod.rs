@@ -17,7 +17,7 @@ pub use selector::Selector;
 pub use serial::{Flow, Lines, SerialOptions};
 
 /// Opens an in-process port a `sim:NAME` selector names, or says why not.
-pub type Opener = fn(name: &str) -> Result<BoxPort, String>;
+pub type Opener = fn(name: &str) -> Result<BoxPort, PortError>;
 
 static SIM_OPENER: OnceLock<Opener> = OnceLock::new();
 
@@ -74,7 +74,7 @@ pub async fn open(selector: &Selector, options: &SerialOptions) -> Result<BoxPor
             }
         }
         Selector::Sim(name) => match SIM_OPENER.get() {
-            Some(open) => open(name).map_err(PortError::BadSelector),
+            Some(open) => open(name),
             None => Err(PortError::BadSelector(format!(
                 "sim:{name}: this build of atprov has no emulators (built without the `sim` feature)"
             ))),

@@ -11,6 +11,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use super::PortError;
+
 /// A parsed port selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {
@@ -31,7 +33,12 @@ pub enum Selector {
 const SYNTAX: &str = "use a device path (/dev/ttyUSB0, COM7), usb:VID:PID[:SERIAL], tcp://HOST:PORT, sim:NAME or replay:FILE";
 
 impl Selector {
-    pub fn parse(s: &str) -> Result<Selector, String> {
+    /// Parses a selector; the error shows the grammar.
+    pub fn parse(s: &str) -> Result<Selector, PortError> {
+        Self::parse_text(s).map_err(PortError::BadSelector)
+    }
+
+    fn parse_text(s: &str) -> Result<Selector, String> {
         let s = s.trim();
         if s.is_empty() {
             return Err(format!("empty port selector: {SYNTAX}"));
@@ -109,8 +116,8 @@ impl fmt::Display for Selector {
 }
 
 impl std::str::FromStr for Selector {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = PortError;
+    fn from_str(s: &str) -> Result<Self, PortError> {
         Selector::parse(s)
     }
 }

@@ -136,23 +136,25 @@ pub fn credentials(job: &Job, profile: &Profile) -> Result<Credentials, Failure>
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let target = crate::pki::check::Target::of(profile.family);
     let device_ca = job.credentials.device_ca.as_deref();
-    crate::pki::check::check(ca, cert, key, device_ca, Some(target), now).map_err(|problems| {
-        Failure::new(
-            Code::Credentials,
-            format!(
-                "{}{}; nothing was written to the module",
-                problems[0],
-                if problems.len() > 1 {
-                    format!(
-                        " (and {} more problems: run atprov pki check)",
-                        problems.len() - 1
-                    )
-                } else {
-                    String::new()
-                }
-            ),
-        )
-    })
+    crate::pki::check::check(ca, cert, key, device_ca, Some(target), now).map_err(
+        |crate::pki::check::Problems(problems)| {
+            Failure::new(
+                Code::Credentials,
+                format!(
+                    "{}{}; nothing was written to the module",
+                    problems[0],
+                    if problems.len() > 1 {
+                        format!(
+                            " (and {} more problems: run atprov pki check)",
+                            problems.len() - 1
+                        )
+                    } else {
+                        String::new()
+                    }
+                ),
+            )
+        },
+    )
 }
 
 /// Checks what identify captured against its grammar before any of it names a file, a topic

@@ -119,7 +119,7 @@ fn main() {
         let slept = control.device_time_slept() - slept_before;
         let pct = |b: Duration| wall.saturating_sub(b).as_secs_f64() / b.as_secs_f64() * 100.0;
         worst = worst.max(pct(bound));
-        assert_eq!(report.result, "pass");
+        assert_eq!(report.result, atprov_core::provision::Outcome::Pass);
         println!(
             "{run:>3}  {:>7.1}  {:>8.1}  {:>10.2}  {:>8.1}  {:>19.2}",
             ms(wall),

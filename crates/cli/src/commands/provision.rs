@@ -74,7 +74,7 @@ pub fn print_report(report: &Report, json: bool) {
         }
         return;
     }
-    if report.result != "pass" {
+    if report.result != crate::provision::Outcome::Pass {
         return;
     }
     let id = report.unit_id.as_deref().unwrap_or("?");

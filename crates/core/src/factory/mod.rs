@@ -10,10 +10,12 @@
 //! - [`events`]: JSON-lines events for the MES and the operator's per-station lines.
 //! - [`report`]: `atprov factory report` from a journal.
 
+mod allocation;
 pub mod config;
 pub mod events;
 pub mod journal;
 pub mod pool;
+mod presence;
 pub mod report;
 pub mod station;
 

@@ -1,6 +1,7 @@
 //! One station of the line: wait for a unit, provision it, record it, wait for it to go, and
 //! again, until the line stops. Every decision about a credential goes through the journal;
-//! the station holds nothing that a crash could lose.
+//! the station holds nothing that a crash could lose. Where a unit comes from and when it has
+//! gone is [`super::presence`]; which credential it gets is [`super::allocation`].
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -9,19 +10,20 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::config::{FactoryConfig, Removal, Station};
+use super::config::{FactoryConfig, Station};
 use super::events::{Event, Observer, UnitProgress, Verdict as VerdictEvent};
-use super::journal::{AllocateError, Allocation, Fate, Journal, Outcome, PoolRecord, UnitIdentity};
-use super::pool;
+use super::journal::{Allocation, Fate, Journal, Outcome, UnitIdentity};
 use crate::at::{Command, Status};
 use crate::error::{Code, Failure};
 use crate::link::{Link, PortArgs};
-use crate::pki::Credentials;
 use crate::pki::check::Target;
-use crate::port::{Flow, Lines, Selector, list_ports, matching_usb};
-use crate::profile::{Profile, Template, Vars};
+use crate::port::{Flow, Lines, Selector};
+use crate::profile::{Profile, Template};
 use crate::provision::job::Job;
-use crate::provision::{Provisioning, Silent, Stage};
+use crate::provision::{Provisioning, Stage};
+
+use super::allocation::{credential_for, unit_identity};
+use super::presence::{device_fingerprint, find_port, wait_for_removal};
 
 /// Where credentials come from, loaded once.
 pub enum Source {
@@ -58,12 +60,12 @@ pub struct Line {
 }
 
 impl Line {
-    fn stopping(&self) -> bool {
+    pub(super) fn stopping(&self) -> bool {
         *self.stop.borrow()
     }
 
     /// Waits `d`, or less when the line stops.
-    async fn pause(&self, d: Duration) {
+    pub(super) async fn pause(&self, d: Duration) {
         let mut rx = self.stop.subscribe();
         if *rx.borrow() {
             return;
@@ -72,7 +74,7 @@ impl Line {
     }
 
     /// Runs a journal call off the async workers (it waits for the disk).
-    async fn journal<T: Send + 'static>(
+    pub(super) async fn journal<T: Send + 'static>(
         &self,
         f: impl FnOnce(&dyn Journal) -> T + Send + 'static,
     ) -> T {
@@ -178,92 +180,15 @@ fn worth_retrying(code: Code) -> bool {
     )
 }
 
-fn journal_failure(e: super::journal::JournalError) -> Failure {
+pub(super) fn journal_failure(e: super::journal::JournalError) -> Failure {
     Failure::new(Code::Journal, e.to_string())
 }
 
-/// The port of the next unit, or `None` after a poll interval without one.
-async fn find_port(line: &Line, selector: &Selector) -> Option<String> {
-    let found = match selector {
-        Selector::Path(p) => p.exists().then(|| p.display().to_string()),
-        Selector::Usb { .. } => {
-            let ports = matching_usb(selector, list_ports().unwrap_or_default());
-            let mut claimed = line.claimed.lock().unwrap_or_else(|p| p.into_inner());
-            let next = ports.into_iter().find(|p| !claimed.contains(&p.path));
-            next.map(|p| {
-                claimed.insert(p.path.clone());
-                p.path
-            })
-        }
-        other => Some(other.to_string()),
-    };
-    if found.is_none() {
-        line.pause(line.config.policy.poll).await;
-    }
-    found
-}
-
-/// What tells one plugged-in device node from the next under the same name: a re-plug makes
-/// a new node (new inode or change time) even when the name and its number are reused, and a
-/// station polling every 100 ms may never see the moment the name was missing.
-fn device_fingerprint(port: &str) -> Option<(u64, i64, i64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(port).ok()?;
-    Some((m.ino(), m.ctime(), m.ctime_nsec(), m.rdev()))
-}
-
-/// Waits until the unit on `port` is gone: the device node vanished or was replaced (or, on a
-/// jig, another unit answers there).
-async fn wait_for_removal(
+pub(super) async fn open(
     line: &Line,
-    selector: &Selector,
     port: &str,
-    device: Option<(u64, i64, i64, u64)>,
-    identity: Option<&UnitIdentity>,
-) {
-    let gone = |port: &str| device_fingerprint(port).is_none_or(|d| Some(d) != device);
-    let by_identity = line.config.policy.removal == Removal::Identity;
-    while !line.stopping() {
-        if matches!(selector, Selector::Tcp { .. }) && !by_identity {
-            return;
-        }
-        if gone(port) {
-            return;
-        }
-        if by_identity {
-            if let Some(other) = identify_only(line, port).await {
-                if identity.is_none_or(|i| i.key != other.key) {
-                    return;
-                }
-            }
-        }
-        line.pause(line.config.policy.poll).await;
-    }
-}
-
-/// Opens the port and identifies whatever answers, quietly.
-async fn identify_only(line: &Line, port: &str) -> Option<UnitIdentity> {
-    let link = open(line, port, None).await.ok()?;
-    let mut p = Provisioning::new(
-        link.engine.clone(),
-        line.profile.clone(),
-        &line.job,
-        port.to_string(),
-        false,
-    );
-    let answered = answers(&link.engine, Duration::from_millis(500)).await
-        && p.stage(Stage::Init, None, &mut Silent).await
-        && p.stage(Stage::Identify, None, &mut Silent).await;
-    let identity = p.identity();
-    link.close().await;
-    if answered {
-        unit_identity(&identity).ok()
-    } else {
-        None
-    }
-}
-
-async fn open(line: &Line, port: &str, transcript: Option<PathBuf>) -> Result<Link, Failure> {
+    transcript: Option<PathBuf>,
+) -> Result<Link, Failure> {
     let args = PortArgs {
         port: port.to_string(),
         baud: None,
@@ -276,7 +201,7 @@ async fn open(line: &Line, port: &str, transcript: Option<PathBuf>) -> Result<Li
 }
 
 /// Sends `AT` until the module answers `OK` or `within` has passed.
-async fn answers(engine: &crate::at::Engine, within: Duration) -> bool {
+pub(super) async fn answers(engine: &crate::at::Engine, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     loop {
         let r = engine
@@ -293,31 +218,6 @@ async fn answers(engine: &crate::at::Engine, within: Duration) -> bool {
             Ok(_) => {}
         }
     }
-}
-
-/// The journal's name for a unit: its IMEI, else its MAC.
-fn unit_identity(
-    found: &std::collections::BTreeMap<String, String>,
-) -> Result<UnitIdentity, String> {
-    let get = |k: &str| found.get(k).filter(|v| !v.is_empty()).cloned();
-    let key = match (get("imei"), get("mac")) {
-        (Some(imei), _) => format!("imei:{imei}"),
-        (None, Some(mac)) => format!("mac:{}", mac.to_ascii_lowercase()),
-        (None, None) => {
-            return Err(
-                "identify found neither a MAC nor an IMEI; the profile's identify steps must capture {mac} or {imei}".into(),
-            );
-        }
-    };
-    Ok(UnitIdentity {
-        key,
-        unit_id: get("unit_id").unwrap_or_default(),
-        mac: get("mac"),
-        imei: get("imei"),
-        iccid: get("iccid"),
-        firmware: get("firmware"),
-        chip: get("chip"),
-    })
 }
 
 /// One unit, from the port appearing to the verdict in the journal.
@@ -563,79 +463,4 @@ async fn finish(line: &Line, ui: StationUi<'_>, verdict: Verdict) -> Result<Unit
         let _ = std::fs::rename(&t, t.with_file_name(name));
     }
     Ok(UnitEnd { identity, failure })
-}
-
-/// The unit's credential, checked: the one it holds, else a new one. A credential that fails
-/// its check is rejected in the journal and the next is taken.
-async fn credential_for(
-    line: &Line,
-    attempt: i64,
-    unit: &UnitIdentity,
-) -> Result<(Allocation, Credentials), Failure> {
-    loop {
-        let who = unit.clone();
-        let got = line.journal(move |j| j.allocate(attempt, &who)).await;
-        let allocation = match got {
-            Ok(a) => a,
-            Err(AllocateError::Journal(e)) => return Err(journal_failure(e)),
-            Err(AllocateError::Exhausted { assigned, rejected }) => match &line.source {
-                Source::Manifest => {
-                    return Err(Failure::new(
-                        Code::Credentials,
-                        format!(
-                            "credential pool exhausted ({assigned} assigned, {rejected} rejected): add credentials to the manifest and restart; nothing was written to this unit"
-                        ),
-                    ));
-                }
-                Source::Generate {
-                    ca_cert_pem,
-                    ca_key_pem,
-                    dir,
-                    thing_name,
-                    days,
-                } => {
-                    let mut vars = Vars::default();
-                    vars.set_text("unit_id", unit.unit_id.clone());
-                    vars.set_text("mac", unit.mac.clone().unwrap_or_default());
-                    vars.set_text("imei", unit.imei.clone().unwrap_or_default());
-                    let name = thing_name
-                        .render(&vars)
-                        .map_err(|e| Failure::usage(format!("pool.generate.thing_name: {e}")))?
-                        .text;
-                    let record: PoolRecord =
-                        pool::generate(ca_cert_pem, ca_key_pem, dir, &name, *days).map_err(
-                            |e| {
-                                Failure::new(
-                                    Code::Credentials,
-                                    format!("generating a certificate: {e}"),
-                                )
-                            },
-                        )?;
-                    let who = unit.clone();
-                    line.journal(move |j| j.add_assigned(attempt, &who, &record))
-                        .await
-                        .map_err(journal_failure)?
-                }
-            },
-        };
-        match pool::load_credentials(
-            &allocation.record,
-            &line.ca,
-            line.device_ca.as_ref(),
-            line.target,
-        ) {
-            Ok(creds) => return Ok((allocation, creds)),
-            Err(problem) => {
-                let reason = format!("pki check: {problem}");
-                tracing::warn!(
-                    "credential {} rejected: {reason}",
-                    allocation.record.thing_name
-                );
-                let id = allocation.credential;
-                line.journal(move |j| j.reject(id, &reason))
-                    .await
-                    .map_err(journal_failure)?;
-            }
-        }
-    }
 }

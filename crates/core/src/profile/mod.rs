@@ -18,6 +18,36 @@ use serde::Deserialize;
 
 pub use template::{Condition, Pattern, Template, TemplateError, Value, Vars};
 
+/// Every variable a job defines; profiles may use these and what their steps capture.
+pub const VARIABLES: &[&str] = &[
+    "unit_id",
+    "wifi.ssid",
+    "wifi.password",
+    "mqtt.host",
+    "mqtt.port",
+    "mqtt.client_id",
+    "mqtt.username",
+    "mqtt.password",
+    "mqtt.scheme",
+    "mqtt.alpn",
+    "mqtt.sni",
+    "mqtt.keepalive",
+    "smoke.topic",
+    "smoke.payload",
+    "smoke.timeout",
+    "time.server",
+    "time.min_year",
+    "time.within",
+    "aliyun.auth_url",
+    "aliyun.auth_body",
+    "aliyun.register_url",
+    "aliyun.register_body",
+    "aliyun.register_client_id",
+    "aliyun.register_username",
+    "aliyun.register_password",
+    "aliyun.secret_file",
+];
+
 /// The built-in profiles: name and TOML text.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("esp32-at", include_str!("../../profiles/esp32-at.toml")),
@@ -448,10 +478,7 @@ impl Profile {
                 "[serial] timeout: a timeout of 0 can never be met; give at least 1ms".into(),
             );
         }
-        let mut known: Vec<String> = crate::provision::job::VARIABLES
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut known: Vec<String> = VARIABLES.iter().map(|s| s.to_string()).collect();
         known.extend(self.defaults.keys().cloned());
         let flows: [(&str, &[Step]); 7] = [
             ("init", &self.init),

@@ -69,6 +69,11 @@ impl Vars {
         self.map.insert(name.into(), value);
     }
 
+    /// Forgets a variable.
+    pub fn remove(&mut self, name: &str) {
+        self.map.remove(name);
+    }
+
     pub fn set_text(&mut self, name: impl Into<String>, value: impl Into<String>) {
         self.set(name, Value::text(value));
     }

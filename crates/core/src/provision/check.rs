@@ -22,10 +22,10 @@ pub fn job(job: &Job, profile: &Profile, goal: Goal, preset: &[&str]) -> Result<
             Stage::Flash => vec![],
             Stage::Register => {
                 let mut v = Vec::new();
-                if vars.text("aliyun.needs_registration") == "1" {
+                if crate::provision::job::SignIn::of(vars).register {
                     v.push(("register", profile.register.as_slice()));
                 }
-                if vars.text("aliyun.needs_auth") == "1" {
+                if crate::provision::job::SignIn::of(vars).https_auth {
                     v.push(("auth", profile.auth.as_slice()));
                 }
                 v

@@ -23,12 +23,26 @@ pub struct Device {
     backlog: Vec<Urc>,
 }
 
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepResult {
+    /// It did what it should.
+    Ok,
+    /// Its `when` did not hold.
+    Skipped,
+    /// It failed, and so did the flow.
+    Failed,
+    /// An optional step failed; the flow went on.
+    Warning,
+}
+
 /// How one step went, for reports.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StepReport {
     pub name: String,
-    /// `ok`, `skipped`, `failed` or `warning` (an optional step that failed).
-    pub result: &'static str,
+    /// How it ended.
+    pub result: StepResult,
     pub ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -67,7 +81,7 @@ impl Device {
                 match cond.eval(&self.vars) {
                     Ok(true) => {}
                     Ok(false) => {
-                        reports.push(report("skipped", None));
+                        reports.push(report(StepResult::Skipped, None));
                         continue;
                     }
                     Err(e) => {
@@ -96,14 +110,14 @@ impl Device {
                         let ms = previous_start.elapsed().as_millis();
                         self.vars.set_text(var.clone(), ms.to_string());
                     }
-                    reports.push(report("ok", None));
+                    reports.push(report(StepResult::Ok, None));
                 }
                 Err(f) if step.optional && f.code != Code::PortLost => {
                     tracing::warn!("{} (optional step, going on)", f.message);
-                    reports.push(report("warning", Some(f.message)));
+                    reports.push(report(StepResult::Warning, Some(f.message)));
                 }
                 Err(f) => {
-                    reports.push(report("failed", Some(f.message.clone())));
+                    reports.push(report(StepResult::Failed, Some(f.message.clone())));
                     return Err((f, reports));
                 }
             }

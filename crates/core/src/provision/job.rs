@@ -13,37 +13,7 @@ use serde::Deserialize;
 use crate::error::InputError;
 use crate::profile::{Template, TemplateError, Value, Vars};
 
-/// Every variable a job defines; profiles may use these and what their steps capture.
-pub const VARIABLES: &[&str] = &[
-    "unit_id",
-    "wifi.ssid",
-    "wifi.password",
-    "mqtt.host",
-    "mqtt.port",
-    "mqtt.client_id",
-    "mqtt.username",
-    "mqtt.password",
-    "mqtt.scheme",
-    "mqtt.alpn",
-    "mqtt.sni",
-    "mqtt.keepalive",
-    "smoke.topic",
-    "smoke.payload",
-    "smoke.timeout",
-    "time.server",
-    "time.min_year",
-    "time.within",
-    "aliyun.auth_url",
-    "aliyun.auth_body",
-    "aliyun.needs_auth",
-    "aliyun.register_url",
-    "aliyun.register_body",
-    "aliyun.register_client_id",
-    "aliyun.register_username",
-    "aliyun.register_password",
-    "aliyun.needs_registration",
-    "aliyun.secret_file",
-];
+pub use crate::profile::VARIABLES;
 
 /// Why a job cannot be built; each says which file, flag or field is at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -450,6 +420,34 @@ impl Job {
     }
 }
 
+/// What a registration request consists of; present exactly while a unit needs registering.
+const REGISTRATION: [&str; 5] = [
+    "aliyun.register_url",
+    "aliyun.register_body",
+    "aliyun.register_client_id",
+    "aliyun.register_username",
+    "aliyun.register_password",
+];
+
+/// Which extra sign-in flows a unit needs before MQTT, as [`Job::apply`] left `vars`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SignIn {
+    /// One type, one secret: register the device first (no device secret yet).
+    pub register: bool,
+    /// Sign in over HTTPS for an iotId and iotToken.
+    pub https_auth: bool,
+}
+
+impl SignIn {
+    /// What `vars` (after [`Job::apply`]) asks for.
+    pub fn of(vars: &Vars) -> SignIn {
+        SignIn {
+            register: vars.get("aliyun.register_body").is_some(),
+            https_auth: vars.get("aliyun.auth_body").is_some(),
+        }
+    }
+}
+
 /// How a user sets a job variable, for "missing" messages.
 pub fn how_to_set(name: &str) -> String {
     match name {
@@ -493,11 +491,11 @@ fn apply_aliyun(a: &AliyunSignIn, vars: &mut Vars) {
                 .filter(|s| !s.is_empty());
         }
         vars.set_text("aliyun.secret_file", file);
-        vars.set_text(
-            "aliyun.needs_registration",
-            if secret.is_some() { "0" } else { "1" },
-        );
-        if secret.is_none() {
+        if secret.is_some() {
+            for k in REGISTRATION {
+                vars.remove(k);
+            }
+        } else {
             let random = format!(
                 "{:x}",
                 std::time::SystemTime::now()
@@ -544,7 +542,6 @@ fn apply_aliyun(a: &AliyunSignIn, vars: &mut Vars) {
             format!("https://iot-auth.{region}.aliyuncs.com/auth/devicename"),
         );
         vars.set("aliyun.auth_body", Value::secret(body));
-        vars.set_text("aliyun.needs_auth", "1");
         vars.set_text("mqtt.client_id", cid);
         return;
     }

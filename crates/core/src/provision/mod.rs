@@ -14,7 +14,7 @@ use crate::at::Engine;
 use crate::error::{Code, Failure};
 use crate::pki::Credentials;
 use crate::profile::{Profile, Value};
-use crate::provision::flow::{Device, StepReport};
+use crate::provision::flow::{Device, StepReport, StepResult};
 use crate::provision::job::Job;
 use crate::store::{self, ItemReport, StoreInfo};
 
@@ -108,13 +108,23 @@ pub struct CredentialReport {
     pub items: Vec<ItemReport>,
 }
 
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Every stage succeeded.
+    Pass,
+    /// A stage failed (the report says which, and why).
+    Fail,
+}
+
 /// Everything a job did; serialised as the `--json` report. Holds no secret.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
     pub tool: String,
     pub profile: String,
     pub port: String,
-    pub result: &'static str,
+    pub result: Outcome,
     pub exit_code: u8,
     pub error: Option<String>,
     pub unit_id: Option<String>,
@@ -182,7 +192,7 @@ impl<'a> Provisioning<'a> {
             tool: format!("atprov {}", env!("CARGO_PKG_VERSION")),
             profile: profile.name.clone(),
             port,
-            result: "pass",
+            result: Outcome::Pass,
             exit_code: 0,
             error: None,
             unit_id: None,
@@ -310,7 +320,7 @@ impl<'a> Provisioning<'a> {
             .get("smoke.round_trip_ms")
             .and_then(|v| v.as_text().parse().ok());
         if let Some(f) = &failure {
-            report.result = "fail";
+            report.result = Outcome::Fail;
             report.exit_code = f.code.number();
             report.error = Some(f.message.clone());
         }
@@ -359,11 +369,11 @@ async fn run_stage(
                 .map_err(|f| (f, steps.clone()))?;
             steps.push(StepReport {
                 name: "credential store".into(),
-                result: "ok",
+                result: StepResult::Ok,
                 ms: t.elapsed().as_millis() as u64,
                 detail: Some(info.generation.to_string()),
             });
-            device.vars.set_text("store", info.generation);
+            device.vars.set_text("store", info.generation.name());
             job.apply(&mut device.vars);
             check::identity(&device.vars).map_err(|f| (f, steps.clone()))?;
             let summary = [
@@ -398,7 +408,10 @@ async fn run_stage(
             )
             .await
             .map_err(|f| (f, Vec::new()))?;
-            let written = items.iter().filter(|i| i.action == "written").count();
+            let written = items
+                .iter()
+                .filter(|i| i.action == store::Action::Written)
+                .count();
             let summary = if written == 0 {
                 "already on the module, nothing written".to_string()
             } else {
@@ -412,7 +425,7 @@ async fn run_stage(
                 .iter()
                 .map(|i| StepReport {
                     name: i.slot.clone(),
-                    result: "ok",
+                    result: StepResult::Ok,
                     ms: t.elapsed().as_millis() as u64,
                     detail: Some(format!("{} bytes {}", i.bytes, i.action)),
                 })
@@ -426,14 +439,14 @@ async fn run_stage(
         Stage::Register => {
             let mut steps = Vec::new();
             let mut said = Vec::new();
-            if device.vars.text("aliyun.needs_registration") == "1" {
+            if job::SignIn::of(&device.vars).register {
                 steps.extend(register(device, &profile, job, &mut on_step).await?);
                 said.push(format!(
                     "registered; device secret kept in {}",
                     device.vars.text("aliyun.secret_file")
                 ));
             }
-            if device.vars.text("aliyun.needs_auth") == "1" {
+            if job::SignIn::of(&device.vars).https_auth {
                 steps.extend(https_auth(device, &profile, &mut on_step).await?);
                 said.push("signed in over HTTPS (iotId, iotToken)".into());
             }

@@ -11,15 +11,12 @@
 
 use std::time::Duration;
 
-use super::{ItemReport, StoreInfo, mismatch, must};
+use super::{Action, Generation, Item, ItemReport, StoreInfo, mismatch, must};
 use crate::at::{Command, Engine};
 use crate::error::{Code, Failure};
 use crate::pki::Credentials;
 use crate::pki::atpki::{self, ItemType};
 use crate::profile::Store;
-
-const NVS: &str = "mfg_nvs";
-const LEGACY: &str = "partitions";
 
 pub async fn probe(engine: &Engine, store: &Store) -> Result<StoreInfo, Failure> {
     let resp = engine.run(Command::new("AT+SYSMFG?")).await?;
@@ -31,7 +28,7 @@ pub async fn probe(engine: &Engine, store: &Store) -> Result<StoreInfo, Failure>
             .map(|s| s.trim_matches('"').to_string())
             .collect();
         return Ok(StoreInfo {
-            generation: NVS,
+            generation: Generation::MfgNvs,
             slots,
             sizes: Vec::new(),
         });
@@ -68,7 +65,7 @@ pub async fn probe(engine: &Engine, store: &Store) -> Result<StoreInfo, Failure>
         ));
     }
     Ok(StoreInfo {
-        generation: LEGACY,
+        generation: Generation::Partitions,
         slots: sizes.iter().map(|(n, _)| n.clone()).collect(),
         sizes,
     })
@@ -84,13 +81,13 @@ pub async fn write(
 ) -> Result<Vec<ItemReport>, Failure> {
     let items = super::items(store, creds).map(|(item, slot, bytes)| {
         let kind = match item {
-            "ca" => ItemType::Ca,
-            "cert" => ItemType::Cert,
-            _ => ItemType::Key,
+            Item::Ca => ItemType::Ca,
+            Item::Cert => ItemType::Cert,
+            Item::Key => ItemType::Key,
         };
         (item, slot, bytes, kind)
     });
-    let legacy = info.generation == LEGACY;
+    let legacy = info.generation == Generation::Partitions;
     // Legacy: every bin must fit before anything is touched.
     let mut contents = Vec::new();
     for (item, slot, bytes, kind) in items {
@@ -115,7 +112,7 @@ pub async fn write(
         } else {
             bytes.to_vec()
         };
-        contents.push((item, slot, content, item == "key"));
+        contents.push((item, slot, content, item == Item::Key));
     }
     let mut reports = Vec::new();
     for (item, slot, content, secret) in contents {
@@ -139,7 +136,7 @@ pub async fn write(
 /// (no key; a partition of 0xFF).
 pub async fn erase(engine: &Engine, info: &StoreInfo, slots: &[&str]) -> Result<(), Failure> {
     for slot in slots {
-        if info.generation == LEGACY {
+        if info.generation == Generation::Partitions {
             let cmd =
                 Command::new(format!("AT+SYSFLASH=0,\"{slot}\"")).timeout(Duration::from_secs(10));
             must(engine, cmd, &format!("erase {slot}")).await?;
@@ -205,9 +202,9 @@ async fn write_nvs(
     content: &[u8],
     secret: bool,
     force: bool,
-) -> Result<&'static str, Failure> {
+) -> Result<Action, Failure> {
     if !force && read_nvs(engine, slot, secret).await?.as_deref() == Some(content) {
-        return Ok("unchanged");
+        return Ok(Action::Unchanged);
     }
     let mut cmd = Command::new(format!(
         "AT+SYSMFG=2,\"{slot}\",\"{slot}\",8,{}",
@@ -223,7 +220,7 @@ async fn write_nvs(
     if back != content {
         return Err(mismatch(slot, content, &back));
     }
-    Ok("written")
+    Ok(Action::Written)
 }
 
 async fn read_partition(
@@ -262,10 +259,10 @@ async fn write_partition(
     secret: bool,
     chunk: usize,
     force: bool,
-) -> Result<&'static str, Failure> {
+) -> Result<Action, Failure> {
     let chunk = chunk.clamp(4, 4096);
     if !force && read_partition(engine, slot, bin.len(), secret, chunk).await? == bin {
-        return Ok("unchanged");
+        return Ok(Action::Unchanged);
     }
     // NOR flash: erase first, the firmware does not.
     let erase = Command::new(format!("AT+SYSFLASH=0,\"{slot}\"")).timeout(Duration::from_secs(10));
@@ -287,5 +284,5 @@ async fn write_partition(
     if back != bin {
         return Err(mismatch(slot, bin, &back));
     }
-    Ok("written")
+    Ok(Action::Written)
 }

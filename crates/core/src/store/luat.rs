@@ -4,7 +4,7 @@
 //! 10,240 bytes a call, `TimeOut` when fewer bytes arrive), and accepted only when
 //! `AT+FSFLSIZE` reports the size written. Luat offers no checksum.
 
-use super::{ItemReport, must};
+use super::{Action, Item, ItemReport, must};
 use crate::at::{Command, Engine};
 use crate::error::{Code, Failure};
 use crate::pki::Credentials;
@@ -54,7 +54,7 @@ pub async fn write(
             let mode = u8::from(i > 0);
             let mut cmd = Command::new(format!("AT+FSWRITE={name:?},{mode},{},15", part.len()))
                 .payload(part.to_vec());
-            if item == "key" {
+            if item == Item::Key {
                 cmd = cmd.secret_payload();
             }
             must(engine, cmd, name).await?;
@@ -77,7 +77,7 @@ pub async fn write(
             item,
             slot: name.to_string(),
             bytes: bytes.len(),
-            action: "written",
+            action: Action::Written,
         });
     }
     Ok(out)

@@ -11,11 +11,87 @@ use crate::error::{Code, Failure};
 use crate::pki::Credentials;
 use crate::profile::{Store, StoreKind};
 
+/// Which kind of store a module has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Generation {
+    /// ESP-AT 3.1+: PEM blobs in the `mfg_nvs` partition.
+    #[serde(rename = "mfg_nvs")]
+    MfgNvs,
+    /// ESP-AT 2.x: one AtPKI bin per raw partition.
+    #[serde(rename = "partitions")]
+    Partitions,
+    /// Quectel: files in UFS.
+    #[serde(rename = "ufs")]
+    Ufs,
+    /// Luat: files in the module's file system.
+    #[serde(rename = "fs")]
+    Fs,
+}
+
+impl Generation {
+    /// How reports and profiles name it (`{store}`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Generation::MfgNvs => "mfg_nvs",
+            Generation::Partitions => "partitions",
+            Generation::Ufs => "ufs",
+            Generation::Fs => "fs",
+        }
+    }
+}
+
+impl std::fmt::Display for Generation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One of the three credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Item {
+    /// The server CA the module verifies the broker with.
+    Ca,
+    /// The device certificate.
+    Cert,
+    /// The device's private key (a secret: never shown).
+    Key,
+}
+
+impl std::fmt::Display for Item {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Item::Ca => "ca",
+            Item::Cert => "cert",
+            Item::Key => "key",
+        })
+    }
+}
+
+/// What a write did to one credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Written and read back (or checksummed) equal.
+    Written,
+    /// Already there, byte for byte: left alone.
+    Unchanged,
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Action::Written => "written",
+            Action::Unchanged => "unchanged",
+        })
+    }
+}
+
 /// What a probe found out about the module's store.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StoreInfo {
-    /// `mfg_nvs` (ESP-AT 3.1+), `partitions` (ESP-AT 2.x) or `ufs` (Quectel) or `fs` (Luat).
-    pub generation: &'static str,
+    /// Which kind of store.
+    pub generation: Generation,
     /// Namespaces or partitions the module lists.
     pub slots: Vec<String>,
     /// Partition sizes (legacy), by name.
@@ -26,14 +102,14 @@ pub struct StoreInfo {
 /// What happened to one credential.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ItemReport {
-    /// `ca`, `cert` or `key`.
-    pub item: &'static str,
+    /// Which credential.
+    pub item: Item,
     /// Where it went (namespace/key or partition).
     pub slot: String,
     /// Bytes stored (the AtPKI bin for legacy partitions).
     pub bytes: usize,
-    /// `written` or `unchanged`.
-    pub action: &'static str,
+    /// What was done.
+    pub action: Action,
 }
 
 /// Finds out which store the module has.
@@ -42,7 +118,7 @@ pub async fn probe(engine: &Engine, store: &Store) -> Result<StoreInfo, Failure>
         StoreKind::EspAt => esp_at::probe(engine, store).await,
         StoreKind::QuectelUfs => quectel::probe(engine).await,
         StoreKind::LuatFs => Ok(StoreInfo {
-            generation: "fs",
+            generation: Generation::Fs,
             slots: Vec::new(),
             sizes: Vec::new(),
         }),
@@ -80,11 +156,11 @@ pub async fn erase(engine: &Engine, store: &Store, info: &StoreInfo) -> Result<(
 pub(crate) fn items<'a>(
     store: &'a Store,
     creds: &'a Credentials,
-) -> [(&'static str, &'a str, &'a [u8]); 3] {
+) -> [(Item, &'a str, &'a [u8]); 3] {
     [
-        ("ca", &store.ca, &creds.ca),
-        ("cert", &store.cert, &creds.cert),
-        ("key", &store.key, creds.key()),
+        (Item::Ca, &store.ca, &creds.ca),
+        (Item::Cert, &store.cert, &creds.cert),
+        (Item::Key, &store.key, creds.key()),
     ]
 }
 

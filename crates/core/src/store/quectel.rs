@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::{ItemReport, StoreInfo, must};
+use super::{Action, Generation, Item, ItemReport, StoreInfo, must};
 use crate::at::{Command, Engine};
 use crate::error::{Code, Failure};
 use crate::pki::Credentials;
@@ -25,7 +25,7 @@ pub async fn probe(engine: &Engine) -> Result<StoreInfo, Failure> {
         .map(|n| n.trim_matches('"').to_string())
         .collect();
     Ok(StoreInfo {
-        generation: "ufs",
+        generation: Generation::Ufs,
         slots,
         sizes: Vec::new(),
     })
@@ -51,12 +51,12 @@ pub async fn write(
     for (item, name, bytes) in items {
         let file = ufs(name);
         on_item(&file);
-        upload(engine, &file, bytes, item == "key").await?;
+        upload(engine, &file, bytes, item == Item::Key).await?;
         out.push(ItemReport {
             item,
             slot: file,
             bytes: bytes.len(),
-            action: "written",
+            action: Action::Written,
         });
     }
     Ok(out)

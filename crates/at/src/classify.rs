@@ -1,6 +1,6 @@
 //! What a line means on its own, before knowing which command is in flight: final result
-//! codes, busy rejections, boot banners and the table of known unsolicited messages of the
-//! three module families. Pure functions over one line of text.
+//! codes, busy rejections, boot banners and whether a line is a known unsolicited message of
+//! one of the families ([`crate::family`] holds their tables). Pure functions over one line.
 
 /// A final result code that ends a command.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -78,87 +78,11 @@ pub fn is_error_detail(line: &str) -> bool {
     line.starts_with("ERR CODE:") || line.starts_with("+ERRNO:")
 }
 
-/// Exact unsolicited lines of the three families.
-const URC_LINES: &[&str] = &[
-    // ESP-AT
-    "ready",
-    "WIFI CONNECTED",
-    "WIFI GOT IP",
-    "WIFI DISCONNECT",
-    "+TIME_UPDATED",
-    "Will force to restart!!!",
-    "NO CERT FOUND",
-    "NO PRVT_KEY FOUND",
-    "NO CA FOUND",
-    "CLOSED",
-    // Luat
-    "RDY",
-    "+E_UTRAN Service",
-    "CONNECT OK",
-    "CONNECT FAIL",
-    "ALREADY CONNECT",
-    "CONNACK OK",
-    "SUBACK",
-    "UNSUBACK",
-    "PUBACK",
-    "PUBREC",
-    "PUBCOMP",
-    "+PDP DEACT",
-    // Quectel
-    "POWERED DOWN",
-];
-
-/// Prefixes of unsolicited lines of the three families.
-const URC_PREFIXES: &[&str] = &[
-    // ESP-AT
-    "+MQTTCONNECTED:",
-    "+MQTTDISCONNECTED:",
-    "+MQTTSUBRECV:",
-    "+MQTTPUB:",
-    "+IPD,",
-    "+STA_CONNECTED:",
-    "+STA_DISCONNECTED:",
-    "+DIST_STA_IP:",
-    "+LINK_CONN:",
-    // Luat
-    "^MODE:",
-    "+CGEV:",
-    "+NITZ:",
-    "+MSUB:",
-    "+HTTPACTION:",
-    "+CNTP:",
-    "STATE:",
-    // 3GPP registration and SIM (also info lines of their own queries)
-    "+CREG:",
-    "+CEREG:",
-    "+CGREG:",
-    "+CPIN:",
-    "+CFUN:",
-    // Quectel
-    "+QUSIM:",
-    "+QIND:",
-    "+QIURC:",
-    "+QMTOPEN:",
-    "+QMTCONN:",
-    "+QMTSUB:",
-    "+QMTUNS:",
-    "+QMTPUB:",
-    "+QMTPUBEX:",
-    "+QMTDISC:",
-    "+QMTCLOSE:",
-    "+QMTRECV:",
-    "+QMTSTAT:",
-    "+QMTPING:",
-    "+QNTP:",
-    "+QHTTPGET:",
-    "+QHTTPPOST:",
-    "+QHTTPREAD:",
-];
-
 /// Whether a line is a documented unsolicited message of one of the families.
 pub fn is_known_urc(line: &str) -> bool {
-    URC_LINES.contains(&line)
-        || URC_PREFIXES.iter().any(|p| line.starts_with(p))
+    crate::family::DIALECTS
+        .iter()
+        .any(|d| d.urc_lines.contains(&line) || d.urc_prefixes.iter().any(|p| line.starts_with(p)))
         || is_link_event(line)
 }
 

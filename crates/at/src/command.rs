@@ -2,8 +2,8 @@
 //! info-line prefix, its prompt phase and the payload to send after it, the URC that completes
 //! it, its timeouts, and how it shows in transcripts.
 //!
-//! [`Command::new`] fills in what the AT grammar of the three families implies for a command
-//! line (the catalog below), so `AT+QFUPL="ca.pem",1188,100` knows it waits for `CONNECT` and
+//! [`Command::new`] fills in what the AT grammar of the families implies for a command line
+//! (each family's catalog in [`crate::family`]), so `AT+QFUPL="ca.pem",1188,100` knows it waits for `CONNECT` and
 //! then 1188 bytes. Flows override what they need with the builder methods.
 
 use std::time::Duration;
@@ -225,18 +225,21 @@ pub fn params(line: &str) -> Vec<&str> {
     out
 }
 
-fn param_len(line: &str, index_from_end: usize) -> Option<usize> {
+/// The parameter `index_from_end` places from the end, as a number.
+pub(crate) fn param_len(line: &str, index_from_end: usize) -> Option<usize> {
     let p = params(line);
     p.len()
         .checked_sub(index_from_end + 1)
         .and_then(|i| p[i].parse().ok())
 }
 
-fn param_at(line: &str, index: usize) -> Option<usize> {
+/// The parameter at `index`, as a number.
+pub(crate) fn param_at(line: &str, index: usize) -> Option<usize> {
     params(line).get(index).and_then(|p| p.parse().ok())
 }
 
-fn raw_prompt(after_ok: bool, len: Option<usize>) -> Option<PromptPhase> {
+/// A raw `>` prompt (after an `OK` or not) for `len` bytes.
+pub(crate) fn raw_prompt(after_ok: bool, len: Option<usize>) -> Option<PromptPhase> {
     Some(PromptPhase {
         kind: PromptKind::Raw,
         after_ok,
@@ -245,7 +248,8 @@ fn raw_prompt(after_ok: bool, len: Option<usize>) -> Option<PromptPhase> {
     })
 }
 
-fn line_prompt(text: &str, len: Option<usize>) -> Option<PromptPhase> {
+/// A whole-line prompt (`CONNECT`, `DOWNLOAD`) for `len` bytes.
+pub(crate) fn line_prompt(text: &str, len: Option<usize>) -> Option<PromptPhase> {
     Some(PromptPhase {
         kind: PromptKind::Line(text.to_string()),
         after_ok: false,
@@ -254,54 +258,15 @@ fn line_prompt(text: &str, len: Option<usize>) -> Option<PromptPhase> {
     })
 }
 
-/// What the AT grammar of the three families says about a command line.
+/// What the grammar of the families ([`crate::family`]) says about a command line.
 fn apply_catalog(cmd: &mut Command) {
-    let line = cmd.line.clone();
-    let upper = line.to_ascii_uppercase();
-    let name = command_name(&upper).unwrap_or("");
+    let upper = cmd.line.to_ascii_uppercase();
+    let name = command_name(&upper).unwrap_or("").to_string();
     let set = upper.contains('=') && !upper.ends_with("=?");
-    match name {
-        // ESP-AT: SYSFLASH write answers a bare '>' (no OK first).
-        "+SYSFLASH" if set && param_at(&line, 0) == Some(1) => {
-            cmd.prompt = raw_prompt(false, param_len(&line, 0));
+    for dialect in crate::family::DIALECTS {
+        if (dialect.catalog)(cmd, &name, set) {
+            break;
         }
-        // ESP-AT: SYSMFG binary/string write answers OK, then '>'.
-        "+SYSMFG" if set && param_at(&line, 0) == Some(2) => {
-            if matches!(param_at(&line, 3), Some(7 | 8)) {
-                cmd.prompt = raw_prompt(true, param_len(&line, 0));
-            }
-        }
-        "+MQTTPUBRAW" if set => {
-            cmd.prompt = raw_prompt(true, param_at(&line, 2));
-            cmd.success.push("+MQTTPUB:OK".into());
-            cmd.failure.push("+MQTTPUB:FAIL".into());
-            cmd.info_prefix = Some("+MQTTPUB:".into());
-        }
-        "+MQTTLONGCLIENTID" | "+MQTTLONGUSERNAME" | "+MQTTLONGPASSWORD" if set => {
-            cmd.prompt = raw_prompt(true, param_len(&line, 0));
-        }
-        "+CIPSEND" | "+CIPSENDEX" if set => {
-            cmd.prompt = raw_prompt(true, param_len(&line, 0));
-        }
-        // Luat
-        "+FSWRITE" if set => {
-            cmd.prompt = raw_prompt(false, param_at(&line, 2));
-            cmd.failure.push("TimeOut".into());
-        }
-        "+MPUBEX" if set => cmd.prompt = raw_prompt(false, param_len(&line, 0)),
-        "+HTTPDATA" if set => cmd.prompt = line_prompt("DOWNLOAD", param_at(&line, 0)),
-        // Quectel
-        "+QFUPL" if set => cmd.prompt = line_prompt("CONNECT", param_at(&line, 1)),
-        "+QHTTPURL" | "+QHTTPPOST" if set => {
-            cmd.prompt = line_prompt("CONNECT", param_at(&line, 0))
-        }
-        "+QMTPUBEX" | "+QMTPUB" | "+QISEND" if set && params(&line).len() >= 6 => {
-            cmd.prompt = raw_prompt(false, param_len(&line, 0));
-        }
-        _ => {}
-    }
-    if upper.starts_with("ATD") {
-        cmd.success.push("CONNECT".into());
     }
 }
 

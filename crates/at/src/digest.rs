@@ -52,86 +52,19 @@ pub enum PayloadStyle {
     NextLine,
 }
 
-/// A header that announces a counted payload.
-struct Rule {
-    prefix: &'static [u8],
-    /// Called on the line buffer (which starts with `prefix`) each time it ends with the
-    /// rule's trigger byte. Returns the announced length when the header is complete.
-    parse: fn(&[u8]) -> Option<usize>,
-    trigger: u8,
-    style: PayloadStyle,
+/// A header that announces a counted payload (each family lists its own in
+/// [`crate::family`]).
+pub struct PayloadHeader {
+    /// How the header line starts.
+    pub(crate) prefix: &'static [u8],
+    /// Called on the rest of the line buffer after `prefix` each time it ends with the
+    /// trigger byte. Returns the announced length when the header is complete.
+    pub(crate) parse: fn(&[u8]) -> Option<usize>,
+    pub(crate) trigger: u8,
+    pub(crate) style: PayloadStyle,
     /// Bytes the device sends right after the data that belong to the payload record.
-    trailer: &'static [u8],
+    pub(crate) trailer: &'static [u8],
 }
-
-/// Every counted payload the three module families send. URCs can arrive at any time, so these
-/// are always active; none of these prefixes starts an ordinary line.
-const RULES: &[Rule] = &[
-    // ESP-AT: +MQTTSUBRECV:<id>,"<topic>",<len>,<data>
-    Rule {
-        prefix: b"+MQTTSUBRECV:",
-        parse: parse_quoted_then_len,
-        trigger: b',',
-        style: PayloadStyle::Inline,
-        trailer: b"",
-    },
-    // ESP-AT: +SYSFLASH:<len>,<data> (the query form starts with a quote, not a digit)
-    Rule {
-        prefix: b"+SYSFLASH:",
-        parse: parse_sysflash,
-        trigger: b',',
-        style: PayloadStyle::Inline,
-        trailer: b"",
-    },
-    // ESP-AT: +SYSMFG:"<ns>","<key>",<type>,<len>,<value>
-    Rule {
-        prefix: b"+SYSMFG:",
-        parse: parse_sysmfg,
-        trigger: b',',
-        style: PayloadStyle::Inline,
-        trailer: b"",
-    },
-    // ESP-AT: +IPD,<len>:<data> and +IPD,<link>,<len>:<data>
-    Rule {
-        prefix: b"+IPD,",
-        parse: parse_ipd,
-        trigger: b':',
-        style: PayloadStyle::Inline,
-        trailer: b"",
-    },
-    // ESP-AT passive receive: +CIPRECVDATA:<len>,<data>
-    Rule {
-        prefix: b"+CIPRECVDATA:",
-        parse: parse_sysflash,
-        trigger: b',',
-        style: PayloadStyle::Inline,
-        trailer: b"",
-    },
-    // Luat: +MSUB: "<topic>",<len> byte,<data>
-    Rule {
-        prefix: b"+MSUB: ",
-        parse: parse_msub,
-        trigger: b',',
-        style: PayloadStyle::Inline,
-        trailer: b"",
-    },
-    // Quectel recv/mode 0,1: +QMTRECV: <id>,<msgid>,"<topic>",<len>,"<data>"
-    Rule {
-        prefix: b"+QMTRECV: ",
-        parse: parse_qmtrecv,
-        trigger: b'"',
-        style: PayloadStyle::Inline,
-        trailer: b"\"",
-    },
-    // Luat: +HTTPREAD: <len> then the body on the following bytes
-    Rule {
-        prefix: b"+HTTPREAD: ",
-        parse: parse_whole_number,
-        trigger: b'\r',
-        style: PayloadStyle::NextLine,
-        trailer: b"",
-    },
-];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
@@ -332,12 +265,11 @@ impl Digester {
     }
 
     /// Whether the line buffer, just extended by `last`, is a complete payload header.
-    fn header_complete(&self, last: u8) -> Option<(usize, &'static Rule)> {
+    fn header_complete(&self, last: u8) -> Option<(usize, &'static PayloadHeader)> {
         if self.line.first() != Some(&b'+') {
             return None;
         }
-        let rule = RULES
-            .iter()
+        let rule = crate::family::payload_headers()
             .find(|r| r.trigger == last && self.line.starts_with(r.prefix))?;
         let len = (rule.parse)(&self.line[rule.prefix.len()..])?;
         (len <= MAX_PAYLOAD).then_some((len, rule))
@@ -395,87 +327,9 @@ impl Digester {
 }
 
 /// Parses a run of ASCII digits as a length (no sign, no overflow).
-fn number(digits: &[u8]) -> Option<usize> {
+pub(crate) fn number(digits: &[u8]) -> Option<usize> {
     if digits.is_empty() || digits.len() > 9 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
     std::str::from_utf8(digits).ok()?.parse().ok()
-}
-
-/// `<len>,` → len.
-fn parse_sysflash(rest: &[u8]) -> Option<usize> {
-    number(rest.strip_suffix(b",")?)
-}
-
-/// `<digits>` then CR at the end of the line → len.
-fn parse_whole_number(rest: &[u8]) -> Option<usize> {
-    number(rest)
-}
-
-/// `<id>,"<topic>",<len>,` → len. The topic is everything between the first quote and the
-/// last `",` before the length, so a topic containing quotes still parses.
-fn parse_quoted_then_len(rest: &[u8]) -> Option<usize> {
-    let rest = rest.strip_suffix(b",")?;
-    let comma = rest.iter().rposition(|&b| b == b',')?;
-    let (head, len) = (&rest[..comma], &rest[comma + 1..]);
-    let quote = head.iter().position(|&b| b == b'"')?;
-    let id = &head[..quote];
-    let id = id.strip_suffix(b",")?;
-    if !id.iter().all(u8::is_ascii_digit) || head.len() < quote + 2 || !head.ends_with(b"\"") {
-        return None;
-    }
-    number(len)
-}
-
-/// `"<ns>","<key>",<type>,<len>,` → len.
-fn parse_sysmfg(rest: &[u8]) -> Option<usize> {
-    let rest = rest.strip_suffix(b",")?;
-    let mut fields = rest.rsplitn(3, |&b| b == b',');
-    let len = fields.next()?;
-    let kind = fields.next()?;
-    let names = fields.next()?;
-    if !names.starts_with(b"\"") || !names.ends_with(b"\"") || names.len() < 5 {
-        return None;
-    }
-    number(kind)?;
-    number(len)
-}
-
-/// `<len>:` or `<link>,<len>:` → len.
-fn parse_ipd(rest: &[u8]) -> Option<usize> {
-    let rest = rest.strip_suffix(b":")?;
-    let len = match rest.iter().position(|&b| b == b',') {
-        Some(i) => {
-            number(&rest[..i])?;
-            &rest[i + 1..]
-        }
-        None => rest,
-    };
-    number(len)
-}
-
-/// `"<topic>",<len> byte,` → len.
-fn parse_msub(rest: &[u8]) -> Option<usize> {
-    let rest = rest.strip_suffix(b" byte,")?;
-    let comma = rest.iter().rposition(|&b| b == b',')?;
-    let (topic, len) = (&rest[..comma], &rest[comma + 1..]);
-    if !topic.starts_with(b"\"") || !topic.ends_with(b"\"") || topic.len() < 2 {
-        return None;
-    }
-    number(len)
-}
-
-/// `<id>,<msgid>,"<topic>",<len>,"` → len.
-fn parse_qmtrecv(rest: &[u8]) -> Option<usize> {
-    let rest = rest.strip_suffix(b",\"")?;
-    let comma = rest.iter().rposition(|&b| b == b',')?;
-    let (head, len) = (&rest[..comma], &rest[comma + 1..]);
-    let mut parts = head.splitn(3, |&b| b == b',');
-    number(parts.next()?)?;
-    number(parts.next()?)?;
-    let topic = parts.next()?;
-    if !topic.starts_with(b"\"") || !topic.ends_with(b"\"") || topic.len() < 2 {
-        return None;
-    }
-    number(len)
 }

@@ -6,6 +6,7 @@ pub mod classify;
 pub mod command;
 pub mod digest;
 pub mod engine;
+pub mod family;
 pub mod redact;
 pub mod response;
 pub mod session;

@@ -11,20 +11,34 @@ pub enum FinalCode {
     /// `ERROR`.
     Error,
     /// `+CME ERROR: <n|text>`.
-    Cme { code: Option<u32>, text: String },
+    Cme {
+        /// The number, when the module reports one (`AT+CMEE=1`).
+        code: Option<u32>,
+        /// What follows the colon, as sent.
+        text: String,
+    },
     /// `+CMS ERROR: <n|text>`.
-    Cms { code: Option<u32>, text: String },
+    Cms {
+        /// The number, when the module reports one.
+        code: Option<u32>,
+        /// What follows the colon, as sent.
+        text: String,
+    },
     /// `COMMAND NOT SUPPORT` (Huawei and others).
     NotSupported,
     /// `SEND FAIL`.
     SendFail,
     /// `NO CARRIER`, `BUSY`, `NO ANSWER`, `NO DIALTONE`, `MODEM ERROR`.
-    CallFailed { reason: String },
+    CallFailed {
+        /// The line, e.g. `NO CARRIER`.
+        reason: String,
+    },
     /// A command's own failure line, e.g. `+MQTTPUB:FAIL` or Luat's `TimeOut`.
     Failed,
 }
 
 impl FinalCode {
+    /// Whether this is a success final.
     pub fn is_ok(&self) -> bool {
         matches!(self, FinalCode::Ok)
     }
@@ -155,6 +169,7 @@ impl Grammar {
             .any(|p| line.starts_with(p.as_str()))
     }
 
+    /// The final result a line is, by the built-in and the profile's tables.
     pub fn final_code(&self, line: &str) -> Option<FinalCode> {
         final_code(line).or_else(|| {
             if self.ok.iter().any(|l| l == line) {
@@ -167,14 +182,17 @@ impl Grammar {
         })
     }
 
+    /// Whether a line rejects the command as busy.
     pub fn is_busy(&self, line: &str) -> bool {
         is_busy(line) || self.busy.iter().any(|l| l == line)
     }
 
+    /// Whether a line says the module has just (re)started.
     pub fn is_boot_banner(&self, line: &str) -> bool {
         is_boot_banner(line) || self.boot.iter().any(|l| l == line)
     }
 
+    /// Whether a line explains the error that follows it.
     pub fn is_error_detail(&self, line: &str) -> bool {
         is_error_detail(line)
             || self
@@ -183,6 +201,7 @@ impl Grammar {
                 .any(|p| line.starts_with(p.as_str()))
     }
 
+    /// Whether a line is a documented unsolicited message (built-in or the profile's).
     pub fn is_known_urc(&self, line: &str) -> bool {
         is_known_urc(line)
             || self.urc_lines.iter().any(|l| l == line)

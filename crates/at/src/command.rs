@@ -30,6 +30,7 @@ impl PromptKind {
 /// A prompt phase: what to wait for, when, and what to send then.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromptPhase {
+    /// Which prompt.
     pub kind: PromptKind,
     /// ESP-AT's two-phase commands answer `OK` first, then the prompt.
     pub after_ok: bool,
@@ -60,11 +61,13 @@ pub struct Command {
     pub timeout: Duration,
     /// Lines starting with this belong to the command even when a URC shares the prefix.
     pub info_prefix: Option<String>,
+    /// The prompt the command waits for before its payload, if any.
     pub prompt: Option<PromptPhase>,
     /// Command-specific success finals (`+MQTTPUB:OK`, `CONNECT` for `ATD`).
     pub success: Vec<String>,
     /// Command-specific failure finals (`+MQTTPUB:FAIL`, `TimeOut`).
     pub failure: Vec<String>,
+    /// The URC that completes the command after its `OK`, if any.
     pub completion: Option<Completion>,
     /// Retry after `busy p...`, with bounded backoff.
     pub retry_busy: bool,
@@ -101,6 +104,7 @@ impl Command {
         cmd
     }
 
+    /// Sets the time for the final result (and the prompt).
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = t;
         self
@@ -123,16 +127,19 @@ impl Command {
         self
     }
 
+    /// Lines starting with `prefix` belong to this command even when a URC shares it.
     pub fn info_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.info_prefix = Some(prefix.into());
         self
     }
 
+    /// A line that ends the command successfully (besides `OK`).
     pub fn success_line(mut self, line: impl Into<String>) -> Self {
         self.success.push(line.into());
         self
     }
 
+    /// A line that ends the command as failed (besides `ERROR`).
     pub fn failure_line(mut self, line: impl Into<String>) -> Self {
         self.failure.push(line.into());
         self
@@ -153,16 +160,19 @@ impl Command {
         self
     }
 
+    /// The payload is a secret: transcripts show its length only.
     pub fn secret_payload(mut self) -> Self {
         self.secret_payload = true;
         self
     }
 
+    /// The response carries a secret: transcripts show line lengths only.
     pub fn secret_response(mut self) -> Self {
         self.secret_response = true;
         self
     }
 
+    /// Fails at the first `busy p...` instead of resending.
     pub fn no_busy_retry(mut self) -> Self {
         self.retry_busy = false;
         self

@@ -40,7 +40,10 @@ pub enum Event {
     },
     /// A line longer than [`MAX_LINE`]: the kept part was emitted as a [`Event::Line`] and
     /// this many further bytes were dropped.
-    Overflow { dropped: usize },
+    Overflow {
+        /// Bytes dropped.
+        dropped: usize,
+    },
 }
 
 /// Where a counted payload sits relative to its header.
@@ -108,6 +111,7 @@ impl Default for Digester {
 }
 
 impl Digester {
+    /// A digester expecting a line, no prompt armed.
     pub fn new() -> Self {
         Digester {
             state: State::Line,

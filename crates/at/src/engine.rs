@@ -59,11 +59,17 @@ impl Default for EngineConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("the port closed (device unplugged or the other end went away)")]
+    /// The port closed.
     Closed,
     #[error("I/O error on the port: {0}")]
+    /// Reading or writing the port failed.
     Io(#[from] std::io::Error),
     #[error("the module stopped answering: no `OK` to {attempts} sentinel `AT` after a timeout")]
-    Lost { attempts: u32 },
+    /// The module never answered the resync after a timeout.
+    Lost {
+        /// Sentinels tried.
+        attempts: u32,
+    },
 }
 
 /// One thing that happened on the wire, for transcripts, consoles and reports.
@@ -71,30 +77,44 @@ pub enum EngineError {
 pub enum TraceEvent {
     /// Bytes the host sent: a command line (without terminator) or a payload.
     Tx {
+        /// When, since the engine started.
         at: Duration,
         /// The line (redacted form when it carries a secret) or the payload, escaped.
         text: String,
         /// Bytes written.
         len: usize,
+        /// Whether these are payload bytes after a prompt (not a command line).
         payload: bool,
+        /// Whether they are secret (the text is then empty).
         secret: bool,
         /// The engine's own resync `AT`, not a caller's command.
         sentinel: bool,
     },
     /// A record the device sent, classified.
     Rx {
+        /// When, since the engine started.
         at: Duration,
+        /// The record, escaped (secrets hidden by the engine's redaction).
         text: String,
+        /// How the session classified it.
         class: RxClass,
+        /// Whether it carries a secret (show its length only).
         secret: bool,
     },
     /// A command ended (so a report can be assembled in wire order).
     Done {
+        /// When, since the engine started.
         at: Duration,
+        /// The command's whole result.
         response: Box<Response>,
     },
     /// Something the engine did on its own (resync, retry).
-    Note { at: Duration, text: String },
+    Note {
+        /// When, since the engine started.
+        at: Duration,
+        /// What happened.
+        text: String,
+    },
 }
 
 enum Request {

@@ -1,3 +1,4 @@
+#![deny(missing_docs)]
 //! The AT layer: framing ([`digest`]), meaning ([`classify`], [`session`]), commands and their
 //! expectations ([`command`]), results ([`response`]) and the async [`engine`] that runs them on
 //! a port. Everything but the engine is pure and synchronous.

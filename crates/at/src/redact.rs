@@ -120,6 +120,7 @@ const END: &str = "-----END ";
 const TAIL: usize = 48;
 
 impl Scrubber {
+    /// A scrubber at the start of a stream.
     pub fn new() -> Scrubber {
         Scrubber::default()
     }

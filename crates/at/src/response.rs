@@ -12,9 +12,15 @@ pub enum Status {
     /// A success final (and the completing URC, when the command has one).
     Ok,
     /// An error final.
-    Error { code: FinalCode },
+    Error {
+        /// Which error final.
+        code: FinalCode,
+    },
     /// No answer in time; the session is dirty until resynchronised.
-    Timeout { phase: Phase },
+    Timeout {
+        /// Which wait ran out.
+        phase: Phase,
+    },
     /// The module rebooted (`ready`, `RDY`) before the command finished.
     Reset,
     /// The module kept answering `busy p...` after every retry.
@@ -38,6 +44,7 @@ pub enum Phase {
 pub struct Payload {
     /// The header line (`+SYSFLASH:8,`).
     pub header: String,
+    /// The payload bytes, exactly as counted.
     pub data: Vec<u8>,
 }
 
@@ -71,6 +78,7 @@ pub struct Response {
     pub prompt: Option<String>,
     /// The final line, if one came.
     pub final_line: Option<String>,
+    /// How it ended.
     pub status: Status,
     /// Lines explaining an error (`ERR CODE:0x...`, `+CWJAP:1`), also kept in `info`.
     pub details: Vec<String>,
@@ -80,10 +88,12 @@ pub struct Response {
     pub completion: Option<String>,
     /// `busy p...` rejections before the command was accepted.
     pub busy_retries: u32,
+    /// From sending the command to its end.
     pub elapsed: Duration,
 }
 
 impl Response {
+    /// Whether the command succeeded.
     pub fn is_ok(&self) -> bool {
         self.status == Status::Ok
     }

@@ -27,9 +27,13 @@ use super::text::escape;
 /// How a device record was classified, for traces and transcripts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RxClass {
+    /// The module echoed the command line.
     Echo,
+    /// An information line of the command in flight.
     Info,
+    /// A prompt for the payload.
     Prompt,
+    /// The final result.
     Final,
     /// The URC that completed a command.
     Completion,
@@ -46,8 +50,11 @@ pub enum RxClass {
 pub enum Output {
     /// A device record and its class (lines escaped; payloads rendered inline).
     Rx {
+        /// The record, escaped.
         text: String,
+        /// How it was classified.
         class: RxClass,
+        /// Whether it carries a secret.
         secret: bool,
     },
     /// An unsolicited message for subscribers.
@@ -94,6 +101,7 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session with the built-in grammar only.
     pub fn new() -> Session {
         Session::default()
     }

@@ -8,21 +8,37 @@ use std::fmt;
 /// A documented exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
+    /// 0: success.
     Ok,
+    /// 1: a bug in atprov.
     Internal,
+    /// 2: a bad command line or input file.
     Usage,
+    /// 3: the port does not exist.
     PortNotFound,
+    /// 4: another process holds the port.
     PortBusy,
+    /// 5: no permission to open the port.
     PortPermission,
+    /// 6: the module did not answer in time.
     NoAnswer,
+    /// 7: the module answered with an error.
     AtError,
+    /// 8: the port closed during the session.
     PortLost,
+    /// 9: the module reset unexpectedly.
     ModuleReset,
+    /// 10: the credentials are unusable.
     Credentials,
+    /// 11: what was read back differs from what was written.
     VerifyMismatch,
+    /// 12: network bring-up failed.
     Network,
+    /// 13: the MQTT/TLS connection was refused or failed.
     Connect,
+    /// 14: the smoke-test message did not come back.
     Smoke,
+    /// 15: the factory journal cannot be opened or written.
     Journal,
 }
 
@@ -97,11 +113,14 @@ impl Code {
 /// A failure: one line for the user and the exit code it maps to.
 #[derive(Debug, Clone)]
 pub struct Failure {
+    /// The exit code it maps to.
     pub code: Code,
+    /// The one line a person reads.
     pub message: String,
 }
 
 impl Failure {
+    /// A failure with this code and line.
     pub fn new(code: Code, message: impl Into<String>) -> Failure {
         Failure {
             code,
@@ -109,6 +128,7 @@ impl Failure {
         }
     }
 
+    /// A bad command line or input file (exit 2).
     pub fn usage(message: impl Into<String>) -> Failure {
         Failure::new(Code::Usage, message)
     }

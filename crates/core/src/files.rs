@@ -43,8 +43,10 @@ impl Access {
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     #[error("{0}: already exists (it is not replaced; move it away or pass --force)")]
+    /// The destination exists and was not to be replaced.
     Exists(PathBuf),
     #[error("{0}: cannot write it: {1}")]
+    /// Creating, writing, syncing or renaming failed.
     Io(PathBuf, std::io::Error),
 }
 

@@ -1,3 +1,4 @@
+#![deny(missing_docs)]
 //! The atprov product library: everything between a command line and the AT engine.
 //!
 //! Ports ([`port`], [`link`]) open what a selector names and start the engine of

@@ -30,12 +30,16 @@ pub struct PortArgs {
 
 /// An engine on an open port, and the task writing the transcript.
 pub struct Link {
+    /// The engine on the port.
     pub engine: Engine,
+    /// The engine's task (it ends when every handle is dropped).
     pub engine_task: tokio::task::JoinHandle<()>,
+    /// The task writing the transcript, if one was asked for.
     pub trace_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl PortArgs {
+    /// The parsed selector.
     pub fn selector(&self) -> Result<Selector, Failure> {
         Ok(Selector::parse(&self.port)?)
     }

@@ -5,17 +5,22 @@
 use super::runner::{Script, Step};
 use crate::tls::{BrokerTls, ModuleTls};
 
+/// A success final.
 pub const OK: &[u8] = b"\r\nOK\r\n";
+/// An error final.
 pub const ERROR: &[u8] = b"\r\nERROR\r\n";
 
+/// Just `OK`.
 pub fn ok() -> Script {
     vec![Step::Final(OK.to_vec())]
 }
 
+/// Just `ERROR`.
 pub fn error() -> Script {
     vec![Step::Final(ERROR.to_vec())]
 }
 
+/// `+CME ERROR: n`.
 pub fn cme(n: u32) -> Script {
     vec![Step::Final(format!("\r\n+CME ERROR: {n}\r\n").into_bytes())]
 }
@@ -42,14 +47,19 @@ pub fn ok_then(delay: std::time::Duration, bytes: Vec<u8>) -> Script {
 pub struct Tls<'a> {
     /// 0 no authentication, 1 verify the server, 2 also present a client certificate.
     pub seclevel: &'a str,
+    /// `ignorelocaltime`: certificate dates are not checked against the module's clock.
     pub ignore_local_time: bool,
+    /// The module's clock was synced (it is at 1980 until then).
     pub clock_synced: bool,
     /// The files the context names (or why there are none).
     pub ca: Result<Vec<u8>, String>,
+    /// The client certificate file the context names.
     pub cert: Result<Vec<u8>, String>,
+    /// The private key file the context names.
     pub key: Result<Vec<u8>, String>,
     /// The host the module connects to: SNI, and the name its certificate must carry.
     pub server_name: String,
+    /// Protocols offered with ALPN.
     pub alpn: Vec<String>,
     /// The module's TLS stack takes RSA client keys only (Luat).
     pub rsa_only: bool,

@@ -1,3 +1,4 @@
+#![deny(missing_docs)]
 //! Emulated modules, used by tests, benchmarks and anyone without hardware
 //! (`--port sim:esp32-at`, `atprov sim NAME --pty`).
 //!
@@ -305,6 +306,7 @@ fn unknown(name: &str) -> String {
 
 /// A boxed model that can be played.
 pub trait ModelBox: Send {
+    /// Plays the model on `io` in a task of its own.
     fn into_run(
         self: Box<Self>,
         io: Box<dyn Io>,

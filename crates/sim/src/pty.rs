@@ -13,7 +13,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A pseudo-terminal pair: the async master for the emulator and the slave path for clients.
 pub struct Pty {
+    /// The emulator's side of the pseudo-terminal.
     pub master: PtyMaster,
+    /// The path the host opens (`/dev/pts/N`).
     pub path: String,
     /// Kept open so that the master side does not report a hang-up when no client is attached.
     _slave: OwnedFd,

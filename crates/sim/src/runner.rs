@@ -21,7 +21,12 @@ pub enum Step {
     Final(Vec<u8>),
     /// A prompt; then the runner reads exactly `len` payload bytes and hands them to
     /// [`Model::payload`].
-    Prompt { bytes: Vec<u8>, len: usize },
+    Prompt {
+        /// The prompt as sent.
+        bytes: Vec<u8>,
+        /// Payload bytes to read after it.
+        len: usize,
+    },
     /// The firmware is busy for this long (new lines get `busy p...`).
     Delay(Duration),
     /// The module reboots: volatile state goes, the boot banner comes.
@@ -89,10 +94,13 @@ pub struct Faults {
 /// (`atprov sim --fault KIND@PREFIX`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trigger {
+    /// The command line prefix that arms it.
     pub prefix: String,
+    /// What happens.
     pub kind: TriggerKind,
 }
 
+/// The faults a trigger can inject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TriggerKind {
     /// Reboot halfway through the reply.

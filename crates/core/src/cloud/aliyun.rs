@@ -17,8 +17,11 @@ use hmac::{Hmac, Mac};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
+    /// HMAC-MD5 (the platform's default).
     Hmacmd5,
+    /// HMAC-SHA1.
     Hmacsha1,
+    /// HMAC-SHA256.
     Hmacsha256,
 }
 
@@ -71,7 +74,9 @@ impl Method {
 /// A device's identity on the platform.
 #[derive(Debug, Clone)]
 pub struct Device<'a> {
+    /// The product key.
     pub product_key: &'a str,
+    /// The device name.
     pub device_name: &'a str,
 }
 
@@ -80,10 +85,13 @@ pub struct Device<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct MqttSignIn {
     #[serde(rename = "mqttClientId")]
+    /// The MQTT client id, with its `|securemode=...|` block.
     pub client_id: String,
     #[serde(rename = "mqttUsername")]
+    /// `deviceName&productKey`.
     pub username: String,
     #[serde(rename = "mqttPassword")]
+    /// The signature, lower-case hex (a secret).
     pub password: String,
 }
 
@@ -161,15 +169,19 @@ pub fn register_content(device: &Device, random: &str) -> String {
 /// The HTTPS dynamic-registration request (`POST /auth/register/device`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Registration {
+    /// The signature, lower-case hex.
     pub sign: String,
     #[serde(rename = "signMethod")]
+    /// The signMethod parameter as sent.
     pub sign_method: String,
     /// `application/x-www-form-urlencoded` body.
     pub body: String,
     #[serde(rename = "bodyLength")]
+    /// Bytes in the body (the module's AT+HTTPDATA length).
     pub body_length: usize,
 }
 
+/// The HTTPS dynamic-registration request of a device, signed with the product secret.
 pub fn register_https(
     device: &Device,
     product_secret: &str,

@@ -65,13 +65,21 @@ struct StationFile {
 /// A checked factory configuration with absolute paths.
 #[derive(Debug, Clone)]
 pub struct FactoryConfig {
+    /// The config file itself.
     pub path: PathBuf,
+    /// The device profile every unit gets.
     pub profile: String,
+    /// The job file every unit gets.
     pub job: Option<PathBuf>,
+    /// The journal (SQLite file).
     pub journal: PathBuf,
+    /// Where per-unit transcripts go.
     pub log_dir: Option<PathBuf>,
+    /// Where credentials come from.
     pub pool: Pool,
+    /// How units are treated.
     pub policy: Policy,
+    /// The stations, in order.
     pub stations: Vec<Station>,
 }
 
@@ -83,6 +91,7 @@ pub struct Pool {
     /// The CA that issued the manifest's device certificates, when given: each is checked
     /// against it before it goes out. A generated pool is checked against its own CA.
     pub device_ca: Option<PathBuf>,
+    /// Where per-unit certificates and keys come from.
     pub source: PoolSource,
 }
 
@@ -93,11 +102,15 @@ pub enum PoolSource {
     Manifest(PathBuf),
     /// A certificate made per unit from a manufacturer CA; files kept in `dir`.
     Generate {
+        /// The manufacturer CA's certificate.
         ca_cert: PathBuf,
+        /// The manufacturer CA's key.
         ca_key: PathBuf,
+        /// Where generated certificates and keys are written.
         dir: PathBuf,
         /// Template for the thing name (default `{unit_id}`).
         thing_name: String,
+        /// Validity of each generated certificate.
         days: u32,
     },
 }
@@ -123,8 +136,11 @@ pub enum Removal {
 /// How far each unit goes; every unit is identified, flashed and verified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Steps {
+    /// Identify, flash and verify.
     Flash,
+    /// And connect MQTT.
     Connect,
+    /// And smoke (a message round trip).
     Provision,
 }
 
@@ -151,11 +167,15 @@ impl Steps {
 }
 
 #[derive(Debug, Clone)]
+/// How units are treated.
 pub struct Policy {
+    /// How far each unit goes.
     pub steps: Steps,
     /// Extra tries of a failed unit before it is declared failed.
     pub retries: u32,
+    /// What happens to a failed unit's credential.
     pub on_failure: OnFailure,
+    /// How a station knows its unit was taken away.
     pub removal: Removal,
     /// How often a station looks for a unit.
     pub poll: Duration,
@@ -164,8 +184,11 @@ pub struct Policy {
 }
 
 #[derive(Debug, Clone)]
+/// One station.
 pub struct Station {
+    /// Its name (in events, transcripts and the journal).
     pub name: String,
+    /// Its port selector.
     pub port: String,
 }
 

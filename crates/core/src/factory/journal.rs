@@ -18,35 +18,50 @@ use serde::Serialize;
 #[derive(Debug, thiserror::Error)]
 #[error("journal {path}: {message}")]
 pub struct JournalError {
+    /// The journal as named.
     pub path: String,
+    /// What went wrong.
     pub message: String,
 }
 
 /// A credential in the pool, as registered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolRecord {
+    /// The thing name (AWS) or device name the credential belongs to.
     pub thing_name: String,
+    /// The certificate file.
     pub cert: PathBuf,
+    /// The key file (its path only: no key bytes are stored).
     pub key: PathBuf,
+    /// SHA-256 of the certificate file, lower-case hex.
     pub cert_sha256: String,
 }
 
 /// How a unit is known: `mac:...` or `imei:...`, plus what identify saw.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct UnitIdentity {
+    /// `mac:...` or `imei:...`: what the journal knows the unit by.
     pub key: String,
+    /// The job's unit id.
     pub unit_id: String,
+    /// The MAC address, when identify captured one.
     pub mac: Option<String>,
+    /// The IMEI, when identify captured one.
     pub imei: Option<String>,
+    /// The SIM's ICCID, when identify captured one.
     pub iccid: Option<String>,
+    /// The firmware version.
     pub firmware: Option<String>,
+    /// The chip.
     pub chip: Option<String>,
 }
 
 /// A credential given to a unit.
 #[derive(Debug, Clone)]
 pub struct Allocation {
+    /// The credential's row.
     pub credential: i64,
+    /// What it is.
     pub record: PoolRecord,
     /// The unit held this credential before (it came back).
     pub again: bool,
@@ -57,9 +72,12 @@ pub struct Allocation {
 pub enum AllocateError {
     /// Every credential is taken or rejected.
     Exhausted {
+        /// Credentials held by units.
         assigned: u64,
+        /// Credentials that failed their check.
         rejected: u64,
     },
+    /// The journal failed.
     Journal(JournalError),
 }
 
@@ -72,8 +90,11 @@ impl From<JournalError> for AllocateError {
 /// How an attempt ended.
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// Whether the unit passed.
     pub passed: bool,
+    /// The exit code of its failure (0 for a pass).
     pub exit_code: u8,
+    /// The one line saying why it failed.
     pub reason: Option<String>,
     /// Stage name and milliseconds, in order.
     pub stages: Vec<(String, u64)>,
@@ -97,33 +118,54 @@ pub enum Fate {
 /// Pool counts.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct PoolStatus {
+    /// Credentials no unit holds.
     pub free: u64,
+    /// Credentials held by units.
     pub assigned: u64,
+    /// Credentials that failed their check.
     pub rejected: u64,
 }
 
 /// One attempt, joined with its unit and credential: a row of `atprov factory report`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReportRow {
+    /// The attempt's number.
     pub attempt: i64,
+    /// The station.
     pub station: String,
+    /// The port the unit was on.
     pub port: String,
+    /// The unit's identity key.
     pub unit: Option<String>,
+    /// The unit id.
     pub unit_id: Option<String>,
+    /// The MAC address.
     pub mac: Option<String>,
+    /// The IMEI.
     pub imei: Option<String>,
+    /// The ICCID.
     pub iccid: Option<String>,
+    /// The firmware version.
     pub firmware: Option<String>,
+    /// The credential's thing name.
     pub thing_name: Option<String>,
+    /// SHA-256 of its certificate.
     pub cert_sha256: Option<String>,
+    /// When the attempt began (UTC).
     pub started_at: String,
+    /// When it ended (UTC).
     pub finished_at: Option<String>,
+    /// `running`, `pass`, `fail` or `interrupted`.
     pub result: String,
+    /// The exit code of a failure.
     pub exit_code: Option<u8>,
+    /// Why it failed.
     pub reason: Option<String>,
     /// `stage=ms` pairs, e.g. `init=12 identify=40 flash=310`.
     pub stages: String,
+    /// The atprov version that ran it.
     pub tool: String,
+    /// The device profile.
     pub profile: String,
 }
 
@@ -152,6 +194,7 @@ pub trait Journal: Send + Sync {
     fn finish_attempt(&self, attempt: i64, outcome: &Outcome) -> Result<(), JournalError>;
     /// How many distinct units passed.
     fn units_passed(&self) -> Result<u64, JournalError>;
+    /// Counts of free, assigned and rejected credentials.
     fn pool_status(&self) -> Result<PoolStatus, JournalError>;
     /// Every attempt, oldest first.
     fn report(&self) -> Result<Vec<ReportRow>, JournalError>;

@@ -17,7 +17,7 @@ pub mod journal;
 pub mod pool;
 mod presence;
 pub mod report;
-pub mod station;
+mod station;
 
 use std::sync::Arc;
 
@@ -44,7 +44,9 @@ pub struct RunOptions {
 /// What a run did.
 #[derive(Debug, Default)]
 pub struct Summary {
+    /// Units finished in this run (passed or failed).
     pub units: u64,
+    /// Distinct units that passed, over every run of the journal.
     pub passed: u64,
 }
 

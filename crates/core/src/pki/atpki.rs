@@ -9,12 +9,16 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ItemType {
+    /// A CA certificate (type 1).
     Ca,
+    /// A certificate (type 2).
     Cert,
+    /// A private key (type 3).
     Key,
 }
 
 impl ItemType {
+    /// The type byte of the bin format.
     pub fn byte(self) -> u8 {
         match self {
             ItemType::Ca => 1,
@@ -23,6 +27,7 @@ impl ItemType {
         }
     }
 
+    /// The type a byte stands for.
     pub fn from_byte(b: u8) -> Option<ItemType> {
         match b {
             1 => Some(ItemType::Ca),
@@ -32,6 +37,7 @@ impl ItemType {
         }
     }
 
+    /// `ca`, `cert` or `key`, as AtPKI.py's command line names them.
     pub fn parse(s: &str) -> Option<ItemType> {
         match s {
             "ca" => Some(ItemType::Ca),
@@ -41,6 +47,7 @@ impl ItemType {
         }
     }
 
+    /// The command-line name.
     pub fn name(self) -> &'static str {
         match self {
             ItemType::Ca => "ca",
@@ -53,27 +60,36 @@ impl ItemType {
 /// One item of a PKI bin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Item {
+    /// Its type.
     pub kind: ItemType,
+    /// Its index within its type.
     pub id: u8,
+    /// The input file's bytes, verbatim.
     pub content: Vec<u8>,
 }
 
+/// The first two bytes of every bin.
 pub const MAGIC: [u8; 2] = [0xF1, 0xF1];
 
 /// Why a bin cannot be made or read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BinError {
     #[error("{0}: the file is empty; a PKI bin of it is useless")]
+    /// An empty input file.
     EmptyInput(String),
     #[error(
         "{0}: {1} bytes is over the 65,535 an item can hold (AtPKI.py would write a corrupt bin)"
     )]
+    /// An input over 65,535 bytes (the format's length field).
     TooBig(String, usize),
     #[error("more than 255 items of type {0} (AtPKI.py would wrap the ids)")]
+    /// Over 255 items of one type.
     TooMany(&'static str),
     #[error("nothing to encode: give TYPE FILE pairs")]
+    /// No items to encode.
     NoItems,
     #[error("not a PKI bin: {0}")]
+    /// Bytes that are not a bin.
     Malformed(String),
 }
 

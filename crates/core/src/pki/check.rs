@@ -66,7 +66,9 @@ pub type Input = Result<Loaded, LoadError>;
 pub struct Bundle {
     /// What the module verifies the broker with.
     pub server_ca: Input,
+    /// The device certificate.
     pub cert: Input,
+    /// The device's private key.
     pub key: Input,
     /// What issued the device certificate, when known.
     pub device_ca: Option<Input>,

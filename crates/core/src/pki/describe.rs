@@ -13,6 +13,7 @@ use super::load::{KeyFormat, hex, signing_key};
 pub struct KeyInfo {
     /// `RSA`, `EC` or `Ed25519`.
     pub algorithm: String,
+    /// The key size in bits.
     pub bits: usize,
 }
 
@@ -28,18 +29,28 @@ impl std::fmt::Display for KeyInfo {
 /// What a certificate says about itself.
 #[derive(Debug, Clone, Serialize)]
 pub struct CertInfo {
+    /// The subject's distinguished name.
     pub subject: String,
+    /// The issuer's distinguished name.
     pub issuer: String,
+    /// Start of validity, RFC 3339.
     pub not_before: String,
+    /// End of validity, RFC 3339.
     pub not_after: String,
     #[serde(skip)]
+    /// Start of validity, Unix seconds.
     pub not_before_unix: i64,
     #[serde(skip)]
+    /// End of validity, Unix seconds.
     pub not_after_unix: i64,
+    /// Its public key.
     pub key: KeyInfo,
+    /// basicConstraints says CA.
     pub is_ca: bool,
+    /// SHA-256 of the DER, colon-separated upper-case hex.
     pub sha256_fingerprint: String,
     #[serde(skip)]
+    /// The SubjectPublicKeyInfo, DER (to match a private key against).
     pub spki: Vec<u8>,
 }
 
@@ -107,6 +118,7 @@ pub fn signed_by(cert: &[u8], issuer: &[u8]) -> bool {
     c.verify_signature(Some(i.public_key())).is_ok()
 }
 
+/// `AB:CD:...` of `bytes`.
 pub fn colon_hex(bytes: &[u8]) -> String {
     hex(bytes)
         .as_bytes()

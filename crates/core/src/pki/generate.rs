@@ -9,7 +9,9 @@ use time::{Duration, OffsetDateTime};
 
 /// A generated certificate and its key, both PEM.
 pub struct Generated {
+    /// The certificate, PEM.
     pub cert_pem: String,
+    /// Its private key, PEM (a secret).
     pub key_pem: String,
 }
 
@@ -48,7 +50,9 @@ pub enum GenerateError {
 /// Key types atprov generates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
+    /// ECDSA on NIST P-256.
     P256,
+    /// RSA, 2048 bits.
     Rsa2048,
 }
 

@@ -12,17 +12,29 @@ use x509_parser::prelude::*;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyFormat {
+    /// `BEGIN RSA PRIVATE KEY`.
     Pkcs1,
+    /// `BEGIN PRIVATE KEY`.
     Pkcs8,
+    /// `BEGIN EC PRIVATE KEY`.
     Sec1,
 }
 
 /// One object found in a file.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Block {
+    /// A certificate, DER.
     Certificate(Vec<u8>),
-    PrivateKey { der: Vec<u8>, format: KeyFormat },
+    /// A private key.
+    PrivateKey {
+        /// The key, DER.
+        der: Vec<u8>,
+        /// Its encoding.
+        format: KeyFormat,
+    },
+    /// A passphrase-protected key (modules take none).
     EncryptedKey,
+    /// Some other PEM block, by its label.
     Other(String),
 }
 
@@ -42,17 +54,24 @@ impl std::fmt::Debug for Block {
 /// How the file is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
+    /// PEM text.
     Pem,
+    /// Binary DER.
     Der,
+    /// An ESP-AT PKI bin.
     PkiBin,
 }
 
 /// A credential file, read and recognised.
 #[derive(Clone)]
 pub struct Loaded {
+    /// How problems name it (its path).
     pub name: String,
+    /// Its bytes, as read.
     pub bytes: Vec<u8>,
+    /// How it is encoded.
     pub encoding: Encoding,
+    /// What it holds.
     pub blocks: Vec<Block>,
 }
 
@@ -68,6 +87,7 @@ impl std::fmt::Debug for Loaded {
 }
 
 impl Loaded {
+    /// The certificates it holds, DER, in order.
     pub fn certificates(&self) -> impl Iterator<Item = &[u8]> {
         self.blocks.iter().filter_map(|b| match b {
             Block::Certificate(d) => Some(d.as_slice()),
@@ -75,6 +95,7 @@ impl Loaded {
         })
     }
 
+    /// The first private key it holds.
     pub fn private_key(&self) -> Option<(&[u8], KeyFormat)> {
         self.blocks.iter().find_map(|b| match b {
             Block::PrivateKey { der, format } => Some((der.as_slice(), *format)),
@@ -82,10 +103,12 @@ impl Loaded {
         })
     }
 
+    /// Whether it holds an encrypted key.
     pub fn is_encrypted_key(&self) -> bool {
         self.blocks.contains(&Block::EncryptedKey)
     }
 
+    /// SHA-256 of its bytes, lower-case hex.
     pub fn sha256(&self) -> String {
         sha256_hex(&self.bytes)
     }
@@ -95,14 +118,19 @@ impl Loaded {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LoadError {
     #[error("{0}: no such file")]
+    /// No such file.
     Missing(String),
     #[error("{0}: cannot read it: {1}")]
+    /// The file cannot be read (and why).
     Unreadable(String, String),
     #[error("{0}: the file is empty")]
+    /// The file is empty.
     Empty(String),
     #[error("{0}: neither a PEM file, a DER certificate or key, nor a PKI bin")]
+    /// Neither PEM, DER nor a PKI bin.
     Unrecognised(String),
     #[error("{0}: broken PEM: {1}")]
+    /// PEM that does not decode (and why).
     BadPem(String, String),
 }
 
@@ -111,6 +139,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

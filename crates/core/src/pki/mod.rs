@@ -13,12 +13,15 @@ pub mod load;
 /// material, and nothing in atprov logs the key.
 #[derive(Clone)]
 pub struct Credentials {
+    /// The server CA file, as written to the module.
     pub ca: Vec<u8>,
+    /// The device certificate file, as written to the module.
     pub cert: Vec<u8>,
     key: Vec<u8>,
 }
 
 impl Credentials {
+    /// A bundle of checked bytes.
     pub fn new(ca: Vec<u8>, cert: Vec<u8>, key: Vec<u8>) -> Credentials {
         Credentials { ca, cert, key }
     }

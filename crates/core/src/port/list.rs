@@ -7,13 +7,19 @@ use super::{PortError, Selector};
 /// One serial port the system knows.
 #[derive(Debug, Clone, Serialize)]
 pub struct PortInfo {
+    /// The device path (`/dev/ttyUSB0`).
     pub path: String,
     /// `usb`, `pci`, `bluetooth` or `unknown`.
     pub kind: &'static str,
+    /// USB vendor id, 4 hex digits.
     pub vid: Option<String>,
+    /// USB product id, 4 hex digits.
     pub pid: Option<String>,
+    /// The USB serial number.
     pub serial_number: Option<String>,
+    /// The USB manufacturer string.
     pub manufacturer: Option<String>,
+    /// The USB product string.
     pub product: Option<String>,
 }
 

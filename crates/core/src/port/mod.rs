@@ -31,19 +31,42 @@ pub fn register_opener(opener: Opener) {
 #[derive(Debug, thiserror::Error)]
 pub enum PortError {
     #[error("{0}")]
+    /// The selector does not parse (the message shows the grammar).
     BadSelector(String),
     #[error("port {path} not found{hint}")]
-    NotFound { path: String, hint: String },
+    /// The port does not exist.
+    NotFound {
+        /// The port as named.
+        path: String,
+        /// What to check, with a leading space, or empty.
+        hint: String,
+    },
     #[error(
         "port {path} is in use by another process{hint}; close it (on Linux, ModemManager often grabs modems: stop it or set ID_MM_DEVICE_IGNORE=1 in a udev rule)"
     )]
-    Busy { path: String, hint: String },
+    /// Another process holds the port.
+    Busy {
+        /// The port as named.
+        path: String,
+        /// Who holds it, when known, with a leading space.
+        hint: String,
+    },
     #[error(
         "no permission to open {path}; add yourself to the group that owns it (often `dialout`: sudo usermod -aG dialout $USER, then log in again)"
     )]
-    Permission { path: String },
+    /// This user may not open the port.
+    Permission {
+        /// The port as named.
+        path: String,
+    },
     #[error("cannot open {what}: {reason}")]
-    Other { what: String, reason: String },
+    /// Anything else.
+    Other {
+        /// What could not be opened.
+        what: String,
+        /// Why, as the system said.
+        reason: String,
+    },
 }
 
 /// Opens the port a selector names.

@@ -16,17 +16,27 @@ use super::PortError;
 /// A parsed port selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {
+    /// A device path.
     Path(PathBuf),
+    /// The one USB serial device with these ids.
     Usb {
+        /// Vendor id.
         vid: u16,
+        /// Product id.
         pid: u16,
+        /// Serial number, when several devices share the ids.
         serial: Option<String>,
     },
+    /// A serial server (ser2net).
     Tcp {
+        /// Host name or address.
         host: String,
+        /// TCP port.
         port: u16,
     },
+    /// A built-in emulator in this process.
     Sim(String),
+    /// A transcript to replay.
     Replay(PathBuf),
 }
 

@@ -34,8 +34,11 @@ pub enum Lines {
 /// How to open a serial device.
 #[derive(Debug, Clone)]
 pub struct SerialOptions {
+    /// Line rate.
     pub baud: u32,
+    /// Flow control.
     pub flow: Flow,
+    /// DTR and RTS after opening.
     pub lines: Lines,
 }
 

@@ -66,9 +66,12 @@ pub struct Profile {
     /// One line for `atprov profiles`.
     pub description: String,
     #[serde(default)]
+    /// Serial defaults.
     pub serial: Serial,
     #[serde(default)]
+    /// Additions to the engine's response tables.
     pub grammar: Grammar,
+    /// Where the module keeps credentials.
     pub store: Store,
     /// Default values of job variables (`mqtt.scheme = "5"`); the job overrides them.
     #[serde(default)]
@@ -121,8 +124,11 @@ impl<'de> Deserialize<'de> for OneOrMany {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Family {
+    /// Espressif ESP-AT.
     EspAt,
+    /// Quectel standard AT firmware.
     Quectel,
+    /// Hezhou/Luat AT firmware.
     Luat,
 }
 
@@ -130,6 +136,7 @@ pub enum Family {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Serial {
+    /// Default line rate (`--baud` overrides it).
     pub baud: u32,
     /// Time a command may take unless its step says otherwise.
     pub timeout: Dur,
@@ -175,7 +182,9 @@ pub struct Store {
     pub kind: StoreKind,
     /// Names of the CA, certificate and key slots (namespace/key or partition).
     pub ca: String,
+    /// The slot of the device certificate.
     pub cert: String,
+    /// The slot of the private key.
     pub key: String,
     /// Largest write in one command.
     #[serde(default = "default_chunk")]
@@ -188,7 +197,9 @@ fn default_chunk() -> usize {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+/// The Rust store logic a profile names.
 pub enum StoreKind {
+    /// ESP-AT: mfg_nvs or PKI partitions, probed.
     EspAt,
     /// Quectel UFS files: `AT+QFDEL`, `AT+QFUPL` (size and XOR-16 checked), `AT+QFLST`.
     QuectelUfs,
@@ -214,7 +225,9 @@ pub enum FailKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, try_from = "RawStep")]
 pub struct Step {
+    /// Shown in progress and errors.
     pub name: String,
+    /// What the step does.
     pub action: Action,
     /// Run the step only when this holds.
     pub when: Option<Condition>,
@@ -225,6 +238,7 @@ pub struct Step {
     pub timeout: Option<DurSpec>,
     /// Resend after an error this many times.
     pub retries: u32,
+    /// Pause before a retry.
     pub retry_delay: Duration,
     /// Poll: resend every `every` until `until` holds, for at most `within`.
     pub poll: Option<Poll>,
@@ -233,6 +247,7 @@ pub struct Step {
     /// The command succeeded only if a line of its response (info or URC) starts with this
     /// (e.g. `+QMTOPEN: 0,0`); any other outcome is a failure the `explain` table explains.
     pub expect: Option<Template>,
+    /// What a failure means, which picks the exit code.
     pub fail: FailKind,
     /// Explanations: the first whose `match` starts a response line or URC is used.
     pub explain: Vec<Explain>,
@@ -248,24 +263,33 @@ pub struct Step {
 }
 
 #[derive(Debug, Clone)]
+/// What a step does.
 pub enum Action {
     /// Send a command, with an optional payload after its prompt.
     Send {
+        /// The command.
         line: Template,
+        /// Bytes to send after its prompt.
         payload: Option<Template>,
     },
     /// Wait for an unsolicited message starting with `prefix`, optionally carrying `payload`
     /// (chunks of the same message are joined).
     WaitUrc {
+        /// How the URC starts.
         prefix: Template,
+        /// The payload it must carry.
         payload: Option<Template>,
     },
 }
 
 #[derive(Debug, Clone)]
+/// Polling: resend until a condition holds.
 pub struct Poll {
+    /// Stop polling when this holds.
     pub until: Condition,
+    /// Pause between tries.
     pub every: Duration,
+    /// Give up after this long.
     pub within: Option<DurSpec>,
     /// Stop polling as soon as this URC arrives (e.g. `+TIME_UPDATED`).
     pub or_urc: Option<String>,
@@ -275,6 +299,7 @@ pub struct Poll {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// An explanation of one way a step fails.
 pub struct Explain {
     /// Start of a response line or URC (`+CWJAP:2`, `ERR CODE:0x010a6023`).
     #[serde(rename = "match")]
@@ -402,6 +427,7 @@ impl<'de> Deserialize<'de> for Dur {
 pub struct DurSpec(pub Template);
 
 impl DurSpec {
+    /// Parses a duration or a template of one; a fixed one is checked now.
     pub fn parse(s: &str) -> Result<DurSpec, TemplateError> {
         let t = Template::parse(s)?;
         if t.variables().next().is_none() {
@@ -410,6 +436,7 @@ impl DurSpec {
         Ok(DurSpec(t))
     }
 
+    /// The duration, with variables rendered.
     pub fn resolve(&self, vars: &Vars) -> Result<Duration, TemplateError> {
         Ok(crate::units::parse_duration(&self.0.render(vars)?.text)?)
     }

@@ -23,12 +23,16 @@ use std::collections::BTreeMap;
 /// A variable's value: text or a list, and whether it is a secret (never shown).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Value {
+    /// The value, or its items when it is a list.
     pub items: Vec<String>,
+    /// Whether it is a list (`mqtt.alpn`).
     pub list: bool,
+    /// Whether it is a secret (shown as `***`).
     pub secret: bool,
 }
 
 impl Value {
+    /// A plain value.
     pub fn text(s: impl Into<String>) -> Value {
         Value {
             items: vec![s.into()],
@@ -37,6 +41,7 @@ impl Value {
         }
     }
 
+    /// A secret value.
     pub fn secret(s: impl Into<String>) -> Value {
         Value {
             secret: true,
@@ -44,6 +49,7 @@ impl Value {
         }
     }
 
+    /// A list value.
     pub fn list(items: Vec<String>) -> Value {
         Value {
             items,
@@ -65,6 +71,7 @@ pub struct Vars {
 }
 
 impl Vars {
+    /// Sets a variable.
     pub fn set(&mut self, name: impl Into<String>, value: Value) {
         self.map.insert(name.into(), value);
     }
@@ -74,10 +81,12 @@ impl Vars {
         self.map.remove(name);
     }
 
+    /// Sets a plain text variable.
     pub fn set_text(&mut self, name: impl Into<String>, value: impl Into<String>) {
         self.set(name, Value::text(value));
     }
 
+    /// A variable's value, if set.
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.map.get(name)
     }
@@ -126,8 +135,11 @@ pub struct Template {
 /// A rendered template: the real text and the text safe to show.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
+    /// What to send.
     pub text: String,
+    /// What to show (secrets as `***`).
     pub shown: String,
+    /// Whether a secret went into it.
     pub secret: bool,
 }
 
@@ -196,6 +208,7 @@ impl Template {
         })
     }
 
+    /// The template as written.
     pub fn source(&self) -> &str {
         &self.source
     }
@@ -360,6 +373,7 @@ pub struct Pattern {
 }
 
 impl Pattern {
+    /// Parses a capture pattern (`+CIPSTAMAC:"{mac}"`).
     pub fn parse(source: &str) -> Result<Pattern, TemplateError> {
         let mut head = None;
         let mut holes = Vec::new();
@@ -417,6 +431,7 @@ impl Pattern {
         })
     }
 
+    /// The pattern as written.
     pub fn source(&self) -> &str {
         &self.source
     }
@@ -454,10 +469,12 @@ impl Pattern {
 pub struct Condition(pub Template);
 
 impl Condition {
+    /// Parses a condition.
     pub fn parse(source: &str) -> Result<Condition, TemplateError> {
         Template::parse(source).map(Condition)
     }
 
+    /// Whether the condition holds with `vars`.
     pub fn eval(&self, vars: &Vars) -> Result<bool, TemplateError> {
         let text = self.0.render(vars)?.text;
         Ok(eval(&text))

@@ -13,8 +13,11 @@ use crate::profile::{Action, FailKind, Profile, Step, Vars};
 
 /// A module being worked on: its engine, its profile and the variables gathered so far.
 pub struct Device {
+    /// The engine on the module's port.
     pub engine: Engine,
+    /// The module's profile.
     pub profile: Profile,
+    /// Everything known so far: the job's values and what the module reported.
     pub vars: Vars,
     urcs: broadcast::Receiver<Urc>,
     /// The profile's grammar, to recognise boot banners among URCs.
@@ -40,15 +43,19 @@ pub enum StepResult {
 /// How one step went, for reports.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StepReport {
+    /// The step's name.
     pub name: String,
     /// How it ended.
     pub result: StepResult,
+    /// How long it took.
     pub ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// What went wrong, or what was done.
     pub detail: Option<String>,
 }
 
 impl Device {
+    /// A module with no variables yet.
     pub fn new(engine: Engine, profile: Profile) -> Device {
         let urcs = engine.subscribe();
         Device {

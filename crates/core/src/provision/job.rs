@@ -63,14 +63,19 @@ pub struct JobFile {
     /// How the unit is named (default `{mac|nocolon}`).
     pub unit_id: Option<String>,
     #[serde(default)]
+    /// `[credentials]`.
     pub credentials: CredentialPaths,
     #[serde(default)]
+    /// `[wifi]`.
     pub wifi: Wifi,
     #[serde(default)]
+    /// `[mqtt]`.
     pub mqtt: Mqtt,
     #[serde(default)]
+    /// `[smoke]`.
     pub smoke: Smoke,
     #[serde(default)]
+    /// `[time]`.
     pub time: Time,
     /// Aliyun IoT Platform one-device-one-secret: the MQTT client id, username and password are
     /// derived from these at run time (after identify, so names may use `{imei}`).
@@ -79,14 +84,19 @@ pub struct JobFile {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// A job's `[aliyun]` section.
 pub struct Aliyun {
+    /// The product key.
     pub product_key: String,
     /// Template, e.g. `{imei}`.
     pub device_name: String,
     /// Template (default: the device name).
     pub client_id: Option<String>,
+    /// The device secret inline (a file is better).
     pub device_secret: Option<String>,
+    /// An environment variable holding the device secret.
     pub device_secret_env: Option<String>,
+    /// A file holding the device secret.
     pub device_secret_file: Option<PathBuf>,
     /// hmacmd5 (default), hmacsha1 or hmacsha256.
     pub method: Option<String>,
@@ -96,8 +106,11 @@ pub struct Aliyun {
     /// its secret file does not exist yet, and keeps what the platform returns in that file
     /// (the profile's `[[register]]` steps say which transport the module uses).
     pub register: Option<String>,
+    /// The product secret inline (a file is better).
     pub product_secret: Option<String>,
+    /// An environment variable holding the product secret.
     pub product_secret_env: Option<String>,
+    /// A file holding the product secret.
     pub product_secret_file: Option<PathBuf>,
     /// Template of the file that keeps a registered device's secret (readable by its owner
     /// only); default `aliyun-{unit_id}.secret`.
@@ -111,10 +124,13 @@ pub struct Aliyun {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// A job's `[credentials]`.
 pub struct CredentialPaths {
     /// The CA the module verifies the broker with (AWS: Amazon Root CA 1).
     pub ca: Option<PathBuf>,
+    /// The device certificate.
     pub cert: Option<PathBuf>,
+    /// The device's private key.
     pub key: Option<PathBuf>,
     /// The CA that issued the device certificate; when given, the certificate is checked
     /// against it. AWS IoT issues device certificates from a CA of its own: leave it out.
@@ -123,41 +139,65 @@ pub struct CredentialPaths {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// A job's `[wifi]`.
 pub struct Wifi {
+    /// The network's name.
     pub ssid: Option<String>,
+    /// Its password inline (an environment variable or a file is better).
     pub password: Option<String>,
+    /// An environment variable holding the password.
     pub password_env: Option<String>,
+    /// A file holding the password (first line).
     pub password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// A job's `[mqtt]`.
 pub struct Mqtt {
+    /// The broker's host name.
     pub host: Option<String>,
+    /// The broker's port.
     pub port: Option<u16>,
+    /// The client id (AWS: the thing name).
     pub client_id: Option<String>,
+    /// The user name.
     pub username: Option<String>,
+    /// The password inline (an environment variable or a file is better).
     pub password: Option<String>,
+    /// An environment variable holding the password.
     pub password_env: Option<String>,
+    /// A file holding the password.
     pub password_file: Option<PathBuf>,
+    /// ESP-AT's MQTT scheme (1 TCP ... 5 mutual TLS).
     pub scheme: Option<u8>,
+    /// ALPN protocols (AWS on 443: `x-amzn-mqtt-ca`).
     pub alpn: Option<Vec<String>>,
+    /// TLS server name, when not the host.
     pub sni: Option<String>,
+    /// Keepalive, seconds.
     pub keepalive: Option<u16>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// A job's `[smoke]`.
 pub struct Smoke {
+    /// The topic published to and subscribed to.
     pub topic: Option<String>,
+    /// How long to wait for the message to come back.
     pub timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// A job's `[time]`.
 pub struct Time {
+    /// The NTP server.
     pub server: Option<String>,
+    /// The clock is synced once it shows this year or later.
     pub min_year: Option<u16>,
+    /// How long to wait for the clock.
     pub within: Option<String>,
 }
 
@@ -202,6 +242,7 @@ pub struct JobSettings {
 /// A job ready to render: templates per variable, secrets resolved.
 #[derive(Debug, Clone)]
 pub struct Job {
+    /// The credential files.
     pub credentials: CredentialPaths,
     templates: BTreeMap<String, (String, bool)>,
     lists: BTreeMap<String, Vec<String>>,

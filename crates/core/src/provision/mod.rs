@@ -21,10 +21,15 @@ use crate::store::{self, ItemReport, StoreInfo};
 /// What to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Goal {
+    /// Firmware, chip, identity and store.
     Identify,
+    /// And write the credentials, verified.
     Flash,
+    /// Identify, register when asked, connect MQTT.
     Connect,
+    /// Connect, then a message round trip.
     Smoke,
+    /// Everything: identify, flash, connect, smoke.
     Provision,
 }
 
@@ -41,6 +46,7 @@ impl Goal {
         }
     }
 
+    /// Whether the goal writes credentials.
     pub fn needs_credentials(self) -> bool {
         matches!(self, Goal::Flash | Goal::Provision)
     }
@@ -48,18 +54,26 @@ impl Goal {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+/// A part of a job on one module.
 pub enum Stage {
+    /// Echo off, error codes on.
     Init,
+    /// Firmware, chip, identity; the credential store.
     Identify,
+    /// Write the credentials and read them back.
     Flash,
     /// One-type-one-secret registration (only when the job asks and no secret is kept yet).
     Register,
+    /// Network and MQTT bring-up.
     Connect,
+    /// Publish a unique message and wait for it to come back.
     Smoke,
+    /// Disconnect.
     Cleanup,
 }
 
 impl Stage {
+    /// Its name in reports and events.
     pub fn name(self) -> &'static str {
         match self {
             Stage::Init => "init",
@@ -95,16 +109,22 @@ impl Progress for Silent {
 /// How a stage went.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StageReport {
+    /// Which stage.
     pub stage: Stage,
+    /// Whether it succeeded.
     pub ok: bool,
+    /// How long it took.
     pub ms: u64,
+    /// Its steps.
     pub steps: Vec<StepReport>,
 }
 
 /// The credentials as written.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CredentialReport {
+    /// SHA-256 of the certificate file.
     pub cert_sha256: String,
+    /// Each credential.
     pub items: Vec<ItemReport>,
 }
 
@@ -121,19 +141,31 @@ pub enum Outcome {
 /// Everything a job did; serialised as the `--json` report. Holds no secret.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
+    /// `atprov <version>`.
     pub tool: String,
+    /// The device profile.
     pub profile: String,
+    /// The port as named.
     pub port: String,
+    /// Pass or fail.
     pub result: Outcome,
+    /// The exit code (0 for a pass).
     pub exit_code: u8,
+    /// The one line saying what failed.
     pub error: Option<String>,
+    /// The unit id.
     pub unit_id: Option<String>,
     /// What identify found and the job's public variables.
     pub identity: BTreeMap<String, String>,
+    /// What the store probe found.
     pub store: Option<StoreInfo>,
+    /// What was written.
     pub credentials: Option<CredentialReport>,
+    /// The smoke message's round trip.
     pub smoke_round_trip_ms: Option<u64>,
+    /// Every stage that ran.
     pub stages: Vec<StageReport>,
+    /// How long the whole job took.
     pub ms: u64,
 }
 
@@ -150,9 +182,11 @@ const IDENTITY: &[&str] = &[
 
 /// What to run on one module.
 pub struct Plan<'a> {
+    /// The job.
     pub job: &'a Job,
     /// Checked credentials (needed by flash and provision).
     pub credentials: Option<&'a Credentials>,
+    /// How far to go.
     pub goal: Goal,
     /// Rewrite credentials even when identical.
     pub force: bool,
@@ -187,6 +221,7 @@ pub struct Provisioning<'a> {
 }
 
 impl<'a> Provisioning<'a> {
+    /// A job on the module behind `engine`; nothing is sent yet.
     pub fn new(engine: Engine, profile: Profile, job: &'a Job, port: String, force: bool) -> Self {
         let report = Report {
             tool: format!("atprov {}", env!("CARGO_PKG_VERSION")),

@@ -18,6 +18,7 @@ use crate::pki::Credentials;
 use crate::pki::atpki::{self, ItemType};
 use crate::profile::Store;
 
+/// Finds out the store generation: `AT+SYSMFG?`, else `AT+SYSFLASH?` and its partitions.
 pub async fn probe(engine: &Engine, store: &Store) -> Result<StoreInfo, Failure> {
     let resp = engine.run(Command::new("AT+SYSMFG?")).await?;
     if resp.is_ok() {
@@ -71,6 +72,7 @@ pub async fn probe(engine: &Engine, store: &Store) -> Result<StoreInfo, Failure>
     })
 }
 
+/// Writes the three credentials (unless identical and not forced) and verifies them.
 pub async fn write(
     engine: &Engine,
     store: &Store,

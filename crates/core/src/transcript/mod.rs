@@ -23,11 +23,19 @@ use std::path::Path;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
     /// `>> line`: bytes the host sent.
-    Host { line: String, lineno: usize },
+    Host {
+        /// The line.
+        line: String,
+        /// Its line number in the file.
+        lineno: usize,
+    },
     /// `<< line` or `~~ line`: a line the device sent.
     Device {
+        /// The line.
         line: String,
+        /// Marked `~~`: unsolicited.
         unsolicited: bool,
+        /// Its line number in the file.
         lineno: usize,
     },
 }
@@ -37,6 +45,7 @@ pub enum Entry {
 pub struct Transcript {
     /// The `#` lines, without the `#`.
     pub header: Vec<String>,
+    /// The records, in order.
     pub entries: Vec<Entry>,
 }
 
@@ -44,8 +53,11 @@ pub struct Transcript {
 #[derive(Debug, thiserror::Error)]
 #[error("{file}:{line}: {message}")]
 pub struct ParseError {
+    /// The file.
     pub file: String,
+    /// The line (0 when the whole file is at fault).
     pub line: usize,
+    /// What is wrong.
     pub message: String,
 }
 

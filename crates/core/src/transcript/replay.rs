@@ -42,6 +42,7 @@ pub struct Exchange {
 pub struct Script {
     /// Device lines before the first host line.
     pub preamble: Vec<String>,
+    /// The host lines and what follows each.
     pub exchanges: Vec<Exchange>,
 }
 
@@ -285,19 +286,29 @@ async fn read_line(
 /// One row of the replay report.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Row {
+    /// A command the host sent, and what belonged to it.
     Command {
+        /// The command line (as shown).
         command: String,
+        /// The module echoed it.
         echo: bool,
+        /// Its final line.
         final_line: Option<String>,
+        /// Its prompt.
         prompt: Option<String>,
+        /// Its information lines.
         info: Vec<String>,
+        /// URCs that arrived meanwhile.
         urcs: Vec<String>,
+        /// It got no answer in time.
         timeout: bool,
     },
+    /// A line that belonged to no command.
     Unsolicited(String),
 }
 
 impl Row {
+    /// The row as a JSON object (the replay schema).
     pub fn json(&self) -> Value {
         match self {
             Row::Command {

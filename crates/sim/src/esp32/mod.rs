@@ -44,9 +44,13 @@ pub enum Generation {
 /// How long the emulated firmware takes for the slow things.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
+    /// Joining an access point.
     pub wifi_join: Duration,
+    /// From SNTP configuration to a synced clock.
     pub sntp_sync: Duration,
+    /// TCP, TLS and MQTT CONNECT.
     pub mqtt_connect: Duration,
+    /// From a publish to its delivery back.
     pub mqtt_loopback: Duration,
     /// Erasing one 4 KiB flash sector.
     pub sector_erase: Duration,
@@ -83,20 +87,26 @@ impl Timing {
 /// How to build an emulated ESP32.
 #[derive(Debug, Clone)]
 pub struct Esp32Config {
+    /// ESP-AT 3.x (mfg_nvs) or 2.x (PKI partitions).
     pub generation: Generation,
+    /// Access points in range.
     pub networks: Vec<Network>,
+    /// When SNTP syncs the clock.
     pub sntp: Sntp,
     /// The broker's TLS side (its certificate, the CA it trusts for clients).
     pub broker: crate::tls::BrokerTls,
     /// Keep flash and NVS as plain files here.
     pub state_dir: Option<PathBuf>,
+    /// How long things take.
     pub timing: Timing,
+    /// The station MAC (the unit's identity).
     pub mac: [u8; 6],
     /// The broker acknowledges publishes but never delivers them (a policy without Receive).
     pub deny_receive: bool,
 }
 
 impl Esp32Config {
+    /// The defaults of a generation: one lab network, fast timings, a fixed MAC.
     pub fn new(generation: Generation) -> Esp32Config {
         Esp32Config {
             generation,
@@ -114,8 +124,11 @@ impl Esp32Config {
 /// The emulated ESP32.
 #[derive(Debug)]
 pub struct Esp32 {
+    /// ESP-AT 3.x or 2.x.
     pub generation: Generation,
+    /// Partitions and NVS.
     pub flash: Flash,
+    /// The station MAC.
     pub mac: [u8; 6],
     echo: bool,
     syslog: bool,
@@ -187,6 +200,7 @@ const NAMESPACES: &[&str] = &[
 ];
 
 impl Esp32 {
+    /// A module of `generation` with the default configuration.
     pub fn new(generation: Generation) -> Esp32 {
         Esp32::with_config(Esp32Config::new(generation)).expect("no state directory to fail")
     }

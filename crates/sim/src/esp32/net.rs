@@ -10,7 +10,9 @@ use super::super::runner::{Script, Step};
 /// A Wi-Fi network the emulator can join.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Network {
+    /// The network's name.
     pub ssid: String,
+    /// Its WPA2 password.
     pub password: String,
 }
 
@@ -38,7 +40,9 @@ pub fn default_networks() -> Vec<Network> {
 /// When SNTP gets the time after it is enabled and Wi-Fi is up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sntp {
+    /// The clock syncs this long after SNTP is configured.
     After(Duration),
+    /// The clock never syncs (no NTP server reachable).
     Never,
 }
 

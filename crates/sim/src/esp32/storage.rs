@@ -14,16 +14,22 @@ use std::path::{Path, PathBuf};
 /// A partition of the emulated flash.
 #[derive(Debug, Clone)]
 pub struct Partition {
+    /// The partition table's name.
     pub name: &'static str,
+    /// Its type (0x40 for user partitions).
     pub kind: u8,
+    /// Its subtype.
     pub subtype: u8,
+    /// Its flash address.
     pub addr: u32,
+    /// Its bytes (erased bytes are 0xFF).
     pub data: Vec<u8>,
 }
 
 /// Flash and NVS, optionally mirrored in a directory.
 #[derive(Debug, Clone)]
 pub struct Flash {
+    /// The partitions AT+SYSFLASH can reach.
     pub partitions: Vec<Partition>,
     /// mfg_nvs: (namespace, key) → (AT type, value).
     pub nvs: BTreeMap<(String, String), (u8, Vec<u8>)>,
@@ -42,6 +48,7 @@ const TYPE_EXT: &[(u8, &str)] = &[
 ];
 
 impl Flash {
+    /// Flash with these partitions and an empty NVS, kept in memory only.
     pub fn new(partitions: Vec<Partition>) -> Flash {
         Flash {
             partitions,
@@ -89,6 +96,7 @@ impl Flash {
         Ok(self)
     }
 
+    /// Where a partition of this name is.
     pub fn partition_index(&self, name: &str) -> Option<usize> {
         self.partitions.iter().position(|p| p.name == name)
     }
@@ -108,16 +116,19 @@ impl Flash {
         self.persist_partition(i);
     }
 
+    /// Sets an NVS entry (and mirrors it to the state directory).
     pub fn nvs_set(&mut self, ns: String, key: String, kind: u8, value: Vec<u8>) {
         self.nvs.insert((ns.clone(), key.clone()), (kind, value));
         self.persist_nvs(&ns);
     }
 
+    /// Erases a whole NVS namespace.
     pub fn nvs_erase_namespace(&mut self, ns: &str) {
         self.nvs.retain(|(n, _), _| n != ns);
         self.persist_nvs(ns);
     }
 
+    /// Erases one NVS key.
     pub fn nvs_erase_key(&mut self, ns: &str, key: &str) {
         self.nvs.remove(&(ns.to_string(), key.to_string()));
         self.persist_nvs(ns);

@@ -32,20 +32,29 @@ use crate::params;
 /// How to build an emulated Air780EP.
 #[derive(Debug, Clone)]
 pub struct LuatConfig {
+    /// What `AT+CGSN` answers (any text: a faulty module may report garbage).
     pub imei: String,
+    /// What `AT+CCID` answers.
     pub iccid: String,
+    /// A SIM is inserted.
     pub sim: bool,
     /// `+CEREG` stat once searching is over (1 home, 5 roaming, 3 denied).
     pub registration: u8,
     /// The clock reads 1980 until NTP (no NITZ from the network).
     pub clock_unset: bool,
+    /// NTP answers `AT+CNTP`.
     pub ntp: bool,
     /// The server closes a TCP connection that sends no MQTT CONNECT for this long.
     pub idle_kick: Duration,
+    /// The broker's TLS side (its certificate, the CA it trusts for clients).
     pub broker: crate::tls::BrokerTls,
+    /// The Aliyun device the broker knows: product key, device name, device secret.
     pub aliyun: Option<(String, String, String)>,
+    /// The broker acknowledges publishes but never delivers them.
     pub deny_receive: bool,
+    /// Keep the file system as plain files here.
     pub state_dir: Option<PathBuf>,
+    /// From `AT+SSLMIPSTART` to `CONNECT OK`.
     pub open_time: Duration,
     /// The product (key, secret) the emulated registration server knows.
     pub product: Option<(String, String)>,
@@ -92,6 +101,7 @@ pub struct Luat {
 }
 
 impl Luat {
+    /// A module with this configuration (loading its file system from the state directory).
     pub fn with_config(config: LuatConfig) -> std::io::Result<Luat> {
         let mut files = BTreeMap::new();
         if let Some(dir) = &config.state_dir {

@@ -55,7 +55,9 @@ fn urc_on(urcport: &str, line: &str) -> Vec<u8> {
 /// How the SIM answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sim {
+    /// A SIM is inserted and ready.
     Ready,
+    /// No SIM (`+CPIN` answers `+CME ERROR: 10`).
     Missing,
 }
 
@@ -64,18 +66,25 @@ pub enum Sim {
 pub enum Registration {
     /// Searching for this many queries, then registered at home.
     Home {
+        /// Queries answered "searching" before registration.
         searching: u32,
     },
+    /// Registered, roaming (stat 5).
     Roaming,
+    /// Registration denied (stat 3).
     Denied,
 }
 
 /// How to build an emulated Quectel module.
 #[derive(Debug, Clone)]
 pub struct QuectelConfig {
+    /// What `AT+GSN` answers (any text: a faulty module may report garbage).
     pub imei: String,
+    /// What `AT+QCCID` answers.
     pub iccid: String,
+    /// The SIM.
     pub sim: Sim,
+    /// Network registration.
     pub registration: Registration,
     /// The URC port at first boot (EC200U default `usbat`).
     pub urcport: String,
@@ -93,7 +102,9 @@ pub struct QuectelConfig {
     pub broker: crate::tls::BrokerTls,
     /// Aliyun device triple the broker accepts (product key, device name, secret).
     pub aliyun: Option<(String, String, String)>,
+    /// The broker acknowledges publishes but never delivers them.
     pub deny_receive: bool,
+    /// Keep UFS files and NVRAM settings as plain files here.
     pub state_dir: Option<PathBuf>,
     /// Network open (DNS + TCP + TLS) time.
     pub open_time: Duration,
@@ -144,6 +155,7 @@ pub struct Quectel {
 }
 
 impl Quectel {
+    /// A module with this configuration (loading UFS from the state directory).
     pub fn with_config(config: QuectelConfig) -> std::io::Result<Quectel> {
         let mut files = BTreeMap::new();
         let mut urcport = config.urcport.clone();

@@ -244,9 +244,16 @@ pub struct JobSettings {
 pub struct Job {
     /// The credential files.
     pub credentials: CredentialPaths,
-    templates: BTreeMap<String, (String, bool)>,
+    values: BTreeMap<String, JobValue>,
     lists: BTreeMap<String, Vec<String>>,
     aliyun: Option<AliyunSignIn>,
+}
+
+/// One job value: a template rendered with what identify captured, or a secret taken as is.
+#[derive(Debug, Clone)]
+enum JobValue {
+    Template(Template),
+    Secret(String),
 }
 
 /// A job's Aliyun settings, checked, with the secret resolved.
@@ -367,14 +374,18 @@ impl Job {
             f.mqtt.alpn.clone().unwrap_or_default()
         };
         lists.insert("mqtt.alpn".to_string(), alpn);
-        for (k, (v, secret)) in &t {
-            if !secret {
-                Template::parse(v).map_err(|error| JobError::Value {
+        let mut values = BTreeMap::new();
+        for (k, (v, secret)) in t {
+            let value = if secret {
+                JobValue::Secret(v)
+            } else {
+                JobValue::Template(Template::parse(&v).map_err(|error| JobError::Value {
                     name: k.clone(),
                     text: v.clone(),
                     error,
-                })?;
-            }
+                })?)
+            };
+            values.insert(k, value);
         }
         let credentials = CredentialPaths {
             ca: args.ca.clone().or(file.credentials.ca.clone()),
@@ -391,7 +402,7 @@ impl Job {
         };
         Ok(Job {
             credentials,
-            templates: t,
+            values,
             lists,
             aliyun,
         })
@@ -418,29 +429,53 @@ impl Job {
     /// nobody captured is left unset (the step that needs it says so).
     pub fn apply(&self, vars: &mut Vars) {
         let order = std::iter::once("unit_id").chain(
-            self.templates
+            self.values
                 .keys()
                 .map(String::as_str)
                 .filter(|k| *k != "unit_id"),
         );
         for k in order {
-            let Some((v, secret)) = self.templates.get(k) else {
-                continue;
-            };
-            if *secret {
-                vars.set(k, Value::secret(v.clone()));
-                continue;
-            }
-            let rendered = Template::parse(v).ok().and_then(|t| t.render(vars).ok());
-            if let Some(r) = rendered {
-                vars.set_text(k, r.text);
-            }
+            self.render_into(k, vars);
         }
         for (k, items) in &self.lists {
             vars.set(k.clone(), Value::list(items.clone()));
         }
+        self.refresh_sign_in(vars);
+    }
+
+    /// After `changed` was set (the factory's `thing_name`): renders again only the values that
+    /// use it, and the cloud sign-in.
+    pub fn apply_changed(&self, vars: &mut Vars, changed: &str) {
+        let using: Vec<&String> = self
+            .values
+            .iter()
+            .filter(
+                |(_, v)| matches!(v, JobValue::Template(t) if t.variables().any(|n| n == changed)),
+            )
+            .map(|(k, _)| k)
+            .collect();
+        for k in using {
+            self.render_into(k, vars);
+        }
+        self.refresh_sign_in(vars);
+    }
+
+    /// Derives the cloud sign-in again (after a registration kept a new device secret).
+    pub fn refresh_sign_in(&self, vars: &mut Vars) {
         if let Some(a) = &self.aliyun {
             apply_aliyun(a, vars);
+        }
+    }
+
+    fn render_into(&self, k: &str, vars: &mut Vars) {
+        match self.values.get(k) {
+            None => {}
+            Some(JobValue::Secret(v)) => vars.set(k, Value::secret(v.clone())),
+            Some(JobValue::Template(t)) => {
+                if let Ok(r) = t.render(vars) {
+                    vars.set_text(k, r.text);
+                }
+            }
         }
     }
 }
@@ -449,14 +484,15 @@ impl Job {
     /// The first job value (after [`Job::apply`] into `vars`) that did not render, as one
     /// line naming the value and the variable it uses that nobody sets.
     pub fn unrendered(&self, vars: &Vars) -> Option<String> {
-        self.templates.iter().find_map(|(k, (v, secret))| {
-            if *secret || vars.get(k).is_some() {
+        self.values.iter().find_map(|(k, v)| {
+            let JobValue::Template(t) = v else {
+                return None;
+            };
+            if vars.get(k).is_some() {
                 return None;
             }
-            let e = Template::parse(v)
-                .and_then(|t| t.render(vars).map(|_| ()))
-                .err()?;
-            Some(format!("job value {k} = {v:?}: {e}"))
+            let e = t.render(vars).err()?;
+            Some(format!("job value {k} = {:?}: {e}", t.source()))
         })
     }
 }

@@ -307,7 +307,7 @@ impl<'a> Provisioning<'a> {
     /// see it.
     pub fn set_var(&mut self, name: &str, value: &str) {
         self.device.vars.set_text(name, value.to_string());
-        self.job.apply(&mut self.device.vars);
+        self.job.apply_changed(&mut self.device.vars, name);
     }
 
     /// Whether a stage failed (or a failure was recorded).
@@ -559,7 +559,7 @@ async fn register(
         );
         return Err((f, steps));
     }
-    job.apply(&mut device.vars);
+    job.refresh_sign_in(&mut device.vars);
     Ok(steps)
 }
 

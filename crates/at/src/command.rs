@@ -217,6 +217,12 @@ pub fn params(line: &str) -> Vec<&str> {
     let Some((_, args)) = line.split_once('=') else {
         return Vec::new();
     };
+    split_args(args).into_iter().map(str::trim).collect()
+}
+
+/// The text after `=` split on commas outside quotes (backslash escapes respected), each
+/// piece exactly as written (not trimmed), so that the line can be put back together.
+pub fn split_args(args: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let (mut start, mut quoted, mut escaped) = (0, false, false);
     for (i, c) in args.char_indices() {
@@ -225,13 +231,13 @@ pub fn params(line: &str) -> Vec<&str> {
             '\\' if quoted => escaped = true,
             '"' => quoted = !quoted,
             ',' if !quoted => {
-                out.push(args[start..i].trim());
+                out.push(&args[start..i]);
                 start = i + 1;
             }
             _ => {}
         }
     }
-    out.push(args[start..].trim());
+    out.push(&args[start..]);
     out
 }
 

@@ -70,7 +70,7 @@ pub fn payload_is_secret(line: &str) -> bool {
 /// backslash escapes respected).
 fn hide_params(args: &str, secret: &[usize]) -> String {
     let mut out = String::with_capacity(args.len());
-    for (i, p) in split_params(args).into_iter().enumerate() {
+    for (i, p) in super::command::split_args(args).into_iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
@@ -83,25 +83,6 @@ fn hide_params(args: &str, secret: &[usize]) -> String {
             out.push_str(p);
         }
     }
-    out
-}
-
-fn split_params(args: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let (mut start, mut quoted, mut escaped) = (0, false, false);
-    for (i, c) in args.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            ',' if !quoted => {
-                out.push(&args[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(&args[start..]);
     out
 }
 

@@ -106,12 +106,12 @@ pub fn client_config(m: &ModuleTls, server_identity_known: bool) -> Result<Clien
         } else {
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAnyServer(provider())))
+                .with_custom_certificate_verifier(Arc::new(Lenient(provider())))
         }
     } else {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyServer(provider())))
+            .with_custom_certificate_verifier(Arc::new(Lenient(provider())))
     };
     let mut config = if m.client_cert {
         let chain = certs(m.cert.as_deref().unwrap_or_default());
@@ -169,7 +169,7 @@ fn server_config(b: &BrokerTls, name: &str) -> Result<ServerConfig, Refusal> {
                 .build()
                 .map_err(|e| format!("the broker's trusted CA: {e}"))?
         }
-        None => Arc::new(AnyClientHoldingItsKey(provider())),
+        None => Arc::new(Lenient(provider())),
     };
     builder
         .with_client_cert_verifier(verifier)
@@ -226,12 +226,37 @@ pub fn handshake_in_memory(m: &ModuleTls, b: &BrokerTls) -> Result<(), Refusal> 
     Err("the handshake did not finish".into())
 }
 
-/// A module that does not verify the server (or cannot: a throw-away server certificate), but
-/// still checks the server's signatures.
+/// The lenient side of a handshake, for both ends: as a module's verifier it accepts any
+/// server certificate (a module that does not verify, or cannot: a throw-away server
+/// certificate); as a broker's it asks for a client certificate and takes any chain. Either
+/// way it checks the peer's signatures, so the peer must hold the key of the certificate it
+/// sent.
 #[derive(Debug)]
-struct AcceptAnyServer(Arc<rustls::crypto::CryptoProvider>);
+struct Lenient(Arc<rustls::crypto::CryptoProvider>);
 
-impl ServerCertVerifier for AcceptAnyServer {
+impl Lenient {
+    fn tls12(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algs = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algs)
+    }
+
+    fn tls13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algs = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algs)
+    }
+}
+
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         _: &CertificateDer<'_>,
@@ -245,30 +270,20 @@ impl ServerCertVerifier for AcceptAnyServer {
 
     fn verify_tls12_signature(
         &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        self.tls12(m, c, d)
     }
 
     fn verify_tls13_signature(
         &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        self.tls13(m, c, d)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -276,12 +291,7 @@ impl ServerCertVerifier for AcceptAnyServer {
     }
 }
 
-/// A broker with no trusted issuing CA: it asks for a client certificate, takes any chain, and
-/// checks the client's signature with it (so the module must hold the matching key).
-#[derive(Debug)]
-struct AnyClientHoldingItsKey(Arc<rustls::crypto::CryptoProvider>);
-
-impl ClientCertVerifier for AnyClientHoldingItsKey {
+impl ClientCertVerifier for Lenient {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         &[]
     }
@@ -301,30 +311,20 @@ impl ClientCertVerifier for AnyClientHoldingItsKey {
 
     fn verify_tls12_signature(
         &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        self.tls12(m, c, d)
     }
 
     fn verify_tls13_signature(
         &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        self.tls13(m, c, d)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -1,7 +1,7 @@
 //! Errors: the exit-code table ([`Code`], checked against the README's table by a test), the
-//! one-line [`Failure`] every job and command ends with, the [`InputError`] of a file a person
-//! wrote (`file:line:column: field: problem`), and the one place where each area's typed error
-//! is mapped to its exit code (the `From` impls below).
+//! one-line [`Failure`] every job and command ends with, and the [`InputError`] of a file a
+//! person wrote (`file:line:column: field: problem`). Which code each area's typed error maps
+//! to is decided in one place, [`crate::exit`].
 
 use std::fmt;
 
@@ -142,48 +142,6 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
-impl From<crate::port::PortError> for Failure {
-    fn from(e: crate::port::PortError) -> Failure {
-        use crate::port::PortError as P;
-        let code = match &e {
-            P::BadSelector(_) => Code::Usage,
-            P::NotFound { .. } => Code::PortNotFound,
-            P::Busy { .. } => Code::PortBusy,
-            P::Permission { .. } => Code::PortPermission,
-            P::Other { .. } => Code::PortNotFound,
-        };
-        Failure::new(code, e.to_string())
-    }
-}
-
-impl From<crate::at::EngineError> for Failure {
-    fn from(e: crate::at::EngineError) -> Failure {
-        use crate::at::EngineError as E;
-        let code = match &e {
-            E::Closed | E::Io(_) => Code::PortLost,
-            E::Lost { .. } => Code::NoAnswer,
-        };
-        Failure::new(code, e.to_string())
-    }
-}
-
-impl From<crate::transcript::ParseError> for Failure {
-    fn from(e: crate::transcript::ParseError) -> Failure {
-        Failure::usage(e.to_string())
-    }
-}
-
-/// The exit code for a command that did not end well.
-pub fn code_for_status(status: &crate::at::Status) -> Code {
-    use crate::at::Status as S;
-    match status {
-        S::Ok => Code::Ok,
-        S::Error { .. } | S::Busy => Code::AtError,
-        S::Timeout { .. } => Code::NoAnswer,
-        S::Reset => Code::ModuleReset,
-    }
-}
-
 /// A problem in a file a person wrote (a profile, a job, a factory config), located.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{origin}{at}: {field}{message}", at = self.position(), field = self.field_prefix())]
@@ -254,43 +212,13 @@ pub fn toml_location(text: &str, e: &toml::de::Error) -> Option<(usize, usize)> 
     Some((line, before[line_start..].chars().count() + 1))
 }
 
-impl From<InputError> for Failure {
-    fn from(e: InputError) -> Failure {
-        Failure::usage(e.to_string())
-    }
-}
-
-impl From<crate::units::ValueError> for Failure {
-    fn from(e: crate::units::ValueError) -> Failure {
-        Failure::usage(e.to_string())
-    }
-}
-
-impl From<crate::provision::job::JobError> for Failure {
-    fn from(e: crate::provision::job::JobError) -> Failure {
-        Failure::usage(e.to_string())
-    }
-}
-
-impl From<crate::factory::pool::PoolError> for Failure {
-    fn from(e: crate::factory::pool::PoolError) -> Failure {
-        use crate::factory::pool::PoolError as P;
-        let code = match &e {
-            P::Manifest(_) => Code::Usage,
-            P::Credential(_) | P::Generate(_) => Code::Credentials,
-        };
-        Failure::new(code, e.to_string())
-    }
-}
-
-impl From<crate::cloud::CloudError> for Failure {
-    fn from(e: crate::cloud::CloudError) -> Failure {
-        Failure::usage(e.to_string())
-    }
-}
-
-impl From<crate::files::UnsafeName> for Failure {
-    fn from(e: crate::files::UnsafeName) -> Failure {
-        Failure::usage(e.to_string())
+/// The exit code for a command that did not end well.
+pub fn code_for_status(status: &crate::at::Status) -> Code {
+    use crate::at::Status as S;
+    match status {
+        S::Ok => Code::Ok,
+        S::Error { .. } | S::Busy => Code::AtError,
+        S::Timeout { .. } => Code::NoAnswer,
+        S::Reset => Code::ModuleReset,
     }
 }

@@ -13,6 +13,7 @@ pub use atprov_at as at;
 
 pub mod cloud;
 pub mod error;
+pub mod exit;
 pub mod factory;
 pub mod files;
 pub mod link;

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod architecture;
 mod cellular;
 mod cli_errors;
 mod engine_pty;

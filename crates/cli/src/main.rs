@@ -9,7 +9,7 @@ mod progress;
 mod render;
 
 use atprov_core::{
-    at, cloud, error, factory, files, pki, port, profile, provision, transcript, units,
+    at, cloud, error, factory, files, pki, port, preflight, profile, provision, transcript, units,
 };
 #[cfg(feature = "sim")]
 use atprov_sim as sim;
@@ -46,6 +46,9 @@ pub enum Command {
     Smoke(commands::provision::DeviceArgs),
     /// Identify, flash, connect and smoke: the whole job.
     Provision(commands::provision::DeviceArgs),
+    /// Make the job's connection from this PC: DNS, TCP, TLS with the module's CA, MQTT login,
+    /// subscribe, publish and the echo, each timed; one line saying why when it fails.
+    Preflight(commands::preflight::PreflightArgs),
     /// Run a factory line: stations in parallel, a credential pool and a crash-safe journal.
     Factory(commands::factory::FactoryArgs),
     /// List the built-in device profiles.
@@ -95,6 +98,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Smoke(a) => commands::provision::run(a, Goal::Smoke).await,
         Command::Provision(a) => commands::provision::run(a, Goal::Provision).await,
         Command::Factory(a) => commands::factory::run(a).await,
+        Command::Preflight(a) => commands::preflight::run(a).await,
         Command::Profiles => commands::profiles::list(),
         Command::Profile(a) => commands::profiles::run(a),
         Command::Send(a) => commands::send::run(a).await,

@@ -19,6 +19,7 @@ pub mod files;
 pub mod link;
 pub mod pki;
 pub mod port;
+pub mod preflight;
 pub mod profile;
 pub mod provision;
 pub mod store;

@@ -14,6 +14,7 @@ pub mod aliyun;
 pub mod cellular;
 pub mod esp32;
 pub mod luat;
+pub mod net;
 pub mod pty;
 pub mod quectel;
 pub mod runner;
@@ -122,6 +123,8 @@ pub struct SimOptions {
     pub state_dir: Option<std::path::PathBuf>,
     /// The emulated broker's TLS side: its certificate and the CA it trusts for clients.
     pub broker: BrokerTls,
+    /// A real broker (on this machine) to connect to instead of the emulated one.
+    pub network: Option<net::Broker>,
     /// Wi-Fi networks offered (default: `atprov-lab` / `correct horse battery`).
     pub networks: Vec<esp32::Network>,
     /// SNTP never syncs.
@@ -165,6 +168,7 @@ pub fn model_with(name: &str, options: &SimOptions) -> Result<Box<dyn ModelBox>,
         config.networks = options.networks.clone();
     }
     config.broker = options.broker.clone();
+    config.network = options.network;
     if let Some(mac) = options.mac {
         config.mac = mac;
     }

@@ -29,6 +29,9 @@ pub enum Step {
     },
     /// The firmware is busy for this long (new lines get `busy p...`).
     Delay(Duration),
+    /// The firmware waits for the network (a real broker); the steps that follow come from
+    /// there. Lines meanwhile get `busy p...`.
+    Await(Await),
     /// The module reboots: volatile state goes, the boot banner comes.
     Reboot,
 }
@@ -63,6 +66,48 @@ pub trait Model: Send + 'static {
     fn next_event(&self) -> Option<std::time::Instant> {
         None
     }
+}
+
+/// Steps that a network task will deliver.
+#[derive(Clone)]
+pub struct Await(Arc<Mutex<Option<tokio::sync::oneshot::Receiver<Script>>>>);
+
+impl Await {
+    /// The steps `rx` delivers (nothing, if its sender goes away).
+    pub fn new(rx: tokio::sync::oneshot::Receiver<Script>) -> Await {
+        Await(Arc::new(Mutex::new(Some(rx))))
+    }
+
+    fn take(&self) -> Option<tokio::sync::oneshot::Receiver<Script>> {
+        self.0.lock().expect("await lock").take()
+    }
+}
+
+impl std::fmt::Debug for Await {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Await")
+    }
+}
+
+impl PartialEq for Await {
+    fn eq(&self, other: &Await) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Await {}
+
+/// Runs `work` on the runtime and delivers its steps: what a family model returns while the
+/// network answers.
+pub fn awaiting<F>(work: F) -> Script
+where
+    F: std::future::Future<Output = Script> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _ = tx.send(work.await);
+    });
+    vec![Step::Await(Await::new(rx))]
 }
 
 /// Faults to inject, shared between the runner and whoever drives the test.
@@ -261,7 +306,8 @@ pub async fn run<M: Model, IO: AsyncRead + AsyncWrite + Unpin>(
     poll_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // Play the steps that need no waiting.
-        while state.waiting_until.is_none() && state.awaiting_payload.is_none() {
+        while state.waiting_until.is_none() && state.awaiting_payload.is_none() && !state.on_network
+        {
             let Some(step) = state.steps.pop_front() else {
                 break;
             };
@@ -269,8 +315,14 @@ pub async fn run<M: Model, IO: AsyncRead + AsyncWrite + Unpin>(
         }
         let wake = state.waiting_until;
         let event = model.next_event().map(Instant::from_std);
+        let mut network = state.awaiting.take();
         tokio::select! {
             biased;
+            script = recv_script(&mut network), if network.is_some() => {
+                network = None;
+                state.on_network = false;
+                state.steps.extend(script);
+            }
             n = reader.read(&mut buf) => {
                 let n = n?;
                 if n == 0 {
@@ -305,6 +357,16 @@ pub async fn run<M: Model, IO: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         }
+        if network.is_some() {
+            state.awaiting = network;
+        }
+    }
+}
+
+async fn recv_script(rx: &mut Option<tokio::sync::oneshot::Receiver<Script>>) -> Script {
+    match rx.as_mut() {
+        Some(rx) => rx.await.unwrap_or_default(),
+        None => std::future::pending().await,
     }
 }
 
@@ -321,11 +383,15 @@ struct RunnerState {
     active: Faults,
     /// Bytes of the current reply sent so far (for truncation).
     sent_in_reply: usize,
+    /// The network's answer being waited for.
+    awaiting: Option<tokio::sync::oneshot::Receiver<Script>>,
+    /// The firmware is waiting for the network (the receiver is being polled).
+    on_network: bool,
 }
 
 impl RunnerState {
     fn running(&self) -> bool {
-        !self.steps.is_empty() || self.waiting_until.is_some()
+        !self.steps.is_empty() || self.waiting_until.is_some() || self.on_network
     }
 }
 
@@ -521,6 +587,11 @@ async fn play<M: Model, W: AsyncWrite + Unpin>(
         Step::Delay(d) => {
             state.delay = Some((std::time::Instant::now(), d));
             state.waiting_until = Some(Instant::now() + d);
+            Ok(())
+        }
+        Step::Await(a) => {
+            state.awaiting = a.take();
+            state.on_network = state.awaiting.is_some();
             Ok(())
         }
         Step::Reboot => {

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod factory;
 pub mod pki;
 pub mod ports;
+pub mod preflight;
 pub mod profiles;
 pub mod provision;
 pub mod replay;

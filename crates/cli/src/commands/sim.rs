@@ -36,6 +36,11 @@ pub struct SimArgs {
     /// The key of --server-cert.
     #[arg(long, value_name = "FILE", requires = "server_cert")]
     pub server_key: Option<PathBuf>,
+    /// A real MQTT broker on this machine (IP:PORT, loopback only): the module connects to it
+    /// over TCP with a real TLS client built from what it stores, and speaks MQTT 3.1.1; the
+    /// broker judges the credentials. Without it the emulated broker answers offline.
+    #[arg(long, value_name = "IP:PORT")]
+    pub broker: Option<String>,
     /// A Wi-Fi network the module can join, SSID:PASSWORD (repeat; default
     /// "atprov-lab:correct horse battery").
     #[arg(long, value_name = "SSID:PASSWORD")]
@@ -113,6 +118,12 @@ pub async fn run(args: SimArgs) -> Result<(), Failure> {
         latency: args.latency,
         state_dir: args.state.clone(),
         broker,
+        network: match &args.broker {
+            None => None,
+            Some(b) => Some(
+                sim::net::Broker::parse(b).map_err(|e| Failure::usage(format!("--broker {e}")))?,
+            ),
+        },
         networks,
         sntp_never: args.no_sntp,
         realistic: args.realistic,

@@ -125,7 +125,7 @@ fn the_emulators_name_nothing_of_the_host() {
 const CORE_LAYERS: &[&[&str]] = &[
     &["error", "units", "files"],
     &["port", "pki", "cloud", "profile", "transcript"],
-    &["link", "store"],
+    &["link", "store", "preflight"],
     &["provision"],
     &["factory"],
     &["exit"],

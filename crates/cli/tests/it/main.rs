@@ -5,6 +5,7 @@
 mod common;
 
 mod architecture;
+mod broker;
 mod cellular;
 mod cli_errors;
 mod engine_pty;

@@ -493,7 +493,13 @@ async fn run_stage(
             Ok((steps, summary))
         }
         Stage::Connect => {
-            let steps = device.run_flow(&profile.connect, &mut on_step).await?;
+            let steps = match device.run_flow(&profile.connect, &mut on_step).await {
+                Ok(steps) => steps,
+                Err((f, steps)) if f.code == Code::Connect => {
+                    return Err((diagnose(f, job, &device.vars).await, steps));
+                }
+                Err(e) => return Err(e),
+            };
             let summary = format!(
                 "connected to {}:{}",
                 device.vars.text("mqtt.host"),
@@ -517,6 +523,68 @@ async fn run_stage(
             let steps = device.run_flow(&profile.cleanup, &mut on_step).await?;
             Ok((steps, "disconnected".into()))
         }
+    }
+}
+
+/// The module's connection as this PC would make it: the job's broker, credentials and MQTT
+/// login, for `atprov preflight` and for explaining a module's connect failure.
+pub fn preflight_target(
+    job: &Job,
+    vars: &crate::profile::Vars,
+    topic: Option<String>,
+) -> crate::preflight::Target {
+    let read = |p: &Option<std::path::PathBuf>| p.as_ref().and_then(|p| std::fs::read(p).ok());
+    let scheme = vars.text("mqtt.scheme");
+    let client = match (read(&job.credentials.cert), read(&job.credentials.key)) {
+        (Some(c), Some(k)) if !matches!(scheme.as_str(), "1" | "2" | "3") => Some((c, k)),
+        _ => None,
+    };
+    let sni = vars.text("mqtt.sni");
+    crate::preflight::Target {
+        host: vars.text("mqtt.host"),
+        port: vars.text("mqtt.port").parse().unwrap_or(8883),
+        tls: scheme != "1",
+        ca: read(&job.credentials.ca),
+        client,
+        sni: (!sni.is_empty()).then_some(sni),
+        alpn: vars
+            .get("mqtt.alpn")
+            .map(|v| v.items.clone())
+            .unwrap_or_default(),
+        client_id: vars.text("mqtt.client_id"),
+        username: vars.text("mqtt.username"),
+        password: vars
+            .get("mqtt.password")
+            .map(Value::as_text)
+            .unwrap_or_default(),
+        keepalive: vars.text("mqtt.keepalive").parse().unwrap_or(60),
+        topic,
+        timeout: std::time::Duration::from_secs(5),
+    }
+}
+
+/// A module reports only that its connection failed; when this PC reaches the same broker,
+/// the same connection made from here says why (a server the CA does not verify, a refused
+/// device certificate, a refused login).
+async fn diagnose(f: Failure, job: &Job, vars: &crate::profile::Vars) -> Failure {
+    let target = preflight_target(job, vars, None);
+    match crate::preflight::run(&target).await {
+        Err((_, probe)) if probe.code == Code::Connect => Failure::new(
+            f.code,
+            format!(
+                "{}; from this PC the same connection fails: {}",
+                f.message, probe.message
+            ),
+        ),
+        Ok(_) => Failure::new(
+            f.code,
+            format!(
+                "{}; from this PC the same credentials connect, so look at the module's side (its clock, its TLS limits, what it stores)",
+                f.message
+            ),
+        ),
+        // This PC cannot reach the broker either: nothing more to say.
+        Err(_) => f,
     }
 }
 

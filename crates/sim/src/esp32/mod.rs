@@ -18,6 +18,7 @@ macro_rules! mqtt_context {
             clock_synced: $s.net.synced(),
             resolves: !$host.ends_with(".invalid"),
             broker: &$s.broker,
+            network: $s.network,
             connect_time: $s.timing.mqtt_connect,
             loopback: $s.timing.mqtt_loopback,
             syslog: $s.syslog,
@@ -95,6 +96,8 @@ pub struct Esp32Config {
     pub sntp: Sntp,
     /// The broker's TLS side (its certificate, the CA it trusts for clients).
     pub broker: crate::tls::BrokerTls,
+    /// A real broker to connect to instead of the emulated one.
+    pub network: Option<crate::net::Broker>,
     /// Keep flash and NVS as plain files here.
     pub state_dir: Option<PathBuf>,
     /// How long things take.
@@ -113,6 +116,7 @@ impl Esp32Config {
             networks: default_networks(),
             sntp: Sntp::After(Timing::fast().sntp_sync),
             broker: Default::default(),
+            network: None,
             state_dir: None,
             timing: Timing::fast(),
             mac: [0x24, 0x0a, 0xc4, 0x12, 0x34, 0x56],
@@ -138,6 +142,7 @@ pub struct Esp32 {
     net: net::Net,
     mqtt: mqtt::Mqtt,
     broker: crate::tls::BrokerTls,
+    network: Option<crate::net::Broker>,
     timing: Timing,
 }
 
@@ -232,6 +237,7 @@ impl Esp32 {
             ),
             mqtt: mqtt::Mqtt::with_policy(config.deny_receive),
             broker: config.broker,
+            network: config.network,
             timing: config.timing,
         })
     }
@@ -603,7 +609,9 @@ impl Model for Esp32 {
     }
 
     fn poll(&mut self) -> Vec<u8> {
-        self.net.poll()
+        let mut out = self.net.poll();
+        out.extend(self.mqtt.poll());
+        out
     }
 
     fn next_event(&self) -> Option<Instant> {

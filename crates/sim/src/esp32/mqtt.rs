@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use super::super::runner::{Script, Step};
+use super::super::runner::{Script, Step, awaiting};
 use super::storage::Flash;
 use crate::params;
 use crate::unquote;
@@ -30,6 +30,12 @@ pub struct Mqtt {
     pub sni: Option<String>,
     /// The broker's policy lacks `iot:Receive`: publishes are acknowledged, never delivered.
     pub deny_receive: bool,
+    /// The MQTT password (`AT+MQTTUSERCFG` or `AT+MQTTLONGPASSWORD`).
+    password: String,
+    /// Keepalive from `AT+MQTTCONNCFG`.
+    keepalive: u16,
+    /// The session with a real broker, once `AT+MQTTCONN` brought it up.
+    session: std::sync::Arc<std::sync::Mutex<Option<crate::net::Session>>>,
 }
 
 #[derive(Debug)]
@@ -51,6 +57,8 @@ pub struct Context<'a> {
     pub connect_time: Duration,
     pub loopback: Duration,
     pub syslog: bool,
+    /// A real broker to connect to, instead of the emulated one.
+    pub network: Option<crate::net::Broker>,
 }
 
 const OK: &[u8] = b"\r\nOK\r\n";
@@ -70,8 +78,42 @@ impl Mqtt {
 
     pub fn reboot(&mut self) {
         let deny_receive = self.deny_receive;
+        if let Some(s) = self.session.lock().expect("session lock").take() {
+            s.disconnect();
+        }
         *self = Mqtt::default();
         self.deny_receive = deny_receive;
+    }
+
+    fn is_connected(&self) -> bool {
+        self.connected || self.session.lock().expect("session lock").is_some()
+    }
+
+    /// What a real broker sent since the last poll, as URCs.
+    pub fn poll(&mut self) -> Vec<u8> {
+        let mut guard = self.session.lock().expect("session lock");
+        let Some(session) = guard.as_mut() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for event in session.events() {
+            match event {
+                crate::net::Event::Message { topic, payload } => {
+                    for step in self.chunks(&topic, &payload) {
+                        if let Step::Send(b) = step {
+                            out.extend(b);
+                        }
+                    }
+                }
+                crate::net::Event::Closed(why) => {
+                    tracing::info!("emulated ESP32 log: MQTT connection closed: {why}");
+                    *guard = None;
+                    out.extend_from_slice(b"+MQTTDISCONNECTED:0\r\n");
+                    break;
+                }
+            }
+        }
+        out
     }
 
     /// Handles an `AT+MQTT...` line.
@@ -91,6 +133,7 @@ impl Mqtt {
                 }
                 self.client_id = unquote(p[2]);
                 self.username = unquote(p[3]);
+                self.password = unquote(p[4]);
                 self.configured = true;
                 self.alpn.clear();
                 self.sni = None;
@@ -112,7 +155,10 @@ impl Mqtt {
                 });
                 super::ok_then_prompt(len)
             }
-            "AT+MQTTCONNCFG" if p.len() == 7 => vec![Step::Final(OK.to_vec())],
+            "AT+MQTTCONNCFG" if p.len() == 7 => {
+                self.keepalive = p[1].parse().unwrap_or(120);
+                vec![Step::Final(OK.to_vec())]
+            }
             "AT+MQTTALPN" if !p.is_empty() => {
                 self.alpn = p.iter().skip(2).map(|s| unquote(s)).collect();
                 vec![Step::Final(OK.to_vec())]
@@ -141,7 +187,7 @@ impl Mqtt {
             }
             "AT+MQTTCONN" if p.len() >= 4 => self.connect(&p, cx),
             "AT+MQTTSUB" if p.len() >= 3 => {
-                if !self.connected {
+                if !self.is_connected() {
                     return err(0x6051);
                 }
                 let topic = unquote(p[1]);
@@ -150,7 +196,17 @@ impl Mqtt {
                 }
                 let qos = p[2].parse().unwrap_or(0);
                 if !self.subscriptions.iter().any(|(t, _)| *t == topic) {
-                    self.subscriptions.push((topic, qos));
+                    self.subscriptions.push((topic.clone(), qos));
+                }
+                if let Some(session) = self.session.lock().expect("session lock").as_ref() {
+                    let acked = session.subscribe(&topic, qos);
+                    let syslog = cx.syslog;
+                    return awaiting(async move {
+                        match acked.await {
+                            Ok(Ok(())) => vec![Step::Final(OK.to_vec())],
+                            _ => error(syslog, 0x600D),
+                        }
+                    });
                 }
                 vec![Step::Final(OK.to_vec())]
             }
@@ -160,17 +216,23 @@ impl Mqtt {
                 vec![Step::Final(OK.to_vec())]
             }
             "AT+MQTTPUB" if p.len() >= 5 => {
-                if !self.connected {
+                if !self.is_connected() {
                     return err(0x6051);
                 }
                 let topic = unquote(p[1]);
                 let data = unquote(p[2]).into_bytes();
+                let qos = p[3].parse().unwrap_or(0);
+                if let Some(script) =
+                    self.publish_to_broker(&topic, data.clone(), qos, OK, b"\r\nERROR\r\n")
+                {
+                    return script;
+                }
                 let mut script = vec![Step::Final(OK.to_vec())];
                 script.extend(self.deliver(&topic, &data, cx.loopback));
                 script
             }
             "AT+MQTTPUBRAW" if p.len() >= 5 => {
-                if !self.connected {
+                if !self.is_connected() {
                     return err(0x6051);
                 }
                 let Ok(len) = p[2].parse::<usize>() else {
@@ -182,7 +244,7 @@ impl Mqtt {
                 super::ok_then_prompt(len)
             }
             "AT+MQTTCLEAN" if p.len() == 1 => {
-                let was = self.connected;
+                let was = self.is_connected();
                 self.reboot();
                 let mut v = Vec::new();
                 if was {
@@ -207,8 +269,20 @@ impl Mqtt {
                 self.username = text();
                 vec![Step::Final(OK.to_vec())]
             }
-            Pending::Password => vec![Step::Final(OK.to_vec())],
+            Pending::Password => {
+                self.password = text();
+                vec![Step::Final(OK.to_vec())]
+            }
             Pending::Publish { topic } => {
+                if let Some(script) = self.publish_to_broker(
+                    &topic,
+                    data.clone(),
+                    1,
+                    b"+MQTTPUB:OK\r\n",
+                    b"+MQTTPUB:FAIL\r\n",
+                ) {
+                    return Some(script);
+                }
                 let mut script = vec![Step::Final(b"+MQTTPUB:OK\r\n".to_vec())];
                 script.extend(self.deliver(&topic, &data, cx.loopback));
                 script
@@ -216,11 +290,32 @@ impl Mqtt {
         })
     }
 
+    /// Publishes through the real broker's session, if there is one: `ok` once sent (QoS 0)
+    /// or acknowledged (QoS 1), `failed` otherwise.
+    fn publish_to_broker(
+        &self,
+        topic: &str,
+        data: Vec<u8>,
+        qos: u8,
+        ok: &'static [u8],
+        failed: &'static [u8],
+    ) -> Option<Script> {
+        let guard = self.session.lock().expect("session lock");
+        let session = guard.as_ref()?;
+        let acked = session.publish(topic, data, qos);
+        Some(awaiting(async move {
+            match acked.await {
+                Ok(Ok(())) => vec![Step::Final(ok.to_vec())],
+                _ => vec![Step::Final(failed.to_vec())],
+            }
+        }))
+    }
+
     fn connect(&mut self, p: &[&str], cx: &Context<'_>) -> Script {
         if !self.configured {
             return error(cx.syslog, 0x6001);
         }
-        if self.connected {
+        if self.is_connected() {
             return error(cx.syslog, 0x6004);
         }
         let host = unquote(p[1]);
@@ -276,6 +371,48 @@ impl Mqtt {
             alpn: self.alpn.clone(),
             rsa_only: false,
         };
+        if let Some(broker) = cx.network {
+            let tls = matches!(self.scheme, 2..=5).then_some(module);
+            let login = crate::net::Login {
+                client_id: self.client_id.clone(),
+                username: self.username.clone(),
+                password: self.password.clone(),
+                keepalive: if self.keepalive == 0 {
+                    120
+                } else {
+                    self.keepalive
+                },
+            };
+            let slot = self.session.clone();
+            let connected = format!(
+                "+MQTTCONNECTED:0,{},\"{host}\",\"{port}\",\"\",{}\r\n",
+                self.scheme,
+                p[3].trim()
+            );
+            self.host = host.clone();
+            self.port = port.clone();
+            return awaiting(async move {
+                let up = async {
+                    let t = crate::net::open(broker, tls.as_ref(), true).await?;
+                    crate::net::connect(t, &login).await
+                };
+                match up.await {
+                    Ok(session) => {
+                        *slot.lock().expect("session lock") = Some(session);
+                        vec![Step::Send(connected.into_bytes()), Step::Final(OK.to_vec())]
+                    }
+                    Err(why) => {
+                        tracing::info!(
+                            "emulated ESP32 log: MQTT connect to {host}:{port} failed: {why}"
+                        );
+                        vec![
+                            Step::Send(b"+MQTTDISCONNECTED:0\r\n".to_vec()),
+                            Step::Final(b"\r\nERROR\r\n".to_vec()),
+                        ]
+                    }
+                }
+            });
+        }
         if matches!(self.scheme, 2..=5) {
             if let Err(why) = crate::tls::handshake_in_memory(&module, cx.broker) {
                 // mbedTLS on the module logs the alert; AT answers as for any refusal.
@@ -311,6 +448,13 @@ impl Mqtt {
             return Vec::new();
         }
         let mut script = vec![Step::Delay(loopback)];
+        script.extend(self.chunks(topic, data));
+        script
+    }
+
+    /// A message as `+MQTTSUBRECV` URCs, split as esp-mqtt's 1 KiB buffer splits it.
+    fn chunks(&self, topic: &str, data: &[u8]) -> Script {
+        let mut script = Vec::new();
         const BUFFER: usize = 1024;
         // PUBLISH header: fixed header, topic length and topic, packet id (QoS 1).
         let remaining = 2 + topic.len() + 2 + data.len();

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod line;
+pub mod mosquitto;
 pub mod openssl;
 
 use std::io::{BufRead, BufReader};

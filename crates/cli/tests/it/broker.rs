@@ -1,0 +1,196 @@
+//! The real network: `atprov provision` over a PTY against `atprov sim ... --broker`, whose
+//! module connects to Debian's mosquitto with a real TLS client built from what it stores.
+//! mosquitto and rustls judge: the server chain against the stored root, the device
+//! certificate against the broker's own device CA, the password, the ACL.
+
+use std::path::Path;
+
+use crate::common::mosquitto::{Mosquitto, Setup};
+use crate::common::{SimProcess, atprov, openssl};
+
+fn pki() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    openssl::aws_shaped(dir.path(), openssl::Keys::P256);
+    dir
+}
+
+fn job(dir: &Path, port: u16, extra: &str) -> String {
+    let job = dir.join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[credentials]\nca = \"ca.pem\"\ncert = \"dev.pem\"\nkey = \"dev.key\"\n\
+             [wifi]\nssid = \"atprov-lab\"\npassword = \"correct horse battery\"\n\
+             [mqtt]\nhost = \"localhost\"\nport = {port}\nclient_id = \"thing-1\"\n[smoke]\ntimeout = \"5s\"\n{extra}"
+        ),
+    )
+    .unwrap();
+    job.display().to_string()
+}
+
+fn last_line(s: &str) -> &str {
+    s.lines().last().unwrap_or("")
+}
+
+#[test]
+fn esp32_provisions_against_mosquitto_and_a_host_subscriber_sees_the_smoke_message() {
+    let d = pki();
+    let broker = Mosquitto::start(Setup {
+        pki: d.path(),
+        acl: None,
+        passwords: &[],
+    });
+    let sim = SimProcess::start("esp32-at", &["--broker", &broker.addr()]);
+    let sub = broker.subscriber("atprov/+/smoke", d.path());
+    let (code, out, err) = atprov(&[
+        "provision",
+        "--port",
+        &sim.path,
+        "--job",
+        &job(d.path(), broker.port, ""),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}\n{}", broker.log());
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let seen = sub.wait();
+    let unit = report["unit_id"].as_str().unwrap();
+    assert!(
+        seen.contains(&format!("atprov/{unit}/smoke {{\"atprov\":\"smoke\"")),
+        "mosquitto_sub saw: {seen}"
+    );
+    // mosquitto took the device certificate's CN as the user name.
+    assert!(broker.log().contains("thing-1"), "{}", broker.log());
+}
+
+#[test]
+fn a_stored_ca_that_did_not_sign_the_broker_is_refused_by_the_module() {
+    let d = pki();
+    let broker = Mosquitto::start(Setup {
+        pki: d.path(),
+        acl: None,
+        passwords: &[],
+    });
+    let sim = SimProcess::start("esp32-at", &["--broker", &broker.addr()]);
+    let (code, _, err) = atprov(&[
+        "provision",
+        "--port",
+        &sim.path,
+        "--job",
+        &job(d.path(), broker.port, ""),
+        "--ca",
+        d.path().join("other-root.pem").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 13, "{err}");
+    assert!(last_line(&err).contains("not trusted"), "{err}");
+}
+
+#[test]
+fn a_device_certificate_from_a_ca_the_broker_does_not_trust_is_refused() {
+    let d = pki();
+    let broker = Mosquitto::start(Setup {
+        pki: d.path(),
+        acl: None,
+        passwords: &[],
+    });
+    let sim = SimProcess::start("esp32-at", &["--broker", &broker.addr()]);
+    let (code, _, err) = atprov(&[
+        "provision",
+        "--port",
+        &sim.path,
+        "--job",
+        &job(d.path(), broker.port, ""),
+        "--cert",
+        d.path().join("rogue.pem").to_str().unwrap(),
+        "--key",
+        d.path().join("rogue.key").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 13, "{err}");
+    assert!(
+        broker.log().contains("certificate verify failed"),
+        "{}",
+        broker.log()
+    );
+}
+
+#[test]
+fn an_acl_that_denies_the_smoke_topic_fails_the_smoke_test() {
+    let d = pki();
+    let broker = Mosquitto::start(Setup {
+        pki: d.path(),
+        acl: Some("user thing-1\ntopic read atprov/#\n"),
+        passwords: &[],
+    });
+    let sim = SimProcess::start("esp32-at", &["--broker", &broker.addr()]);
+    let (code, _, err) = atprov(&[
+        "provision",
+        "--port",
+        &sim.path,
+        "--job",
+        &job(d.path(), broker.port, ""),
+    ]);
+    assert_eq!(code, 14, "{err}");
+    assert!(last_line(&err).contains("did not come back"), "{err}");
+    assert!(broker.log().contains("Denied PUBLISH"), "{}", broker.log());
+}
+
+/// `atprov preflight --json` with the job and extra flags.
+fn preflight(job: &str, extra: &[&str]) -> (i32, serde_json::Value, String) {
+    let mut args = vec!["preflight", "--job", job, "--json"];
+    args.extend_from_slice(extra);
+    let (code, out, err) = atprov(&args);
+    let v = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}\n{err}"));
+    (code, v, err)
+}
+
+#[test]
+fn preflight_passes_with_good_credentials_and_names_each_failure() {
+    let d = pki();
+    let broker = Mosquitto::start(Setup {
+        pki: d.path(),
+        acl: None,
+        passwords: &[],
+    });
+    let job = job(d.path(), broker.port, "");
+    let (code, v, err) = preflight(&job, &[]);
+    assert_eq!(code, 0, "{err}\n{}", broker.log());
+    let steps: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["dns", "tcp", "tls", "connect", "subscribe", "echo"]);
+    // A device certificate the broker does not trust.
+    let (code, v, _) = preflight(
+        &job,
+        &[
+            "--cert",
+            d.path().join("rogue.pem").to_str().unwrap(),
+            "--key",
+            d.path().join("rogue.key").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 13, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("refused the device certificate"),
+        "{v}"
+    );
+    // A server the CA does not verify.
+    let (code, v, _) = preflight(
+        &job,
+        &["--ca", d.path().join("other-root.pem").to_str().unwrap()],
+    );
+    assert_eq!(code, 13, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("not trusted"), "{v}");
+    // A closed port.
+    drop(broker);
+    let (code, v, _) = preflight(&job, &[]);
+    assert_eq!(code, 12, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().starts_with("TCP to localhost"),
+        "{v}"
+    );
+}

@@ -70,12 +70,18 @@ pub struct Tls<'a> {
 /// Whether the handshake completes, judged by rustls on both sides; the reason when not (for
 /// the emulator's log).
 pub fn handshake(t: Tls) -> Result<(), String> {
+    let broker = t.broker;
+    crate::tls::handshake_in_memory(&module_tls(t)?, broker)
+}
+
+/// The module's side of TLS as the context configures it, or why it cannot even start.
+pub fn module_tls(t: Tls) -> Result<ModuleTls, String> {
     let verify_server = matches!(t.seclevel, "1" | "2");
     let client_cert = t.seclevel == "2";
     if verify_server && !t.ignore_local_time && !t.clock_synced {
         return Err("certificate not yet valid: the clock is at 1980".into());
     }
-    let module = ModuleTls {
+    Ok(ModuleTls {
         ca: if verify_server { Some(t.ca?) } else { None },
         cert: if client_cert { Some(t.cert?) } else { None },
         key: if client_cert { Some(t.key?) } else { None },
@@ -84,6 +90,5 @@ pub fn handshake(t: Tls) -> Result<(), String> {
         server_name: t.server_name,
         alpn: t.alpn,
         rsa_only: t.rsa_only,
-    };
-    crate::tls::handshake_in_memory(&module, t.broker)
+    })
 }

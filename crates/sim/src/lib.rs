@@ -194,6 +194,7 @@ fn quectel_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
     use quectel::{QuectelConfig, Registration, Sim};
     let mut c = QuectelConfig {
         broker: options.broker.clone(),
+        network: options.network,
         state_dir: options.state_dir.clone(),
         deny_receive: options.deny_receive,
         ntp: !options.sntp_never,

@@ -194,3 +194,88 @@ fn preflight_passes_with_good_credentials_and_names_each_failure() {
         "{v}"
     );
 }
+
+#[test]
+fn quectel_provisions_against_mosquitto_and_a_host_subscriber_sees_the_smoke_message() {
+    let d = pki();
+    let broker = Mosquitto::start(Setup {
+        pki: d.path(),
+        acl: None,
+        passwords: &[],
+    });
+    let sim = SimProcess::start("quectel", &["--broker", &broker.addr()]);
+    let sub = broker.subscriber("atprov/+/smoke", d.path());
+    let (code, _, err) = atprov(&[
+        "provision",
+        "--profile",
+        "quectel",
+        "--port",
+        &sim.path,
+        "--job",
+        &job(d.path(), broker.port, ""),
+    ]);
+    assert_eq!(code, 0, "{err}\n{}", broker.log());
+    let seen = sub.wait();
+    assert!(
+        seen.contains("atprov/866834041644845/smoke {"),
+        "mosquitto_sub saw: {seen}"
+    );
+}
+
+/// The first one-device-one-secret vector of `shared/vectors/cloud/aliyun.json`.
+fn aliyun_vector() -> serde_json::Value {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/cloud/aliyun.json");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    v["mqtt_direct"][0].clone()
+}
+
+#[test]
+fn an_aliyun_signed_login_is_accepted_by_mosquittos_password_file_and_a_wrong_one_refused() {
+    let d = pki();
+    let v = aliyun_vector();
+    let s = |k: &str| v[k].as_str().unwrap().to_string();
+    // The broker's password file holds the published user name and password, not ours.
+    let broker = Mosquitto::start(Setup {
+        pki: d.path(),
+        acl: None,
+        passwords: &[(&s("mqttUsername"), &s("mqttPassword"))],
+    });
+    let port = broker.password_port.unwrap();
+    for (family, secret, code) in [
+        ("quectel", s("deviceSecret"), 0),
+        ("quectel", "0000000000000000000000000000000".to_string(), 13),
+    ] {
+        let aliyun = format!(
+            "[aliyun]\nproduct_key = \"{}\"\ndevice_name = \"{{imei}}\"\ndevice_secret = \"{secret}\"\n",
+            s("productKey")
+        );
+        let sim = SimProcess::start(
+            family,
+            &[
+                "--broker",
+                &format!("127.0.0.1:{port}"),
+                "--module",
+                &format!("imei={}", s("deviceName")),
+            ],
+        );
+        let (got, _, err) = atprov(&[
+            "provision",
+            "--profile",
+            family,
+            "--port",
+            &sim.path,
+            "--job",
+            &job(d.path(), port, &aliyun),
+            "--set",
+            "tls.seclevel=1",
+        ]);
+        assert_eq!(
+            got,
+            code,
+            "{family} with secret {secret}: {err}\n{}",
+            broker.log()
+        );
+    }
+}

@@ -100,6 +100,8 @@ pub struct QuectelConfig {
     pub quecpython: bool,
     /// The broker's TLS side (its certificate, the CA it trusts for clients).
     pub broker: crate::tls::BrokerTls,
+    /// A real broker to connect to instead of the emulated one.
+    pub network: Option<crate::net::Broker>,
     /// Aliyun device triple the broker accepts (product key, device name, secret).
     pub aliyun: Option<(String, String, String)>,
     /// The broker acknowledges publishes but never delivers them.
@@ -128,6 +130,7 @@ impl Default for QuectelConfig {
             corrupt_upload: false,
             quecpython: false,
             broker: Default::default(),
+            network: None,
             aliyun: None,
             deny_receive: false,
             state_dir: None,
@@ -408,6 +411,11 @@ impl Model for Quectel {
             }
             _ => error(),
         }
+    }
+
+    fn poll(&mut self) -> Vec<u8> {
+        let uart1 = self.urcport == "uart1";
+        self.mqtt.poll(uart1)
     }
 
     fn payload(&mut self, data: Vec<u8>) -> Script {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use super::QuectelConfig;
 use crate::cellular::{self, OK};
-use crate::runner::{Script, Step};
+use crate::runner::{Script, Step, awaiting};
 use crate::unquote;
 
 /// What MQTT sees of the rest of the module.
@@ -48,10 +48,28 @@ pub struct Mqtt {
     publishing: Option<(String, String)>,
     /// A device registered over MQTT in this session: (product key, name, issued secret).
     registered: Option<(String, String, String)>,
+    /// With a real broker: the open connection (after `AT+QMTOPEN`), then the session.
+    transport: std::sync::Arc<std::sync::Mutex<Option<crate::net::Transport>>>,
+    session: std::sync::Arc<std::sync::Mutex<Option<crate::net::Session>>>,
+}
+
+impl std::fmt::Debug for crate::net::Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Transport")
+    }
 }
 
 fn err() -> Script {
     cellular::error()
+}
+
+/// A URC as a step, when URCs reach this port.
+fn urc_step(uart1: bool, line: &str) -> Script {
+    if uart1 {
+        vec![Step::Send(format!("\r\n{line}\r\n").into_bytes())]
+    } else {
+        Vec::new()
+    }
 }
 
 fn ok_then(cx: &Context, delay: std::time::Duration, urc: &str) -> Script {
@@ -99,6 +117,39 @@ impl Mqtt {
                     return ok_then(cx, cx.config.open_time, "+QMTOPEN: 0,2");
                 }
                 let host = unquote(p[1]);
+                if let (Some(broker), None) = (cx.config.network, cx.config.open_result) {
+                    if !cx.pdp_active {
+                        return ok_then(cx, cx.config.open_time, "+QMTOPEN: 0,3");
+                    }
+                    let tls = match self.module_tls(cx, &host) {
+                        Ok(t) => t,
+                        Err(why) => {
+                            tracing::info!("emulated Quectel: TLS to {host} cannot start: {why}");
+                            return ok_then(cx, cx.config.open_time, "+QMTOPEN: 0,5");
+                        }
+                    };
+                    let slot = self.transport.clone();
+                    let uart1 = cx.urcport == "uart1";
+                    let mut script = vec![Step::Final(OK.to_vec())];
+                    script.extend(awaiting(async move {
+                        let result = match crate::net::open(broker, tls.as_ref(), true).await {
+                            Ok(t) => {
+                                *slot.lock().expect("transport lock") = Some(t);
+                                0
+                            }
+                            Err(why) => {
+                                tracing::info!("emulated Quectel: open {host}: {why}");
+                                match why {
+                                    crate::net::Failure::Tcp(_) => -1,
+                                    _ => 5,
+                                }
+                            }
+                        };
+                        urc_step(uart1, &format!("+QMTOPEN: 0,{result}"))
+                    }));
+                    self.open = true;
+                    return script;
+                }
                 let result = match cx.config.open_result {
                     Some(r) => r,
                     None if !cx.pdp_active => 3,
@@ -122,6 +173,38 @@ impl Mqtt {
                 let user = p.get(2).map(|s| unquote(s)).unwrap_or_default();
                 let pass = p.get(3).map(|s| unquote(s)).unwrap_or_default();
                 let (_, block) = crate::aliyun::client_id_block(&client);
+                if let Some(transport) = self.transport.lock().expect("transport lock").take() {
+                    let login = crate::net::Login {
+                        client_id: client,
+                        username: user,
+                        password: pass,
+                        keepalive: self
+                            .cfg
+                            .get("keepalive")
+                            .and_then(|v| v.first())
+                            .and_then(|k| k.parse().ok())
+                            .unwrap_or(120),
+                    };
+                    let slot = self.session.clone();
+                    let uart1 = cx.urcport == "uart1";
+                    self.connected = true;
+                    let mut script = vec![Step::Final(OK.to_vec())];
+                    script.extend(awaiting(async move {
+                        let line = match crate::net::connect(transport, &login).await {
+                            Ok(session) => {
+                                *slot.lock().expect("session lock") = Some(session);
+                                "+QMTCONN: 0,0,0".to_string()
+                            }
+                            Err(crate::net::Failure::Refused(rc)) => format!("+QMTCONN: 0,0,{rc}"),
+                            Err(why) => {
+                                tracing::info!("emulated Quectel: CONNECT failed: {why}");
+                                "+QMTCONN: 0,2".to_string()
+                            }
+                        };
+                        urc_step(uart1, &line)
+                    }));
+                    return script;
+                }
                 if block.contains(&("authType", "register")) {
                     return self.register(cx, &client, &user, &pass);
                 }
@@ -143,6 +226,20 @@ impl Mqtt {
                 }
                 let msgid = p[1].trim().to_string();
                 self.subscriptions.push(unquote(p[2]));
+                if let Some(session) = self.session.lock().expect("session lock").as_ref() {
+                    let qos = p[3].trim().parse().unwrap_or(1);
+                    let acked = session.subscribe(&unquote(p[2]), qos);
+                    let uart1 = cx.urcport == "uart1";
+                    let mut script = vec![Step::Final(OK.to_vec())];
+                    script.extend(awaiting(async move {
+                        let line = match acked.await {
+                            Ok(Ok(())) => format!("+QMTSUB: 0,{msgid},0,{qos}"),
+                            _ => format!("+QMTSUB: 0,{msgid},2"),
+                        };
+                        urc_step(uart1, &line)
+                    }));
+                    return script;
+                }
                 ok_then(
                     cx,
                     std::time::Duration::from_millis(2),
@@ -163,6 +260,9 @@ impl Mqtt {
                 }]
             }
             "AT+QMTDISC" => {
+                if let Some(s) = self.session.lock().expect("session lock").take() {
+                    s.disconnect();
+                }
                 let was = self.connected;
                 self.connected = false;
                 self.open = false;
@@ -178,6 +278,10 @@ impl Mqtt {
                 )
             }
             "AT+QMTCLOSE" => {
+                if let Some(s) = self.session.lock().expect("session lock").take() {
+                    s.disconnect();
+                }
+                self.transport.lock().expect("transport lock").take();
                 self.open = false;
                 self.connected = false;
                 ok_then(cx, std::time::Duration::from_millis(1), "+QMTCLOSE: 0,0")
@@ -190,6 +294,19 @@ impl Mqtt {
         let Some((msgid, topic)) = self.publishing.take() else {
             return err();
         };
+        if let Some(session) = self.session.lock().expect("session lock").as_ref() {
+            let acked = session.publish(&topic, data, 1);
+            let uart1 = cx.urcport == "uart1";
+            let mut script = vec![Step::Final(OK.to_vec())];
+            script.extend(awaiting(async move {
+                let line = match acked.await {
+                    Ok(Ok(())) => format!("+QMTPUBEX: 0,{msgid},0"),
+                    _ => format!("+QMTPUBEX: 0,{msgid},2"),
+                };
+                urc_step(uart1, &line)
+            }));
+            return script;
+        }
         let mut script = ok_then(
             cx,
             std::time::Duration::from_millis(2),
@@ -238,6 +355,78 @@ impl Mqtt {
         script.push(Step::Delay(fast));
         script.push(Step::Send(cx.urc(&line)));
         script
+    }
+
+    /// What a real broker sent since the last poll, as URCs (`+QMTRECV`, `+QMTSTAT`).
+    pub fn poll(&mut self, uart1: bool) -> Vec<u8> {
+        let mut guard = self.session.lock().expect("session lock");
+        let Some(session) = guard.as_mut() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for event in session.events() {
+            match event {
+                crate::net::Event::Message { topic, payload } => {
+                    let mut line =
+                        format!("\r\n+QMTRECV: 0,0,\"{topic}\",{},\"", payload.len()).into_bytes();
+                    line.extend_from_slice(&payload);
+                    line.extend_from_slice(b"\"\r\n");
+                    if uart1 {
+                        out.extend(line);
+                    }
+                }
+                crate::net::Event::Closed(why) => {
+                    tracing::info!("emulated Quectel: MQTT connection closed: {why}");
+                    *guard = None;
+                    self.connected = false;
+                    self.open = false;
+                    if uart1 {
+                        out.extend_from_slice(b"\r\n+QMTSTAT: 0,1\r\n");
+                    }
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// The module's TLS for a connection to `host`, `None` when SSL is off for client 0.
+    fn module_tls(
+        &self,
+        cx: &Context,
+        host: &str,
+    ) -> Result<Option<crate::tls::ModuleTls>, String> {
+        let Some(enabled) = self.cfg.get("ssl") else {
+            return Ok(None);
+        };
+        if enabled.first().map(String::as_str) != Some("1") {
+            return Ok(None);
+        }
+        let ctx: u8 = enabled.get(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let get = |k: &str| self.ssl.get(&(ctx, k.to_string())).map(|v| unquote(v));
+        let file = |k: &str| -> Result<Vec<u8>, String> {
+            let name = get(k).ok_or(format!("SSL context {ctx} has no {k}"))?;
+            cx.files
+                .get(&name)
+                .cloned()
+                .ok_or(format!("{k} file {name} does not exist"))
+        };
+        let seclevel = get("seclevel").unwrap_or_else(|| "0".into());
+        cellular::module_tls(cellular::Tls {
+            seclevel: &seclevel,
+            ignore_local_time: get("ignorelocaltime").is_none_or(|v| v == "1"),
+            clock_synced: cx.clock_synced,
+            ca: file("cacert"),
+            cert: file("clientcert"),
+            key: file("clientkey"),
+            server_name: get("sni")
+                .filter(|s| s != "0" && s != "1")
+                .unwrap_or_else(|| host.to_string()),
+            alpn: get("alpn").map(|a| vec![a]).unwrap_or_default(),
+            rsa_only: false,
+            broker: &cx.config.broker,
+        })
+        .map(Some)
     }
 
     /// The TLS handshake as the broker sees it.

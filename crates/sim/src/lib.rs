@@ -237,6 +237,7 @@ fn luat_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
         state_dir: options.state_dir.clone(),
         deny_receive: options.deny_receive,
         ntp: !options.sntp_never,
+        network: options.network,
         ..luat::LuatConfig::default()
     };
     if options.realistic {

@@ -8,7 +8,7 @@ use crate::sim::{self, RunnerOptions, SimControl, SimOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct SimArgs {
-    /// The emulator: esp32-at, esp32-at-v2 or quectel.
+    /// The emulator: esp32-at, esp32-at-v2, quectel or air780ep.
     pub name: String,
     /// Serve on a new pseudo-terminal and print its path on the first line of stdout.
     #[arg(long)]

@@ -195,31 +195,52 @@ fn preflight_passes_with_good_credentials_and_names_each_failure() {
     );
 }
 
-#[test]
-fn quectel_provisions_against_mosquitto_and_a_host_subscriber_sees_the_smoke_message() {
-    let d = pki();
+/// `atprov provision --profile PROFILE` against `atprov sim EMULATOR --broker`, with device
+/// keys the family's TLS stack takes; the smoke message must reach a host `mosquitto_sub`.
+fn provisions_against_mosquitto(emulator: &str, profile: &str, keys: openssl::Keys) {
+    let d = tempfile::tempdir().unwrap();
+    openssl::aws_shaped(d.path(), keys);
     let broker = Mosquitto::start(Setup {
         pki: d.path(),
         acl: None,
         passwords: &[],
     });
-    let sim = SimProcess::start("quectel", &["--broker", &broker.addr()]);
+    let sim = SimProcess::start(emulator, &["--broker", &broker.addr()]);
     let sub = broker.subscriber("atprov/+/smoke", d.path());
-    let (code, _, err) = atprov(&[
+    let (code, out, err) = atprov(&[
         "provision",
         "--profile",
-        "quectel",
+        profile,
         "--port",
         &sim.path,
         "--job",
         &job(d.path(), broker.port, ""),
+        "--json",
     ]);
-    assert_eq!(code, 0, "{err}\n{}", broker.log());
+    assert_eq!(code, 0, "{emulator}: {err}\n{}", broker.log());
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let unit = report["unit_id"].as_str().unwrap();
     let seen = sub.wait();
     assert!(
-        seen.contains("atprov/866834041644845/smoke {"),
-        "mosquitto_sub saw: {seen}"
+        seen.contains(&format!("atprov/{unit}/smoke {{\"atprov\":\"smoke\"")),
+        "{emulator}: mosquitto_sub saw: {seen}"
     );
+}
+
+#[test]
+fn quectel_provisions_against_mosquitto_and_a_host_subscriber_sees_the_smoke_message() {
+    provisions_against_mosquitto("quectel", "quectel", openssl::Keys::P256);
+}
+
+#[test]
+fn air780ep_provisions_against_mosquitto_and_a_host_subscriber_sees_the_smoke_message() {
+    // The Air780EP's TLS stack takes RSA keys only.
+    provisions_against_mosquitto("air780ep", "air780ep", openssl::Keys::Rsa2048);
+}
+
+#[test]
+fn esp32_at_v2_provisions_against_mosquitto_and_a_host_subscriber_sees_the_smoke_message() {
+    provisions_against_mosquitto("esp32-at-v2", "esp32-at", openssl::Keys::P256);
 }
 
 /// The first one-device-one-secret vector of `shared/vectors/cloud/aliyun.json`.
@@ -233,7 +254,9 @@ fn aliyun_vector() -> serde_json::Value {
 
 #[test]
 fn an_aliyun_signed_login_is_accepted_by_mosquittos_password_file_and_a_wrong_one_refused() {
-    let d = pki();
+    // RSA device keys: the Air780EP's TLS stack takes no others.
+    let d = tempfile::tempdir().unwrap();
+    openssl::aws_shaped(d.path(), openssl::Keys::Rsa2048);
     let v = aliyun_vector();
     let s = |k: &str| v[k].as_str().unwrap().to_string();
     // The broker's password file holds the published user name and password, not ours.
@@ -246,6 +269,12 @@ fn an_aliyun_signed_login_is_accepted_by_mosquittos_password_file_and_a_wrong_on
     for (family, secret, code) in [
         ("quectel", s("deviceSecret"), 0),
         ("quectel", "0000000000000000000000000000000".to_string(), 13),
+        ("air780ep", s("deviceSecret"), 0),
+        (
+            "air780ep",
+            "0000000000000000000000000000000".to_string(),
+            13,
+        ),
     ] {
         let aliyun = format!(
             "[aliyun]\nproduct_key = \"{}\"\ndevice_name = \"{{imei}}\"\ndevice_secret = \"{secret}\"\n",

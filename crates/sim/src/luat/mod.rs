@@ -62,6 +62,8 @@ pub struct LuatConfig {
     pub register_silent: bool,
     /// What HTTPS auth issued: (client id, iotId, iotToken), accepted by the broker.
     pub tokens: Option<(String, String, String)>,
+    /// A real broker (loopback) that `AT+SSLMIPSTART` connects to; `None`: the offline one.
+    pub network: Option<crate::net::Broker>,
 }
 
 impl Default for LuatConfig {
@@ -82,6 +84,7 @@ impl Default for LuatConfig {
             product: None,
             register_silent: false,
             tokens: None,
+            network: None,
         }
     }
 }
@@ -287,6 +290,10 @@ impl Model for Luat {
             }
             _ => error(),
         }
+    }
+
+    fn poll(&mut self) -> Vec<u8> {
+        self.mqtt.poll()
     }
 
     fn payload(&mut self, data: Vec<u8>) -> Script {

@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use super::LuatConfig;
 use crate::cellular::{self, ERROR, OK};
-use crate::runner::{Script, Step};
+use crate::net::{Session, Transport};
+use crate::runner::{Script, Step, awaiting};
 use crate::unquote;
 
 pub struct Context<'a> {
@@ -20,8 +21,18 @@ pub struct Context<'a> {
     pub config: &'a LuatConfig,
 }
 
+/// A slot a network task fills and the firmware later takes.
+type Shared<T> = std::sync::Arc<std::sync::Mutex<Option<T>>>;
+
+fn take<T>(slot: &Shared<T>) -> Option<T> {
+    slot.lock().expect("network slot lock").take()
+}
+
 #[derive(Debug, Default)]
 pub struct Mqtt {
+    /// With a real broker: the open connection (after `CONNECT OK`), then the MQTT session.
+    transport: Shared<Transport>,
+    session: Shared<Session>,
     ssl: BTreeMap<String, String>,
     client: Option<(String, String, String)>,
     /// When `CONNECT OK` was sent.
@@ -72,6 +83,9 @@ impl Mqtt {
                     return ok_then(fast, "ALREADY CONNECT");
                 }
                 let host = unquote(p[0]);
+                if let (Some(broker), true) = (cx.config.network, cx.attached) {
+                    return self.open(broker, name == "AT+SSLMIPSTART", &host, cx);
+                }
                 let failed = if !cx.attached {
                     Some("no PDP (not attached)".to_string())
                 } else if host.ends_with(".invalid") {
@@ -101,6 +115,9 @@ impl Mqtt {
                 let Some(up) = self.tcp_up else {
                     return vec![Step::Final(ERROR.to_vec())];
                 };
+                if let Some(transport) = take(&self.transport) {
+                    return self.connect(transport, p);
+                }
                 if up.elapsed() > cx.config.idle_kick {
                     tracing::info!("emulated Air780EP: the server closed an idle TCP connection");
                     self.tcp_up = None;
@@ -127,6 +144,19 @@ impl Mqtt {
                     return vec![Step::Final(ERROR.to_vec())];
                 }
                 self.subscriptions.push(unquote(p[0]));
+                if let Some(session) = self.session.lock().expect("session lock").as_ref() {
+                    let qos = p[1].trim().parse().unwrap_or(0);
+                    let acked = session.subscribe(&unquote(p[0]), qos);
+                    let mut script = vec![Step::Final(OK.to_vec())];
+                    script.extend(awaiting(async move {
+                        match acked.await {
+                            Ok(Ok(())) => vec![Step::Send(urc("SUBACK"))],
+                            // The module reports a refused subscription as no SUBACK at all.
+                            _ => Vec::new(),
+                        }
+                    }));
+                    return script;
+                }
                 ok_then(fast, "SUBACK")
             }
             "AT+MPUBEX" if p.len() >= 4 => {
@@ -155,11 +185,18 @@ impl Mqtt {
                 ]
             }
             "AT+MDISCONNECT" => {
+                if let Some(s) = take(&self.session) {
+                    s.disconnect();
+                }
                 self.connected = false;
                 self.subscriptions.clear();
                 vec![Step::Final(OK.to_vec())]
             }
             "AT+MIPCLOSE" => {
+                if let Some(s) = take(&self.session) {
+                    s.disconnect();
+                }
+                take(&self.transport);
                 let was = self.tcp_up.take().is_some();
                 self.connected = false;
                 if was {
@@ -176,6 +213,19 @@ impl Mqtt {
         let Some((topic, qos)) = self.publishing.take() else {
             return vec![Step::Final(ERROR.to_vec())];
         };
+        if let Some(session) = self.session.lock().expect("session lock").as_ref() {
+            let acked = session.publish(&topic, data, qos);
+            let mut script = vec![Step::Final(OK.to_vec())];
+            if qos > 0 {
+                script.extend(awaiting(async move {
+                    match acked.await {
+                        Ok(Ok(())) => vec![Step::Send(urc("PUBACK"))],
+                        _ => Vec::new(),
+                    }
+                }));
+            }
+            return script;
+        }
         let mut script = vec![Step::Final(OK.to_vec())];
         if qos > 0 {
             script.push(Step::Delay(std::time::Duration::from_millis(2)));
@@ -191,7 +241,96 @@ impl Mqtt {
         script
     }
 
-    fn handshake(&self, cx: &Context, host: &str) -> Result<(), String> {
+    /// `AT+SSLMIPSTART`/`AT+MIPSTART` with a real broker: TCP, then the module's TLS from
+    /// context 88, reported as `CONNECT OK` or `STATE: TCP CLOSED` + `CONNECT FAIL`.
+    fn open(&mut self, broker: crate::net::Broker, ssl: bool, host: &str, cx: &Context) -> Script {
+        let tls = if ssl {
+            match self.module_tls(cx, host) {
+                Ok(t) => Some(t),
+                Err(why) => {
+                    tracing::info!("emulated Air780EP: TLS to {host} cannot start: {why}");
+                    return connect_failed();
+                }
+            }
+        } else {
+            None
+        };
+        let slot = self.transport.clone();
+        let host = host.to_string();
+        self.tcp_up = Some(Instant::now());
+        let mut script = vec![Step::Final(OK.to_vec())];
+        script.extend(awaiting(async move {
+            match crate::net::open(broker, tls.as_ref(), true).await {
+                Ok(t) => {
+                    *slot.lock().expect("transport lock") = Some(t);
+                    vec![Step::Send(urc("CONNECT OK"))]
+                }
+                Err(why) => {
+                    tracing::info!("emulated Air780EP: connect to {host} failed: {why}");
+                    connect_failed()[1..].to_vec()
+                }
+            }
+        }));
+        script
+    }
+
+    /// `AT+MCONNECT=<clean>,<keepalive>` with a real broker: CONNECT with what `AT+MCONFIG`
+    /// set; `CONNACK OK`, or `CLOSED` when the broker refuses or drops the connection.
+    fn connect(&mut self, transport: Transport, p: &[&str]) -> Script {
+        let (client_id, username, password) = self.client.clone().unwrap_or_default();
+        let login = crate::net::Login {
+            client_id,
+            username,
+            password,
+            keepalive: p.get(1).and_then(|k| k.trim().parse().ok()).unwrap_or(120),
+        };
+        let slot = self.session.clone();
+        self.connected = true;
+        let mut script = vec![Step::Final(OK.to_vec())];
+        script.extend(awaiting(async move {
+            match crate::net::connect(transport, &login).await {
+                Ok(session) => {
+                    *slot.lock().expect("session lock") = Some(session);
+                    vec![Step::Send(urc("CONNACK OK"))]
+                }
+                Err(why) => {
+                    tracing::info!("emulated Air780EP: CONNECT failed: {why}");
+                    vec![Step::Send(urc("CLOSED"))]
+                }
+            }
+        }));
+        script
+    }
+
+    /// What a real broker sent since the last poll: `+MSUB` lines, `CLOSED` when it hung up.
+    pub fn poll(&mut self) -> Vec<u8> {
+        let mut guard = self.session.lock().expect("session lock");
+        let Some(session) = guard.as_mut() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for event in session.events() {
+            match event {
+                crate::net::Event::Message { topic, payload } => {
+                    out.extend(format!("\r\n+MSUB: \"{topic}\",{} byte,", payload.len()).bytes());
+                    out.extend_from_slice(&payload);
+                    out.extend_from_slice(b"\r\n");
+                }
+                crate::net::Event::Closed(why) => {
+                    tracing::info!("emulated Air780EP: MQTT connection closed: {why}");
+                    *guard = None;
+                    self.connected = false;
+                    self.tcp_up = None;
+                    out.extend(urc("CLOSED"));
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Context 88 as the module's TLS stack reads it for a connection to `host`.
+    fn tls_settings<'a>(&self, cx: &'a Context, host: &str) -> cellular::Tls<'a> {
         let file = |k: &str| -> Result<Vec<u8>, String> {
             let name = self.ssl.get(k).ok_or(format!("context 88 has no {k}"))?;
             cx.files
@@ -199,8 +338,12 @@ impl Mqtt {
                 .cloned()
                 .ok_or(format!("{k} file {name} does not exist"))
         };
-        cellular::handshake(cellular::Tls {
-            seclevel: self.ssl.get("seclevel").map_or("0", String::as_str),
+        cellular::Tls {
+            seclevel: match self.ssl.get("seclevel").map(String::as_str) {
+                Some("1") => "1",
+                Some("2") => "2",
+                _ => "0",
+            },
             ignore_local_time: self.ssl.get("ignorelocaltime").is_some_and(|v| v == "1"),
             clock_synced: cx.clock_synced,
             ca: file("cacert"),
@@ -208,9 +351,28 @@ impl Mqtt {
             key: file("clientkey"),
             server_name: host.to_string(),
             alpn: Vec::new(),
-            // The module's TLS stack offers RSA key exchange only (§7 Luat 11).
+            // The module's TLS stack takes RSA keys only (§7 Luat 11).
             rsa_only: true,
             broker: &cx.config.broker,
-        })
+        }
     }
+
+    /// The module's TLS client for a real broker.
+    fn module_tls(&self, cx: &Context, host: &str) -> Result<crate::tls::ModuleTls, String> {
+        cellular::module_tls(self.tls_settings(cx, host))
+    }
+
+    /// The TLS handshake as the offline broker sees it.
+    fn handshake(&self, cx: &Context, host: &str) -> Result<(), String> {
+        cellular::handshake(self.tls_settings(cx, host))
+    }
+}
+
+/// What the module prints when TCP or TLS fails: `OK`, then the state and `CONNECT FAIL`.
+fn connect_failed() -> Script {
+    vec![
+        Step::Final(OK.to_vec()),
+        Step::Send(urc("STATE: TCP CLOSED")),
+        Step::Send(urc("CONNECT FAIL")),
+    ]
 }

@@ -308,3 +308,92 @@ fn an_aliyun_signed_login_is_accepted_by_mosquittos_password_file_and_a_wrong_on
         );
     }
 }
+
+/// What a module offered in its TLS ClientHello, read by rustls on the wire.
+#[derive(Debug, Default)]
+struct Hello {
+    server_name: Option<String>,
+    alpn: Vec<String>,
+}
+
+/// A TCP proxy in front of mosquitto (which cannot check ALPN) that parses the first
+/// ClientHello with rustls, records its SNI and ALPN, then passes every byte through untouched,
+/// so mosquitto still terminates TLS. Returns its port and where the hello is reported.
+fn hello_recorder(upstream: u16) -> (u16, std::sync::mpsc::Receiver<Hello>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut module, _)) = listener.accept() else {
+            return;
+        };
+        let mut acceptor = rustls::server::Acceptor::default();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        let hello = loop {
+            let n = match module.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            seen.extend_from_slice(&buf[..n]);
+            acceptor.read_tls(&mut &buf[..n]).unwrap();
+            match acceptor.accept() {
+                Ok(Some(accepted)) => {
+                    let ch = accepted.client_hello();
+                    break Hello {
+                        server_name: ch.server_name().map(str::to_string),
+                        alpn: ch
+                            .alpn()
+                            .into_iter()
+                            .flatten()
+                            .map(|p| String::from_utf8_lossy(p).into_owned())
+                            .collect(),
+                    };
+                }
+                Ok(None) => continue,
+                Err((e, _)) => panic!("not a TLS ClientHello: {e}"),
+            }
+        };
+        tx.send(hello).unwrap();
+        let mut broker = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+        broker.write_all(&seen).unwrap();
+        let (mut m2, mut b2) = (module.try_clone().unwrap(), broker.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut b2, &mut m2);
+            let _ = m2.shutdown(std::net::Shutdown::Both);
+        });
+        let _ = std::io::copy(&mut module, &mut broker);
+        let _ = broker.shutdown(std::net::Shutdown::Both);
+    });
+    (port, rx)
+}
+
+#[test]
+fn the_module_sends_the_configured_sni_and_alpn_on_the_wire() {
+    let d = pki();
+    let broker = Mosquitto::start(Setup {
+        pki: d.path(),
+        acl: None,
+        passwords: &[],
+    });
+    let (port, hello) = hello_recorder(broker.port);
+    let sim = SimProcess::start("esp32-at", &["--broker", &format!("127.0.0.1:{port}")]);
+    let (code, _, err) = atprov(&[
+        "provision",
+        "--port",
+        &sim.path,
+        "--job",
+        &job(d.path(), port, ""),
+        "--set",
+        "mqtt.sni=broker.test",
+        "--set",
+        "mqtt.alpn=mqtt",
+    ]);
+    assert_eq!(code, 0, "{err}\n{}", broker.log());
+    let hello = hello
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(hello.server_name.as_deref(), Some("broker.test"));
+    assert_eq!(hello.alpn, ["mqtt"]);
+}

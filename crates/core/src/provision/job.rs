@@ -329,6 +329,8 @@ impl Job {
         put("mqtt.sni", args.sni.clone());
         put("mqtt.keepalive", args.keepalive.map(|p| p.to_string()));
         put("smoke.topic", args.smoke_topic.clone());
+        // `--set mqtt.alpn=a,b` names the list; the other variables are single values.
+        let mut set_alpn = None;
         for s in &args.sets {
             let (k, v) = s
                 .split_once('=')
@@ -339,6 +341,16 @@ impl Job {
                     "{k}: not a job variable (passwords come from --wifi-password-env/-file or the job file); known: {}",
                     VARIABLES.join(", ")
                 )));
+            }
+            if k == "mqtt.alpn" {
+                set_alpn = Some(
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                );
+                continue;
             }
             put(k, Some(v.to_string()));
         }
@@ -371,7 +383,7 @@ impl Job {
         let alpn = if !args.alpn.is_empty() {
             args.alpn.clone()
         } else {
-            f.mqtt.alpn.clone().unwrap_or_default()
+            set_alpn.or_else(|| f.mqtt.alpn.clone()).unwrap_or_default()
         };
         lists.insert("mqtt.alpn".to_string(), alpn);
         let mut values = BTreeMap::new();

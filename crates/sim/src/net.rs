@@ -89,10 +89,19 @@ pub async fn open(
     let name = ServerName::try_from(module.server_name.clone())
         .map_err(|_| Failure::Tls(format!("`{}` is not a host name", module.server_name)))?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let started = std::time::Instant::now();
     let stream = tokio::time::timeout(WAIT, connector.connect(name, tcp))
         .await
         .map_err(|_| Failure::Tls("the handshake did not finish".into()))?
         .map_err(|e| Failure::Tls(e.to_string()))?;
+    let (_, session) = stream.get_ref();
+    tracing::info!(
+        "TLS with {} done in {:.1} ms ({:?}, {:?})",
+        broker.0,
+        started.elapsed().as_secs_f64() * 1000.0,
+        session.protocol_version(),
+        session.negotiated_cipher_suite().map(|c| c.suite()),
+    );
     Ok(Transport(Box::new(stream)))
 }
 

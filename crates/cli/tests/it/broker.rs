@@ -397,3 +397,24 @@ fn the_module_sends_the_configured_sni_and_alpn_on_the_wire() {
     assert_eq!(hello.server_name.as_deref(), Some("broker.test"));
     assert_eq!(hello.alpn, ["mqtt"]);
 }
+
+#[test]
+fn the_demo_uses_mosquitto_when_installed_and_says_which_broker_it_used() {
+    let (code, out, err) = atprov(&["demo"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("PASS"), "{out}");
+    assert!(err.contains("broker: mosquitto on 127.0.0.1:"), "{err}");
+    // Without mosquitto on the PATH the demo still runs, offline, and says so.
+    let empty = tempfile::tempdir().unwrap();
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_atprov"))
+        .arg("demo")
+        .env("PATH", empty.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    assert!(
+        err.contains("broker: the emulator's offline broker"),
+        "{err}"
+    );
+}

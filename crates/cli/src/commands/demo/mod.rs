@@ -1,6 +1,10 @@
-//! `atprov demo`: the newcomer's first command. Makes a throw-away CA and device certificate,
-//! writes a job file, and runs `provision` against the built-in emulated ESP32, with progress
-//! and a summary. Nothing leaves this machine.
+//! `atprov demo`: the newcomer's first command. Makes a throw-away server root, server and
+//! device certificates, writes a job file, and runs `provision` against the built-in emulated
+//! ESP32, with progress and a summary. The module connects to a real `mosquitto` started on a
+//! loopback port when one is installed, else to the emulator's offline broker; the demo says
+//! which. Nothing leaves this machine.
+
+mod mosquitto;
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +31,9 @@ pub struct DemoArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Use the emulator's offline broker even when mosquitto is installed.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 pub async fn run(args: DemoArgs) -> Result<(), Failure> {
@@ -48,7 +55,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     let result = demo(&dir, &args).await;
     if args.keep.is_some() && result.is_ok() {
         eprintln!(
-            "demo files kept in {}: ca.pem (the server root the module stores), device.pem and device.key (from the device CA device-ca.pem), job.toml, and the module's flash in module/",
+            "demo files kept in {}: ca.pem (the server root the module stores), server.pem and server.key (the broker), device.pem and device.key (from the device CA device-ca.pem), job.toml, and the module's flash in module/",
             dir.display()
         );
         eprintln!(
@@ -96,12 +103,16 @@ password = "{password}"
 
 [mqtt]
 host = "mqtt.emulated.atprov"
+port = {port}
 client_id = "demo-{{unit_id}}"
 "#,
         ssid = network.ssid,
         password = network.password,
+        port = 8883,
     );
-    let files: [(&str, &[u8], bool); 6] = [
+    let files: [(&str, &[u8], bool); 8] = [
+        ("server.pem", server.cert_pem.as_bytes(), false),
+        ("server.key", server.key_pem.as_bytes(), true),
         ("ca.pem", server_root.cert_pem.as_bytes(), false),
         ("device-ca.pem", device_ca.cert_pem.as_bytes(), false),
         ("device-ca.key", device_ca.key_pem.as_bytes(), true),
@@ -122,6 +133,32 @@ client_id = "demo-{{unit_id}}"
         write_file(&dir.join(name), bytes, secret, false)?;
     }
     let job_path = dir.join("job.toml");
+    // The module reaches the broker through the emulator's network, whatever port it dials.
+    let broker = if !args.offline && mosquitto::installed() {
+        match mosquitto::start(dir) {
+            Ok(b) => {
+                eprintln!(
+                    "broker: mosquitto on 127.0.0.1:{} (real TLS and MQTT; it checks the device certificate against device-ca.pem)",
+                    b.port
+                );
+                Some(b)
+            }
+            Err(why) => {
+                eprintln!("broker: the emulator's offline broker ({why})");
+                None
+            }
+        }
+    } else {
+        eprintln!(
+            "broker: the emulator's offline broker (TLS judged in memory by rustls; {})",
+            if args.offline {
+                "--offline given"
+            } else {
+                "install mosquitto for a real one"
+            }
+        );
+        None
+    };
 
     let profile = Profile::load("esp32-at").map_err(|e| Failure::new(Code::Internal, e.0))?;
     let job_args = crate::provision::job::JobSettings {
@@ -141,6 +178,11 @@ client_id = "demo-{{unit_id}}"
             identity: Some((server.cert_pem.into_bytes(), server.key_pem.into_bytes())),
             trust: Some(device_ca.cert_pem.into_bytes()),
         },
+        network: broker
+            .as_ref()
+            .map(|b| sim::net::Broker::parse(&format!("127.0.0.1:{}", b.port)))
+            .transpose()
+            .map_err(|e| Failure::new(Code::Internal, e))?,
         ..SimOptions::default()
     };
     let (port, _control) =
@@ -162,6 +204,7 @@ client_id = "demo-{{unit_id}}"
     )
     .await;
     task.abort();
+    drop(broker);
     super::provision::print_report(&report, args.json);
     match failure {
         Some(f) => Err(f),

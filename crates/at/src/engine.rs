@@ -544,14 +544,14 @@ impl Actor {
 
     fn fail_all(&mut self, err: EngineError) {
         let closed = matches!(err, EngineError::Closed);
-        if let Some(c) = self.current.take() {
-            if let Some(reply) = c.reply {
-                let _ = reply.send(Err(if closed {
-                    EngineError::Closed
-                } else {
-                    EngineError::Io(std::io::Error::other(err.to_string()))
-                }));
-            }
+        if let Some(c) = self.current.take()
+            && let Some(reply) = c.reply
+        {
+            let _ = reply.send(Err(if closed {
+                EngineError::Closed
+            } else {
+                EngineError::Io(std::io::Error::other(err.to_string()))
+            }));
         }
         if let Some((_, reply)) = self.pending.take() {
             let _ = reply.send(Err(EngineError::Closed));

@@ -492,10 +492,10 @@ impl Session {
             known,
             during,
         };
-        if let Some(f) = self.inflight.as_mut() {
-            if f.stage != Stage::Rejected {
-                f.resp.urcs.push(urc.clone());
-            }
+        if let Some(f) = self.inflight.as_mut()
+            && f.stage != Stage::Rejected
+        {
+            f.resp.urcs.push(urc.clone());
         }
         out.push(Output::Urc(urc));
     }

@@ -93,11 +93,11 @@ impl PortArgs {
             let (tx, mut rx) = mpsc::unbounded_channel::<TraceEvent>();
             let task = tokio::spawn(async move {
                 while let Some(ev) = rx.recv().await {
-                    if let Some(w) = writer.as_mut() {
-                        if let Err(e) = w.write(&ev) {
-                            tracing::error!("transcript: {e}");
-                            writer = None;
-                        }
+                    if let Some(w) = writer.as_mut()
+                        && let Err(e) = w.write(&ev)
+                    {
+                        tracing::error!("transcript: {e}");
+                        writer = None;
                     }
                     if let Some(o) = &observer {
                         let _ = o.send(ev);

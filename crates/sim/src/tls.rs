@@ -153,7 +153,7 @@ fn server_config(b: &BrokerTls, name: &str) -> Result<ServerConfig, Refusal> {
                 .map_err(|e| e.to_string())?;
             (
                 vec![made.cert.der().clone()],
-                PrivateKeyDer::try_from(made.key_pair.serialize_der())
+                PrivateKeyDer::try_from(made.signing_key.serialize_der())
                     .map_err(|e| e.to_string())?,
             )
         }

@@ -269,7 +269,7 @@ pub(super) fn write_file(
 }
 
 fn encode(out: &Path, items: &[String], force: bool) -> Result<(), Failure> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return Err(Failure::usage(
             "pki encode takes TYPE FILE pairs (TYPE: ca, cert or key)",
         ));

@@ -60,12 +60,11 @@ pub(super) async fn wait_for_removal(
         if gone(port) {
             return;
         }
-        if by_identity {
-            if let Some(other) = identify_only(line, port).await {
-                if identity.is_none_or(|i| i.key != other.key) {
-                    return;
-                }
-            }
+        if by_identity
+            && let Some(other) = identify_only(line, port).await
+            && identity.is_none_or(|i| i.key != other.key)
+        {
+            return;
         }
         line.pause(line.config.policy.poll).await;
     }

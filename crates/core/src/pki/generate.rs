@@ -100,19 +100,15 @@ pub fn ca(cn: &str, days: u32) -> Result<Generated, GenerateError> {
     })
 }
 
-/// The CA that signs, from its certificate and key (PEM).
+/// The CA that signs, from its certificate and key (PEM): its subject becomes the issuer.
 fn signing_ca(
     ca_cert_pem: &str,
     ca_key_pem: &str,
-) -> Result<(rcgen::Certificate, KeyPair), GenerateError> {
+) -> Result<rcgen::Issuer<'static, KeyPair>, GenerateError> {
     let ca_key =
         KeyPair::from_pem(ca_key_pem).map_err(|e| GenerateError::Ca(format!("key: {e}")))?;
-    let ca_params = CertificateParams::from_ca_cert_pem(ca_cert_pem)
-        .map_err(|e| GenerateError::Ca(format!("certificate: {e}")))?;
-    let ca_cert = ca_params
-        .self_signed(&ca_key)
-        .map_err(|e| GenerateError::Ca(e.to_string()))?;
-    Ok((ca_cert, ca_key))
+    rcgen::Issuer::from_ca_cert_pem(ca_cert_pem, ca_key)
+        .map_err(|e| GenerateError::Ca(format!("certificate: {e}")))
 }
 
 /// A device certificate for `cn`, signed by the CA given as PEM. `key_pem` reuses a key.
@@ -124,7 +120,7 @@ pub fn device(
     kind: KeyKind,
     key_pem: Option<&str>,
 ) -> Result<Generated, GenerateError> {
-    let (ca_cert, ca_key) = signing_ca(ca_cert_pem, ca_key_pem)?;
+    let issuer = signing_ca(ca_cert_pem, ca_key_pem)?;
     let key = match key_pem {
         Some(pem) => KeyPair::from_pem(pem).map_err(|e| GenerateError::Key(e.to_string()))?,
         None => new_key(kind)?,
@@ -140,7 +136,7 @@ pub fn device(
     ];
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     validity(&mut p, days)?;
-    let cert = p.signed_by(&key, &ca_cert, &ca_key).map_err(cert_error)?;
+    let cert = p.signed_by(&key, &issuer).map_err(cert_error)?;
     Ok(Generated {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
@@ -155,7 +151,7 @@ pub fn server(
     names: &[&str],
     days: u32,
 ) -> Result<Generated, GenerateError> {
-    let (ca_cert, ca_key) = signing_ca(ca_cert_pem, ca_key_pem)?;
+    let issuer = signing_ca(ca_cert_pem, ca_key_pem)?;
     let key = new_key(KeyKind::P256)?;
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     let mut p = CertificateParams::new(names.clone()).map_err(cert_error)?;
@@ -169,7 +165,7 @@ pub fn server(
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     validity(&mut p, days)?;
-    let cert = p.signed_by(&key, &ca_cert, &ca_key).map_err(cert_error)?;
+    let cert = p.signed_by(&key, &issuer).map_err(cert_error)?;
     Ok(Generated {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),

@@ -260,10 +260,10 @@ fn parse_sections(name: &str, bytes: &[u8]) -> Result<Vec<Block>, LoadError> {
 }
 
 fn der_block(bytes: &[u8]) -> Option<Block> {
-    if let Ok((rest, _)) = X509Certificate::from_der(bytes) {
-        if rest.is_empty() {
-            return Some(Block::Certificate(bytes.to_vec()));
-        }
+    if let Ok((rest, _)) = X509Certificate::from_der(bytes)
+        && rest.is_empty()
+    {
+        return Some(Block::Certificate(bytes.to_vec()));
     }
     for format in [KeyFormat::Pkcs8, KeyFormat::Pkcs1, KeyFormat::Sec1] {
         if signing_key(bytes, format).is_some() {

@@ -89,10 +89,10 @@ pub fn job(job: &Job, profile: &Profile, goal: Goal, preset: &[&str]) -> Result<
                         step.name, profile.name
                     ))
                 };
-                if let Some(cond) = &step.when {
-                    if !cond.eval(&vars).map_err(at)? {
-                        continue;
-                    }
+                if let Some(cond) = &step.when
+                    && !cond.eval(&vars).map_err(at)?
+                {
+                    continue;
                 }
                 let mut templates = Vec::new();
                 match &step.action {
@@ -177,10 +177,10 @@ pub(crate) fn identity(vars: &crate::profile::Vars) -> Result<(), Failure> {
             return Err(bad("MAC address", &mac, "12 hexadecimal digits"));
         }
     }
-    if let Some(imei) = vars.get("imei").map(Value::as_text) {
-        if imei.len() != 15 || !imei.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad("IMEI", &imei, "15 digits"));
-        }
+    if let Some(imei) = vars.get("imei").map(Value::as_text)
+        && (imei.len() != 15 || !imei.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(bad("IMEI", &imei, "15 digits"));
     }
     if let Some(iccid) = vars.get("iccid").map(Value::as_text) {
         let ok = (18..=22).contains(&iccid.len())

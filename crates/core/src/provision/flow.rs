@@ -235,11 +235,11 @@ impl Device {
             if done {
                 return Ok(());
             }
-            if let Some(stop) = &poll.stop_if {
-                if stop.eval(&self.vars).map_err(|e| self.bad(step, &e))? {
-                    let what = format!("`{}`", stop.0.shown(&self.vars));
-                    return Err(self.explain(step, Some(&resp), &what, step.fail));
-                }
+            if let Some(stop) = &poll.stop_if
+                && stop.eval(&self.vars).map_err(|e| self.bad(step, &e))?
+            {
+                let what = format!("`{}`", stop.0.shown(&self.vars));
+                return Err(self.explain(step, Some(&resp), &what, step.fail));
             }
             let deadline = poll_deadline.expect("set when polling");
             let now = Instant::now();
@@ -463,7 +463,7 @@ impl Device {
 }
 
 fn show(d: Duration) -> String {
-    if d.as_millis() % 1000 == 0 {
+    if d.as_millis().is_multiple_of(1000) {
         format!("{} s", d.as_secs())
     } else {
         format!("{} ms", d.as_millis())

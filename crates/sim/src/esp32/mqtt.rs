@@ -413,11 +413,11 @@ impl Mqtt {
                 }
             });
         }
-        if matches!(self.scheme, 2..=5) {
-            if let Err(why) = crate::tls::handshake_in_memory(&module, cx.broker) {
-                // mbedTLS on the module logs the alert; AT answers as for any refusal.
-                return refused(format!("TLS handshake failed: {why}"));
-            }
+        if matches!(self.scheme, 2..=5)
+            && let Err(why) = crate::tls::handshake_in_memory(&module, cx.broker)
+        {
+            // mbedTLS on the module logs the alert; AT answers as for any refusal.
+            return refused(format!("TLS handshake failed: {why}"));
         }
         self.connected = true;
         self.host = host.clone();

@@ -141,12 +141,13 @@ impl Net {
     }
 
     fn schedule_sync(&mut self) {
-        if let (true, Some(_), Sntp::After(d)) = (self.sntp_enabled, &self.joined, self.sntp) {
-            if self.sync_due.is_none() && !self.synced {
-                let now = Instant::now();
-                self.sync_due = Some(now + d);
-                self.new_wait = Some((now, d));
-            }
+        if let (true, Some(_), Sntp::After(d)) = (self.sntp_enabled, &self.joined, self.sntp)
+            && self.sync_due.is_none()
+            && !self.synced
+        {
+            let now = Instant::now();
+            self.sync_due = Some(now + d);
+            self.new_wait = Some((now, d));
         }
     }
 

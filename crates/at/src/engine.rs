@@ -520,10 +520,13 @@ impl Actor {
     }
 
     /// Sends a trace event with its secrets hidden (see [`super::redact`]).
+    /// The same redacted event also goes to the log (target `atprov::traffic`, info), which
+    /// `-v` and `--log-file` show.
     fn trace(&mut self, make: impl FnOnce(Duration) -> TraceEvent) {
-        let Some(t) = &self.trace else {
+        let log = tracing::enabled!(target: "atprov::traffic", tracing::Level::INFO);
+        if self.trace.is_none() && !log {
             return;
-        };
+        }
         let mut event = make(self.started.elapsed());
         match &mut event {
             TraceEvent::Rx {
@@ -539,7 +542,12 @@ impl Actor {
             } => *text = self.tx_scrubber.scrub(text),
             _ => {}
         }
-        let _ = t.send(event);
+        if log {
+            log_traffic(&event);
+        }
+        if let Some(t) = &self.trace {
+            let _ = t.send(event);
+        }
     }
 
     fn fail_all(&mut self, err: EngineError) {
@@ -574,5 +582,40 @@ async fn sleep_until(t: Option<Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+/// One line of the log per event, in the transcript's notation (`>>` host, `<<` device, `~~`
+/// unsolicited); secret bytes appear as their length only.
+fn log_traffic(event: &TraceEvent) {
+    match event {
+        TraceEvent::Tx {
+            text, len, secret, ..
+        } => {
+            if *secret {
+                tracing::info!(target: "atprov::traffic", ">> ({len} secret bytes)");
+            } else {
+                tracing::info!(target: "atprov::traffic", ">> {text}");
+            }
+        }
+        TraceEvent::Rx {
+            text,
+            class,
+            secret,
+            ..
+        } => {
+            let mark = if matches!(class, RxClass::Urc | RxClass::Unsolicited) {
+                "~~"
+            } else {
+                "<<"
+            };
+            if *secret {
+                tracing::info!(target: "atprov::traffic", "{mark} ({} secret bytes)", text.len());
+            } else {
+                tracing::info!(target: "atprov::traffic", "{mark} {text}");
+            }
+        }
+        TraceEvent::Note { text, .. } => tracing::info!(target: "atprov::traffic", "# {text}"),
+        TraceEvent::Done { .. } => {}
     }
 }

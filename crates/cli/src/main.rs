@@ -24,9 +24,17 @@ use crate::error::Failure;
 #[derive(Debug, Parser)]
 #[command(name = "atprov", version, about, long_about = None)]
 pub struct Cli {
-    /// More log output on stderr (-v info, -vv debug).
+    /// More log output on stderr: -v the AT traffic (secrets hidden) and what the emulators
+    /// and the network do, -vv debug. RUST_LOG (e.g. `atprov=debug`) overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Only errors on stderr (no warnings).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Also write the log (with the AT traffic, secrets hidden, ISO-8601 UTC timestamps) to
+    /// FILE, readable by its owner only; replaced if it exists.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub log_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -112,20 +120,59 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
+/// Logs on stderr at the level `-q`/`-v` ask for (RUST_LOG overrides), coloured only on a
+/// terminal without `NO_COLOR`; with `--log-file`, the traffic and everything at info or above
+/// to that file too.
+fn logging(cli: &Cli) -> Result<(), String> {
+    use std::io::IsTerminal;
+    use tracing_subscriber::{
+        EnvFilter, Layer, fmt, layer::SubscriberExt, util::SubscriberInitExt,
+    };
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        _ => "debug",
+    };
+    let filter = |default: &str| {
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default))
+    };
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let stderr = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(colour)
+        .with_filter(filter(level));
+    let file = match &cli.log_file {
+        Some(path) => {
+            let f = atprov_core::files::create_private(path)
+                .map_err(|e| format!("--log-file {}: cannot create it: {e}", path.display()))?;
+            let wanted = if cli.verbose >= 2 { "debug" } else { "info" };
+            Some(
+                fmt::layer()
+                    .with_writer(std::sync::Mutex::new(f))
+                    .with_target(false)
+                    .with_ansi(false)
+                    .with_filter(filter(wanted)),
+            )
+        }
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
+        .try_init()
+        .map_err(|e| format!("logging: {e}"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     #[cfg(feature = "sim")]
     commands::sim::register_ports();
-    let level = match cli.verbose {
-        0 => tracing::Level::WARN,
-        1 => tracing::Level::INFO,
-        _ => tracing::Level::DEBUG,
-    };
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    if let Err(e) = logging(&cli) {
+        eprintln!("atprov: {e}");
+        return ExitCode::from(error::Code::Usage.number());
+    }
     let single = cli.command.one_port();
     let built = if single {
         tokio::runtime::Builder::new_current_thread()

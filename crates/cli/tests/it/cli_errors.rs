@@ -273,3 +273,33 @@ fn zero_and_absurd_numbers_are_refused_at_parse_time() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// `atprov send AT` against the in-process emulator with these flags and environment.
+fn send_at(flags: &[&str], env: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atprov"))
+        .args(flags)
+        .args(["send", "--port", "sim:esp32-at", "AT"])
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn the_log_follows_v_q_and_rust_log_and_has_no_colour_when_piped() {
+    assert!(!send_at(&[], &[]).contains(">> AT"));
+    let verbose = send_at(&["-v"], &[]);
+    assert!(
+        verbose.contains(">> AT") && verbose.contains("<< OK"),
+        "{verbose}"
+    );
+    // stderr is a pipe here: no ANSI escapes.
+    assert!(!verbose.contains('\u{1b}'), "{verbose:?}");
+    let from_env = send_at(&[], &[("RUST_LOG", "atprov::traffic=info")]);
+    assert!(from_env.contains(">> AT"), "{from_env}");
+    let silenced = send_at(&["-v"], &[("RUST_LOG", "atprov::traffic=off")]);
+    assert!(!silenced.contains(">> AT"), "{silenced}");
+    assert!(send_at(&["-q"], &[]).is_empty());
+}

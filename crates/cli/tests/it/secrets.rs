@@ -85,9 +85,15 @@ fn send_console_and_provision_output_show_no_password_and_no_key() {
         "--json",
         "--transcript",
         &o("provision.txt"),
+        "--log-file",
+        &o("provision.log"),
         "-vv",
     ]);
     assert_eq!(code, 0, "{err}");
+    // The log carries the traffic (so the secret check below means something).
+    let log = std::fs::read_to_string(out.join("provision.log")).unwrap();
+    assert!(log.contains(">> AT+CWJAP=\"atprov-lab\",\"***\""), "{log}");
+    assert!(err.contains(">> AT+CWJAP="), "{err}");
     std::fs::write(out.join("provision.json"), json).unwrap();
     std::fs::write(out.join("provision.stderr"), err).unwrap();
 

@@ -167,6 +167,8 @@ fn logging(cli: &Cli) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // clap accepted the command line, so a `--json` in it is that command's flag.
+    let json_requested = std::env::args_os().any(|a| a == "--json");
     #[cfg(feature = "sim")]
     commands::sim::register_ports();
     if let Err(e) = logging(&cli) {
@@ -194,6 +196,14 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
+            // `--json` promises an object on stdout, even for a failure before any report.
+            if json_requested && !render::json_printed() {
+                render::json_line(serde_json::json!({
+                    "result": "fail",
+                    "exit_code": f.code.number(),
+                    "error": f.message,
+                }));
+            }
             eprintln!("atprov: {}", f.message);
             ExitCode::from(f.code.number())
         }

@@ -4,6 +4,28 @@ use serde_json::{Value, json};
 
 use crate::at::{Response, Status};
 
+/// Whether a JSON document went to stdout in this run (so a failure is not reported twice).
+static JSON_PRINTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints one JSON document (one line: JSON lines) on stdout.
+pub fn json_line(v: impl std::fmt::Display) {
+    println!("{v}");
+    JSON_PRINTED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Prints one JSON document, indented, on stdout.
+pub fn json_pretty(v: &impl serde::Serialize) {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => json_line(s),
+        Err(e) => tracing::error!("JSON: {e}"),
+    }
+}
+
+/// Whether [`json_line`] or [`json_pretty`] printed anything yet.
+pub fn json_printed() -> bool {
+    JSON_PRINTED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The JSON object of one command (the replay schema plus status and timing), secrets hidden.
 pub fn response_json(r: &Response) -> Value {
     let r = &crate::at::redact::response(r);

@@ -109,9 +109,7 @@ fn print_report(args: ReportArgs) -> Result<(), Failure> {
         .report()
         .map_err(|e| Failure::new(Code::Journal, e.to_string()))?;
     if args.json {
-        let text = serde_json::to_string_pretty(&rows)
-            .map_err(|e| Failure::new(Code::Internal, e.to_string()))?;
-        println!("{text}");
+        crate::render::json_pretty(&rows);
     } else if args.csv {
         print!("{}", report::csv(&rows));
     } else {

@@ -156,9 +156,8 @@ pub fn run(args: PkiArgs) -> Result<(), Failure> {
             match check(&ca, &cert, &key, device_ca.as_deref(), target, now) {
                 Ok(c) => {
                     if json {
-                        println!(
-                            "{}",
-                            json!({"ok": true, "problems": [], "cert_sha256": c.cert_sha256()})
+                        crate::render::json_line(
+                            json!({"ok": true, "problems": [], "cert_sha256": c.cert_sha256()}),
                         );
                     } else {
                         println!(
@@ -172,7 +171,7 @@ pub fn run(args: PkiArgs) -> Result<(), Failure> {
                 }
                 Err(crate::pki::check::Problems(problems)) => {
                     if json {
-                        println!("{}", json!({"ok": false, "problems": problems}));
+                        crate::render::json_line(json!({"ok": false, "problems": problems}));
                     } else {
                         for p in &problems[..problems.len() - 1] {
                             eprintln!("atprov: {p}");
@@ -368,7 +367,7 @@ fn inspect(file: &Path, as_json: bool) -> Result<(), Failure> {
         );
     }
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&v).expect("plain data"));
+        crate::render::json_pretty(&v);
         return Ok(());
     }
     println!("{}: {kind}, {} bytes", l.name, l.bytes.len());

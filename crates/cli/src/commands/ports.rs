@@ -14,10 +14,7 @@ pub fn run(args: PortsArgs) -> Result<(), Failure> {
     let ports = list_ports()
         .map_err(|e| Failure::new(Code::Internal, format!("cannot list ports: {e}")))?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&ports).expect("plain data")
-        );
+        crate::render::json_pretty(&ports);
         return Ok(());
     }
     if ports.is_empty() {

@@ -47,7 +47,7 @@ pub async fn run(args: PreflightArgs) -> Result<(), Failure> {
             "steps": probe.steps,
             "negotiated": probe.negotiated,
         });
-        println!("{v:#}");
+        crate::render::json_pretty(&v);
     } else {
         for s in &probe.steps {
             eprintln!("ok   {:<9} {} ms", s.step, s.ms);

@@ -29,20 +29,18 @@ pub struct DeviceArgs {
 }
 
 pub async fn run(args: DeviceArgs, goal: Goal) -> Result<(), Failure> {
-    let profile = Profile::load(&args.profile).map_err(|e| Failure::usage(e.0))?;
-    let job = Job::build(&args.job.settings(), &profile.defaults)?;
-    let credentials = if goal.needs_credentials() {
-        Some(provision::check::credentials(&job, &profile)?)
-    } else {
-        None
+    let prepared = prepare(&args, goal).await;
+    let (profile, job, credentials, link) = match prepared {
+        Ok(p) => p,
+        Err(failure) => {
+            // A `--json` caller gets its report object even when no stage ran.
+            if args.json {
+                let report = Report::refused(&args.profile, &args.port.port, &failure);
+                print_report(&report, true);
+            }
+            return Err(failure);
+        }
     };
-    provision::check::job(&job, &profile, goal, &[])?;
-    let config = profile.engine_config();
-    let link = args
-        .port
-        .link()
-        .open_with(None, profile.serial.baud, config)
-        .await?;
     let mut bars = Bars::new();
     let (report, failure) = provision::run(
         link.engine.clone(),
@@ -65,13 +63,40 @@ pub async fn run(args: DeviceArgs, goal: Goal) -> Result<(), Failure> {
     }
 }
 
+/// Everything checked before the first byte: the profile, the job, the credentials, the port.
+async fn prepare(
+    args: &DeviceArgs,
+    goal: Goal,
+) -> Result<
+    (
+        Profile,
+        Job,
+        Option<atprov_core::pki::Credentials>,
+        atprov_core::link::Link,
+    ),
+    Failure,
+> {
+    let profile = Profile::load(&args.profile).map_err(|e| Failure::usage(e.0))?;
+    let job = Job::build(&args.job.settings(), &profile.defaults)?;
+    let credentials = if goal.needs_credentials() {
+        Some(provision::check::credentials(&job, &profile)?)
+    } else {
+        None
+    };
+    provision::check::job(&job, &profile, goal, &[])?;
+    let config = profile.engine_config();
+    let link = args
+        .port
+        .link()
+        .open_with(None, profile.serial.baud, config)
+        .await?;
+    Ok((profile, job, credentials, link))
+}
+
 /// The JSON report, or a short human summary when the job passed.
 pub fn print_report(report: &Report, json: bool) {
     if json {
-        match serde_json::to_string_pretty(report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => tracing::error!("report: {e}"),
-        }
+        crate::render::json_pretty(report);
         return;
     }
     if report.result != crate::provision::Outcome::Pass {

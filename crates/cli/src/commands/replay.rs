@@ -25,7 +25,7 @@ pub async fn run(args: ReplayArgs) -> Result<(), Failure> {
     let rows = replay(&transcript, args.timeout).await?;
     if args.json {
         for r in &rows {
-            println!("{}", r.json());
+            crate::render::json_line(r.json());
         }
         return Ok(());
     }

@@ -52,7 +52,7 @@ pub async fn run(args: SendArgs) -> Result<(), Failure> {
             }
         };
         if args.json {
-            println!("{}", render::response_json(&resp));
+            render::json_line(render::response_json(&resp));
         } else {
             print!("{}", render::response_text(&resp));
         }
@@ -61,7 +61,7 @@ pub async fn run(args: SendArgs) -> Result<(), Failure> {
             if u.during.is_none() {
                 let line = scrubber.scrub(&u.line);
                 if args.json {
-                    println!("{}", serde_json::json!({ "unsolicited": line }));
+                    render::json_line(serde_json::json!({ "unsolicited": line }));
                 } else {
                     println!("~ unsolicited {line}");
                 }

@@ -211,7 +211,7 @@ fn aliyun(a: AliyunArgs) -> Result<(), Failure> {
                 let mut v = serde_json::to_value(&r).unwrap_or_default();
                 v["url"] = json!(url);
                 v["signContent"] = json!(content);
-                println!("{v:#}");
+                crate::render::json_pretty(&v);
             } else {
                 println!("POST {url}");
                 println!("Content-Type: application/x-www-form-urlencoded");
@@ -295,7 +295,7 @@ fn aws_authorizer(a: AwsAuthorizerArgs) -> Result<(), Failure> {
             "alpn": "mqtt",
             "port": 443,
         });
-        println!("{v:#}");
+        crate::render::json_pretty(&v);
     } else {
         println!("{username}");
         if username.len() > 256 {
@@ -312,7 +312,7 @@ fn print_sign_in(s: &aliyun::MqttSignIn, content: &str, json: bool) -> Result<()
     if json {
         let mut v = serde_json::to_value(s).unwrap_or_default();
         v["signContent"] = json!(content);
-        println!("{v:#}");
+        crate::render::json_pretty(&v);
     } else {
         println!("client id  {}", s.client_id);
         println!("username   {}", s.username);

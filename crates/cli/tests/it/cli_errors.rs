@@ -303,3 +303,33 @@ fn the_log_follows_v_q_and_rust_log_and_has_no_colour_when_piped() {
     assert!(!silenced.contains(">> AT"), "{silenced}");
     assert!(send_at(&["-q"], &[]).is_empty());
 }
+
+#[test]
+fn json_callers_get_one_report_object_even_when_nothing_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.toml").display().to_string();
+    for args in [
+        vec![
+            "provision",
+            "--port",
+            "/dev/atprov-none",
+            "--job",
+            &missing,
+            "--json",
+        ],
+        vec!["identify", "--port", "/dev/atprov-none", "--json"],
+        vec!["preflight", "--job", &missing, "--json"],
+        vec!["send", "--port", "/dev/atprov-none", "--json", "AT"],
+        vec!["replay", &missing, "--json"],
+        vec!["pki", "inspect", &missing, "--json"],
+    ] {
+        let (code, out, err) = crate::common::atprov(&args);
+        assert_ne!(code, 0, "{args:?}");
+        let report: serde_json::Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("{args:?}: stdout is not one JSON document ({e}): {out}"));
+        assert_eq!(report["result"], "fail", "{args:?}: {out}");
+        assert_eq!(report["exit_code"], code, "{args:?}: {out}");
+        let reason = report["error"].as_str().unwrap();
+        assert!(err.contains(reason), "{args:?}: {err} / {reason}");
+    }
+}

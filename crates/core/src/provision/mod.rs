@@ -220,6 +220,28 @@ pub struct Provisioning<'a> {
     started: Instant,
 }
 
+impl Report {
+    /// The report of a job that failed before the module was touched (bad job, credentials,
+    /// port): no stage ran.
+    pub fn refused(profile: &str, port: &str, failure: &crate::error::Failure) -> Report {
+        Report {
+            tool: format!("atprov {}", env!("CARGO_PKG_VERSION")),
+            profile: profile.to_string(),
+            port: port.to_string(),
+            result: Outcome::Fail,
+            exit_code: failure.code.number(),
+            error: Some(failure.message.clone()),
+            unit_id: None,
+            identity: BTreeMap::new(),
+            store: None,
+            credentials: None,
+            smoke_round_trip_ms: None,
+            stages: Vec::new(),
+            ms: 0,
+        }
+    }
+}
+
 impl<'a> Provisioning<'a> {
     /// A job on the module behind `engine`; nothing is sent yet.
     pub fn new(engine: Engine, profile: Profile, job: &'a Job, port: String, force: bool) -> Self {

@@ -225,12 +225,22 @@ impl Report {
     /// port): no stage ran.
     pub fn refused(profile: &str, port: &str, failure: &crate::error::Failure) -> Report {
         Report {
-            tool: format!("atprov {}", env!("CARGO_PKG_VERSION")),
-            profile: profile.to_string(),
-            port: port.to_string(),
             result: Outcome::Fail,
             exit_code: failure.code.number(),
             error: Some(failure.message.clone()),
+            ..Report::started(profile, port)
+        }
+    }
+
+    /// A job just started: passing, nothing done yet.
+    fn started(profile: &str, port: &str) -> Report {
+        Report {
+            tool: format!("atprov {}", env!("CARGO_PKG_VERSION")),
+            profile: profile.to_string(),
+            port: port.to_string(),
+            result: Outcome::Pass,
+            exit_code: 0,
+            error: None,
             unit_id: None,
             identity: BTreeMap::new(),
             store: None,
@@ -245,21 +255,7 @@ impl Report {
 impl<'a> Provisioning<'a> {
     /// A job on the module behind `engine`; nothing is sent yet.
     pub fn new(engine: Engine, profile: Profile, job: &'a Job, port: String, force: bool) -> Self {
-        let report = Report {
-            tool: format!("atprov {}", env!("CARGO_PKG_VERSION")),
-            profile: profile.name.clone(),
-            port,
-            result: Outcome::Pass,
-            exit_code: 0,
-            error: None,
-            unit_id: None,
-            identity: BTreeMap::new(),
-            store: None,
-            credentials: None,
-            smoke_round_trip_ms: None,
-            stages: Vec::new(),
-            ms: 0,
-        };
+        let report = Report::started(&profile.name, &port);
         Provisioning {
             device: Device::new(engine, profile),
             job,

@@ -381,3 +381,33 @@ proptest! {
         prop_assert_eq!(got, expected);
     }
 }
+
+#[test]
+fn a_partition_read_back_whole_decodes_and_broken_pem_is_explained_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    // What `esptool read_flash` gives for the 8 KiB partition holding the vector bin.
+    let bin = std::fs::read(vectors().join("esp-at-pki/bin/ca_ec.bin")).unwrap();
+    let mut image = bin.clone();
+    image.resize(8192, 0xFF);
+    let image_path = dir.path().join("partition.bin");
+    std::fs::write(&image_path, &image).unwrap();
+    let out = dir.path().join("items");
+    let (code, _, err) = atprov(&[
+        "pki",
+        "decode",
+        image_path.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let decoded = std::fs::read(out.join("ca0.pem")).unwrap();
+    assert_eq!(decoded, std::fs::read(pem("ec_ca.crt.pem")).unwrap());
+
+    let cut = dir.path().join("cut.pem");
+    let whole = std::fs::read_to_string(pem("ec_ca.crt.pem")).unwrap();
+    std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
+    let (code, _, err) = atprov(&["pki", "inspect", cut.to_str().unwrap()]);
+    assert_eq!(code, 10, "{err}");
+    assert!(err.contains("no `-----END CERTIFICATE-----` line"), "{err}");
+    assert!(!err.contains('{') && !err.contains('['), "{err}");
+}

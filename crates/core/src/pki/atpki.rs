@@ -155,6 +155,12 @@ pub fn decode(bin: &[u8]) -> Result<Vec<Item>, BinError> {
     }
     let count = u16::from_le_bytes([bin[2], bin[3]]) as usize;
     let length = u32::from_le_bytes([bin[4], bin[5], bin[6], bin[7]]) as usize;
+    // A whole partition read back (`esptool read_flash`) is the bin followed by erased
+    // flash: 0xFF to the end of the partition.
+    let bin = match bin.get(8 + length..) {
+        Some(rest) if !rest.is_empty() && rest.iter().all(|&b| b == 0xFF) => &bin[..8 + length],
+        _ => bin,
+    };
     if length != bin.len() - 8 {
         return Err(bad(format!(
             "the header says {length} bytes of items, the file holds {}",
@@ -196,6 +202,17 @@ pub fn decode(bin: &[u8]) -> Result<Vec<Item>, BinError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partition_image_padded_with_erased_flash_decodes_like_the_bin() {
+        let bin = encode(&[(ItemType::Ca, "ca".into(), b"CA bytes".to_vec())]).unwrap();
+        let mut image = bin.clone();
+        image.resize(8192, 0xFF);
+        assert_eq!(decode(&image).unwrap(), decode(&bin).unwrap());
+        // Anything but erased flash after the items is still refused.
+        image[8000] = 0;
+        assert!(decode(&image).is_err());
+    }
 
     #[test]
     fn regroups_by_type_in_order_of_first_appearance() {

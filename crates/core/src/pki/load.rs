@@ -253,10 +253,30 @@ fn parse_sections(name: &str, bytes: &[u8]) -> Result<Vec<Block>, LoadError> {
                 },
                 other => Block::Other(format!("{other:?}")),
             }),
-            Err(e) => return Err(LoadError::BadPem(name.into(), format!("{e:?}"))),
+            Err(e) => return Err(LoadError::BadPem(name.into(), pem_problem(&e))),
         }
     }
     Ok(blocks)
+}
+
+/// A PEM decoding error as a sentence (the crate's own forms dump bytes).
+fn pem_problem(e: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+    match e {
+        Error::MissingSectionEnd { end_marker } => format!(
+            "a section has no `-----END {}-----` line (is the file cut short?)",
+            text(end_marker)
+        ),
+        Error::IllegalSectionStart { line } => {
+            format!("`{}` does not start a PEM section properly", text(line))
+        }
+        Error::Base64Decode(why) => format!("a section's base64 does not decode ({why})"),
+        Error::Io(e) => format!("cannot read it ({e})"),
+        Error::NoItemsFound => "no PEM section in it".into(),
+        Error::SectionTooLarge => "a section is larger than 256 MB".into(),
+        _ => "it does not decode as PEM".into(),
+    }
 }
 
 fn der_block(bytes: &[u8]) -> Option<Block> {

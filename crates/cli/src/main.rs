@@ -166,6 +166,12 @@ fn logging(cli: &Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` that stops reading ends atprov quietly, as it does any Unix
+    // tool, instead of a panic on the next print.
+    // SAFETY: setting a signal's disposition to the default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     // clap accepted the command line, so a `--json` in it is that command's flag.
     let json_requested = std::env::args_os().any(|a| a == "--json");

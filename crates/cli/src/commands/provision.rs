@@ -15,9 +15,10 @@ use crate::progress::Bars;
 pub struct DeviceArgs {
     #[command(flatten)]
     pub port: PortArgs,
-    /// Device profile: a built-in name (see `atprov profiles`) or a TOML file.
-    #[arg(long, default_value = "esp32-at")]
-    pub profile: String,
+    /// Device profile: a built-in name (see `atprov profiles`) or a TOML file. Without it the
+    /// module is asked (`ATI`, `AT+GMR`) and the fitting built-in profile is used.
+    #[arg(long)]
+    pub profile: Option<String>,
     #[command(flatten)]
     pub job: JobArgs,
     /// Rewrite credentials even when the module already holds the same bytes.
@@ -35,7 +36,8 @@ pub async fn run(args: DeviceArgs, goal: Goal) -> Result<(), Failure> {
         Err(failure) => {
             // A `--json` caller gets its report object even when no stage ran.
             if args.json {
-                let report = Report::refused(&args.profile, &args.port.port, &failure);
+                let profile = args.profile.as_deref().unwrap_or("");
+                let report = Report::refused(profile, &args.port.port, &failure);
                 print_report(&report, true);
             }
             return Err(failure);
@@ -76,7 +78,23 @@ async fn prepare(
     ),
     Failure,
 > {
-    let profile = Profile::load(&args.profile).map_err(|e| Failure::usage(e.0))?;
+    let name = match &args.profile {
+        Some(name) => name.clone(),
+        None => {
+            // What needs no profile is refused before the module is asked which it is.
+            let job = Job::build(&args.job.settings(), &Default::default())?;
+            if goal.needs_credentials() {
+                provision::check::credentials_for_any_family(&job)?;
+            }
+            let link = args.port.link().open(None).await?;
+            let detected = provision::detect::profile_name(&link.engine).await;
+            link.close().await;
+            let (name, told) = detected?;
+            eprintln!("profile: {name} (the module answered `{told}`; --profile NAME to choose)");
+            name.to_string()
+        }
+    };
+    let profile = Profile::load(&name).map_err(|e| Failure::usage(e.0))?;
     let job = Job::build(&args.job.settings(), &profile.defaults)?;
     let credentials = if goal.needs_credentials() {
         Some(provision::check::credentials(&job, &profile)?)

@@ -757,3 +757,23 @@ fn a_device_name_with_url_reserved_characters_registers_over_https() {
         32
     );
 }
+
+#[test]
+fn without_profile_the_family_is_asked_and_said() {
+    for (emulator, profile) in [
+        ("quectel", "quectel"),
+        ("air780ep", "air780ep"),
+        ("esp32-at", "esp32-at"),
+        ("esp32-at-v2", "esp32-at"),
+    ] {
+        let sim = crate::common::SimProcess::start(emulator, &[]);
+        let (code, out, err) = crate::common::atprov(&["identify", "--port", &sim.path, "--json"]);
+        assert_eq!(code, 0, "{emulator}: {err}");
+        assert!(
+            err.starts_with(&format!("profile: {profile} (")),
+            "{emulator}: {err}"
+        );
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(report["profile"], profile, "{emulator}");
+    }
+}

@@ -396,7 +396,15 @@ fn a_reset_mid_flash_is_reported_and_a_rerun_repairs_it() {
 fn garbled_bytes_end_in_one_line_without_a_hang() {
     let b = Bundle::new();
     let sim = SimProcess::start("esp32-at", &["--fault", "garble@AT+GMR"]);
-    let (code, _, err) = atprov(&["identify", "--port", &sim.path, "--job", &b.job()]);
+    let (code, _, err) = atprov(&[
+        "identify",
+        "--profile",
+        "esp32-at",
+        "--port",
+        &sim.path,
+        "--job",
+        &b.job(),
+    ]);
     assert_eq!(code, 6, "{err}");
     let line = last_line(&err);
     assert!(
@@ -579,7 +587,8 @@ fn refused_before_the_module(job_extra: &str, flags: &[&str], code: i32, needle:
     .unwrap();
     let state = tempfile::tempdir().unwrap();
     let sim = SimProcess::start("esp32-at", &["--state", state.path().to_str().unwrap()]);
-    let mut args = vec!["--job", job.to_str().unwrap()];
+    // The profile named: asking the module which it is would send bytes.
+    let mut args = vec!["--profile", "esp32-at", "--job", job.to_str().unwrap()];
     args.extend_from_slice(flags);
     let (got, _, err) = provision(&sim, &args);
     assert_eq!(got, code, "{err}");

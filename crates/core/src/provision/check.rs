@@ -70,7 +70,7 @@ pub fn job(job: &Job, profile: &Profile, goal: Goal, preset: &[&str]) -> Result<
     job.apply(&mut vars);
     if let Some(line) = job.unrendered(&vars) {
         return Err(Failure::usage(format!(
-            "{line}; nothing was sent to the module"
+            "{line}; nothing was written to the module"
         )));
     }
     for &stage in goal.stages() {
@@ -85,7 +85,7 @@ pub fn job(job: &Job, profile: &Profile, goal: Goal, preset: &[&str]) -> Result<
                         other => other.to_string(),
                     };
                     Failure::usage(format!(
-                        "[[{flow}]] step `{}` of profile {}: {said}; nothing was sent to the module",
+                        "[[{flow}]] step `{}` of profile {}: {said}; nothing was written to the module",
                         step.name, profile.name
                     ))
                 };
@@ -132,11 +132,23 @@ pub fn job(job: &Job, profile: &Profile, goal: Goal, preset: &[&str]) -> Result<
 /// profile's module family (a Luat module takes RSA keys only) and, when the job names one, the
 /// CA that issued the device certificate.
 pub fn credentials(job: &Job, profile: &Profile) -> Result<Credentials, Failure> {
+    credentials_for(job, Some(crate::pki::check::Target::of(profile.family)))
+}
+
+/// The credentials' checks that hold for every module family: what can be refused before
+/// the module is even asked which family it is.
+pub fn credentials_for_any_family(job: &Job) -> Result<Credentials, Failure> {
+    credentials_for(job, None)
+}
+
+fn credentials_for(
+    job: &Job,
+    target: Option<crate::pki::check::Target>,
+) -> Result<Credentials, Failure> {
     let (ca, cert, key) = job.credential_paths()?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let target = crate::pki::check::Target::of(profile.family);
     let device_ca = job.credentials.device_ca.as_deref();
-    crate::pki::check::check(ca, cert, key, device_ca, Some(target), now).map_err(
+    crate::pki::check::check(ca, cert, key, device_ca, target, now).map_err(
         |crate::pki::check::Problems(problems)| {
             Failure::new(
                 Code::Credentials,

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 pub mod check;
+pub mod detect;
 pub mod flow;
 pub mod job;
 

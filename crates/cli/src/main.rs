@@ -79,6 +79,14 @@ pub enum Command {
     Sim(commands::sim::SimArgs),
     /// Credentials: encode/decode ESP-AT PKI bins, inspect, check and generate.
     Pki(commands::pki::PkiArgs),
+    /// Print a shell completion script: `atprov completions bash > /etc/bash_completion.d/atprov`
+    /// (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `atprov man > atprov.1 && man ./atprov.1`.
+    Man,
 }
 
 impl Command {
@@ -117,6 +125,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Sim(a) => commands::sim::run(a).await,
         Command::Sign(a) => commands::sign::run(a),
         Command::Pki(a) => commands::pki::run(a),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "atprov", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map_err(|e| Failure::new(error::Code::Internal, format!("man page: {e}")))
+        }
     }
 }
 

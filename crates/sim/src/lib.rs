@@ -155,6 +155,11 @@ pub fn model_with(name: &str, options: &SimOptions) -> Result<Box<dyn ModelBox>,
         "esp32-at-v2" => esp32::Generation::V2,
         _ => return Err(unknown(name)),
     };
+    if let Some(setting) = options.module.first() {
+        return Err(format!(
+            "--module {setting}: the ESP-AT emulators take no --module settings (their identity is --mac)"
+        ));
+    }
     let mut config = esp32::Esp32Config::new(generation);
     if options.realistic {
         config.timing = esp32::Timing::realistic();

@@ -8,7 +8,8 @@ use crate::sim::{self, RunnerOptions, SimControl, SimOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct SimArgs {
-    /// The emulator: esp32-at, esp32-at-v2, quectel or air780ep.
+    /// The emulator: esp32-at (ESP-AT 3.2, NVS credentials), esp32-at-v2 (ESP-AT 2.2, PKI
+    /// partitions), quectel (EC200U, standard AT firmware) or air780ep (Luat AT firmware).
     pub name: String,
     /// Serve on a new pseudo-terminal and print its path on the first line of stdout.
     #[arg(long)]
@@ -51,16 +52,21 @@ pub struct SimArgs {
     /// Realistic device latencies (Wi-Fi join 1.5 s, TLS 1.2 s, flash erase 45 ms a sector...).
     #[arg(long)]
     pub realistic: bool,
-    /// Inject a fault on the first command starting with PREFIX: reset_mid, garble, silent,
-    /// busy:N or truncate:N, written KIND@PREFIX (repeat).
+    /// Inject a fault on the first command starting with PREFIX, written KIND@PREFIX (repeat):
+    /// reset_mid (restart mid-answer), reboot_after (answer, then restart), garble (noise
+    /// instead of the answer), silent (no answer), busy:N (N `busy p...` first), truncate:N
+    /// (only N bytes of the answer).
     #[arg(long, value_name = "KIND@PREFIX")]
     pub fault: Vec<String>,
     /// The broker's policy lacks Receive: publishes are acknowledged but never come back.
     #[arg(long)]
     pub deny_receive: bool,
-    /// A family-specific setting, KEY or KEY=VALUE (repeat). Quectel: imei=N, no-sim,
-    /// registration=home|roaming|denied, urcport=usbat|uart1, clock-set, open-result=N,
-    /// corrupt-upload, quecpython, aliyun=PK:DN:SECRET.
+    /// A family-specific setting, KEY or KEY=VALUE (repeat). ESP-AT: none (see --mac). Quectel:
+    /// imei=TEXT, no-sim, registration=home|roaming|denied, urcport=usbat|uart1, clock-set,
+    /// open-result=N, corrupt-upload, quecpython, aliyun=PK:DN:SECRET,
+    /// product=PK:PRODUCT_SECRET, register-silent. Air780EP: imei=TEXT, no-sim,
+    /// registration=home|roaming|denied, clock-unset, idle-kick=MS, aliyun=PK:DN:SECRET,
+    /// product=PK:PRODUCT_SECRET, register-silent.
     #[arg(long, value_name = "KEY[=VALUE]")]
     pub module: Vec<String>,
     /// The module's MAC address (its identity), e.g. 24:0a:c4:00:00:01.

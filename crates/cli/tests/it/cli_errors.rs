@@ -333,3 +333,52 @@ fn json_callers_get_one_report_object_even_when_nothing_ran() {
         assert!(err.contains(reason), "{args:?}: {err} / {reason}");
     }
 }
+
+#[test]
+fn completions_and_the_man_page_cover_every_command_and_sim_help_names_every_emulator() {
+    let (code, script, err) = crate::common::atprov(&["completions", "bash"]);
+    assert_eq!(code, 0, "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("atprov.bash");
+    std::fs::write(&file, &script).unwrap();
+    // bash itself says whether the script parses.
+    let syntax = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        syntax.status.success(),
+        "{}",
+        String::from_utf8_lossy(&syntax.stderr)
+    );
+    let (code, man, _) = crate::common::atprov(&["man"]);
+    assert_eq!(code, 0);
+    assert!(man.contains(".TH atprov 1"), "{man}");
+    for command in [
+        "provision",
+        "preflight",
+        "factory",
+        "sim",
+        "pki",
+        "completions",
+    ] {
+        assert!(script.contains(command), "completions lack {command}");
+        assert!(man.contains(command), "the man page lacks {command}");
+    }
+    let (_, help, _) = crate::common::atprov(&["sim", "--help"]);
+    for word in [
+        "esp32-at",
+        "esp32-at-v2",
+        "quectel",
+        "air780ep",
+        "reset_mid",
+        "reboot_after",
+        "garble",
+        "silent",
+        "busy:N",
+        "truncate:N",
+    ] {
+        assert!(help.contains(word), "sim --help lacks {word}");
+    }
+}

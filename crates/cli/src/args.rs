@@ -132,6 +132,15 @@ pub struct JobArgs {
     #[arg(long)]
     pub smoke_topic: Option<String>,
     /// Any job variable: NAME=VALUE (e.g. --set time.server=ntp.example.com).
+    ///
+    /// The variables: unit_id, wifi.ssid, mqtt.host, mqtt.port, mqtt.client_id,
+    /// mqtt.username, mqtt.scheme, mqtt.alpn (a list: a,b), mqtt.sni, mqtt.keepalive,
+    /// smoke.topic, smoke.payload, smoke.timeout, time.server, time.min_year, time.within,
+    /// aliyun.auth_url, aliyun.auth_body, aliyun.register_url, aliyun.register_body,
+    /// aliyun.register_client_id, aliyun.register_username, aliyun.secret_file (where a
+    /// registered device secret is kept), and the profile's own (e.g.
+    /// tls.seclevel; `atprov profile show NAME` lists its [defaults]). Passwords are never
+    /// set here: they come from --wifi-password-env/-file, the job file or the environment.
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub sets: Vec<String>,
 }

@@ -382,3 +382,14 @@ fn completions_and_the_man_page_cover_every_command_and_sim_help_names_every_emu
         assert!(help.contains(word), "sim --help lacks {word}");
     }
 }
+
+#[test]
+fn provision_help_lists_every_variable_set_takes() {
+    let (_, help, _) = crate::common::atprov(&["provision", "--help"]);
+    for v in atprov_core::profile::VARIABLES {
+        if v.ends_with("password") {
+            continue;
+        }
+        assert!(help.contains(v), "provision --help does not list `{v}`");
+    }
+}

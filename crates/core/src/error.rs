@@ -40,6 +40,8 @@ pub enum Code {
     Smoke,
     /// 15: the factory journal cannot be opened or written.
     Journal,
+    /// 130: stopped by Ctrl-C (the line says what state the unit was left in).
+    Interrupted,
 }
 
 impl Code {
@@ -61,6 +63,7 @@ impl Code {
         Code::Connect,
         Code::Smoke,
         Code::Journal,
+        Code::Interrupted,
     ];
 
     /// The process exit status.
@@ -82,6 +85,7 @@ impl Code {
             Code::Connect => 13,
             Code::Smoke => 14,
             Code::Journal => 15,
+            Code::Interrupted => 130,
         }
     }
 
@@ -106,6 +110,9 @@ impl Code {
             Code::Connect => "the MQTT/TLS connection was refused or failed",
             Code::Smoke => "the smoke-test message did not come back",
             Code::Journal => "the factory journal cannot be opened or written",
+            Code::Interrupted => {
+                "stopped by Ctrl-C (the line says what state the unit was left in)"
+            }
         }
     }
 }

@@ -44,7 +44,7 @@ pub async fn run(args: DeviceArgs, goal: Goal) -> Result<(), Failure> {
         }
     };
     let mut bars = Bars::new();
-    let (report, failure) = provision::run(
+    let (report, failure) = provision::run_until(
         link.engine.clone(),
         profile,
         provision::Plan {
@@ -55,6 +55,7 @@ pub async fn run(args: DeviceArgs, goal: Goal) -> Result<(), Failure> {
             port: args.port.port.clone(),
         },
         &mut bars,
+        ctrl_c_stop(),
     )
     .await;
     link.close().await;
@@ -62,6 +63,30 @@ pub async fn run(args: DeviceArgs, goal: Goal) -> Result<(), Failure> {
     match failure {
         Some(f) => Err(f),
         None => Ok(()),
+    }
+}
+
+/// Resolves at the first Ctrl-C (the job then stops cleanly); a second one ends atprov at once.
+fn ctrl_c_stop() -> impl std::future::Future<Output = ()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        eprintln!("atprov: stopping after the command under way (Ctrl-C again quits at once)");
+        let _ = tx.send(());
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "atprov: quit at once; the unit may be mid-command: run the same command again"
+            );
+            std::process::exit(i32::from(crate::error::Code::Interrupted.number()));
+        }
+    });
+    async move {
+        // Without a signal handler there is nothing to wait for.
+        if rx.await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 

@@ -647,3 +647,83 @@ fn a_ten_megabyte_pem_is_refused_before_anything_is_written() {
         "more than 107935",
     );
 }
+
+/// `atprov provision` against an emulator with realistic latencies, stderr read line by line;
+/// SIGINT is sent once the register stage (after flash) has reported (the connect stage is then
+/// under way: a Wi-Fi join takes 1.5 s there), and again when `signals` is 2.
+fn interrupted_during_connect(sim: &SimProcess, b: &Bundle, signals: usize) -> (i32, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_atprov"))
+        .args([
+            "provision",
+            "--profile",
+            "esp32-at",
+            "--port",
+            &sim.path,
+            "--job",
+            &b.job(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = String::new();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        err.push_str(&line);
+        err.push('\n');
+        if line.starts_with("ok   register") {
+            break;
+        }
+    }
+    let interrupt = || {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    };
+    interrupt();
+    let mut sent = 1;
+    for line in lines {
+        let line = line.unwrap();
+        // The second Ctrl-C once atprov said it is stopping (two at once may merge into one).
+        if sent < signals && line.contains("stopping after the command under way") {
+            interrupt();
+            sent += 1;
+        }
+        err.push_str(&line);
+        err.push('\n');
+    }
+    let status = child.wait().unwrap();
+    (status.code().unwrap_or(-1), err)
+}
+
+#[test]
+fn ctrl_c_during_connect_stops_cleanly_and_says_what_the_unit_holds() {
+    let b = Bundle::new();
+    let sim = SimProcess::start("esp32-at", &["--realistic"]);
+    let (code, err) = interrupted_during_connect(&sim, &b, 1);
+    assert_eq!(code, 130, "{err}");
+    let line = last_line(&err);
+    assert!(
+        line.contains("stopped by Ctrl-C during connect: the module holds the new credentials, read back and verified"),
+        "{err}"
+    );
+    assert!(line.contains("its MQTT connection was closed"), "{err}");
+    assert!(
+        line.contains("running the same command again is safe"),
+        "{err}"
+    );
+    // And it is: the same command on the same unit passes.
+    let (code, _, err) = provision(&sim, &["--profile", "esp32-at", "--job", &b.job()]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn a_second_ctrl_c_quits_at_once() {
+    let b = Bundle::new();
+    let sim = SimProcess::start("esp32-at", &["--realistic"]);
+    let (code, err) = interrupted_during_connect(&sim, &b, 2);
+    assert_eq!(code, 130, "{err}");
+    assert!(last_line(&err).contains("quit at once"), "{err}");
+}

@@ -210,6 +210,61 @@ pub async fn run(
     job.finish()
 }
 
+/// [`run`], stopped cleanly when `stop` resolves (Ctrl-C): the stage under way is abandoned
+/// between commands, except flash, which finishes so the store is never left half-written and
+/// unverified; cleanup still runs after a tried connect; the failure says what the unit holds.
+pub async fn run_until(
+    engine: Engine,
+    profile: Profile,
+    plan: Plan<'_>,
+    progress: &mut dyn Progress,
+    stop: impl std::future::Future<Output = ()>,
+) -> (Report, Option<Failure>) {
+    let mut stop = std::pin::pin!(stop);
+    let mut job = Provisioning::new(engine, profile, plan.job, plan.port, plan.force);
+    let mut stopped: Option<Stage> = None;
+    for &stage in plan.goal.stages() {
+        if stopped.is_none() && stage != Stage::Flash && stage != Stage::Cleanup {
+            let interrupted = tokio::select! {
+                _ = job.stage(stage, plan.credentials, progress) => false,
+                () = &mut stop => true,
+            };
+            if interrupted {
+                progress.done(stage, false, "stopped by Ctrl-C");
+                // Recorded as tried, so cleanup closes what it may have opened (its commands
+                // queue behind the one under way, which the engine still finishes).
+                job.report.stages.push(StageReport {
+                    stage,
+                    ok: false,
+                    ms: 0,
+                    steps: Vec::new(),
+                });
+                stopped = Some(stage);
+                // Later stages are skipped; cleanup runs if a connect was tried.
+                job.failure = Some(Failure::new(Code::Interrupted, String::new()));
+            }
+            continue;
+        }
+        job.stage(stage, plan.credentials, progress).await;
+        if stopped.is_none() && stop_requested(&mut stop) {
+            stopped = Some(stage);
+            job.failure = Some(Failure::new(Code::Interrupted, String::new()));
+        }
+    }
+    if let Some(stage) = stopped {
+        let line = job.interrupted_line(stage);
+        job.failure = Some(Failure::new(Code::Interrupted, line));
+    }
+    job.finish()
+}
+
+/// Whether `stop` has already resolved (polled once, without waiting).
+fn stop_requested(stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>) -> bool {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    stop.as_mut().poll(&mut cx).is_ready()
+}
+
 /// One job on one module, stage by stage: what [`run`] does in a row, for callers that act
 /// between stages (the factory allocates a credential once identify has named the unit).
 pub struct Provisioning<'a> {
@@ -327,6 +382,33 @@ impl<'a> Provisioning<'a> {
     pub fn set_var(&mut self, name: &str, value: &str) {
         self.device.vars.set_text(name, value.to_string());
         self.job.apply_changed(&mut self.device.vars, name);
+    }
+
+    /// The line for a job stopped by Ctrl-C during `stage`: what the unit holds now, and that
+    /// running the job again is safe.
+    fn interrupted_line(&self, stage: Stage) -> String {
+        let done = |s: Stage| self.report.stages.iter().any(|r| r.stage == s && r.ok);
+        let tried = |s: Stage| self.report.stages.iter().any(|r| r.stage == s);
+        let holds = if done(Stage::Flash) {
+            "the module holds the new credentials, read back and verified"
+        } else if tried(Stage::Flash) {
+            "the credential write did not complete: the module's store may hold part of them"
+        } else {
+            "nothing was written to the module"
+        };
+        let link = if tried(Stage::Connect) {
+            if done(Stage::Cleanup) {
+                "; its MQTT connection was closed"
+            } else {
+                "; its MQTT connection may still be open"
+            }
+        } else {
+            ""
+        };
+        format!(
+            "stopped by Ctrl-C during {}: {holds}{link}; running the same command again is safe",
+            stage.name()
+        )
     }
 
     /// Whether a stage failed (or a failure was recorded).

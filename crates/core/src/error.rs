@@ -40,6 +40,8 @@ pub enum Code {
     Smoke,
     /// 15: the factory journal cannot be opened or written.
     Journal,
+    /// 16: an input file is missing or cannot be read.
+    Unreadable,
     /// 130: stopped by Ctrl-C (the line says what state the unit was left in).
     Interrupted,
 }
@@ -63,6 +65,7 @@ impl Code {
         Code::Connect,
         Code::Smoke,
         Code::Journal,
+        Code::Unreadable,
         Code::Interrupted,
     ];
 
@@ -85,6 +88,7 @@ impl Code {
             Code::Connect => 13,
             Code::Smoke => 14,
             Code::Journal => 15,
+            Code::Unreadable => 16,
             Code::Interrupted => 130,
         }
     }
@@ -104,12 +108,15 @@ impl Code {
             Code::AtError => "the module answered with an error (ERROR, +CME ERROR, busy)",
             Code::PortLost => "the port closed during the session (unplugged?)",
             Code::ModuleReset => "the module reset unexpectedly",
-            Code::Credentials => "the credentials are unusable (pki check failed)",
+            Code::Credentials => {
+                "the credentials are unusable (pki check failed, or no certificate can be made from them)"
+            }
             Code::VerifyMismatch => "what was read back differs from what was written",
             Code::Network => "network bring-up failed (Wi-Fi, cellular, time sync)",
             Code::Connect => "the MQTT/TLS connection was refused or failed",
             Code::Smoke => "the smoke-test message did not come back",
             Code::Journal => "the factory journal cannot be opened or written",
+            Code::Unreadable => "an input file is missing or cannot be read",
             Code::Interrupted => {
                 "stopped by Ctrl-C (the line says what state the unit was left in)"
             }

@@ -126,8 +126,38 @@ fn cred(e: impl std::fmt::Display) -> Failure {
     Failure::new(Code::Credentials, e.to_string())
 }
 
+/// A file that could not be read: exit 16.
+fn unreadable(path: impl std::fmt::Display, e: std::io::Error) -> Failure {
+    let why = if e.kind() == std::io::ErrorKind::NotFound {
+        "no such file".to_string()
+    } else {
+        format!("cannot read it: {e}")
+    };
+    Failure::new(Code::Unreadable, format!("{path}: {why}"))
+}
+
+/// A file that is not what the command takes (not PEM, DER nor a PKI bin): a bad input, exit 2;
+/// a missing or unreadable one: exit 16.
 fn load_err(e: LoadError) -> Failure {
-    cred(e)
+    match e {
+        LoadError::Missing(_) | LoadError::Unreadable(..) => {
+            Failure::new(Code::Unreadable, e.to_string())
+        }
+        LoadError::Empty(_) | LoadError::Unrecognised(_) | LoadError::BadPem(..) => {
+            Failure::usage(e.to_string())
+        }
+    }
+}
+
+/// Why a certificate could not be made: an option this build does not offer is a usage
+/// problem (exit 2); an unusable CA or key, exit 10.
+fn generate_err(e: generate::GenerateError) -> Failure {
+    match e {
+        generate::GenerateError::KeyType(_) | generate::GenerateError::Days(_) => {
+            Failure::usage(e.to_string())
+        }
+        _ => cred(e),
+    }
 }
 
 pub fn run(args: PkiArgs) -> Result<(), Failure> {
@@ -195,16 +225,15 @@ pub fn run(args: PkiArgs) -> Result<(), Failure> {
             crate::files::create_private_dir(&out)
                 .map_err(|e| Failure::usage(format!("{}: cannot create it: {e}", out.display())))?;
             let g = if ca {
-                generate::ca(&cn, days).map_err(cred)?
+                generate::ca(&cn, days).map_err(generate_err)?
             } else {
                 let (Some(cc), Some(ck)) = (ca_cert, ca_key) else {
                     return Err(Failure::usage(
                         "pki generate needs --ca (a new CA) or --ca-cert and --ca-key (a device certificate)",
                     ));
                 };
-                let read = |p: &Path| {
-                    std::fs::read_to_string(p).map_err(|e| cred(format!("{}: {e}", p.display())))
-                };
+                let read =
+                    |p: &Path| std::fs::read_to_string(p).map_err(|e| unreadable(p.display(), e));
                 let key_pem = key_file.as_deref().map(read).transpose()?;
                 generate::device(
                     &read(&cc)?,
@@ -214,7 +243,7 @@ pub fn run(args: PkiArgs) -> Result<(), Failure> {
                     key.into(),
                     key_pem.as_deref(),
                 )
-                .map_err(cred)?
+                .map_err(generate_err)?
             };
             let stem = if ca { "ca".to_string() } else { cn.clone() };
             crate::files::safe_component(&stem)
@@ -281,10 +310,10 @@ fn encode(out: &Path, items: &[String], force: bool) -> Result<(), Failure> {
                 pair[0]
             ))
         })?;
-        let bytes = std::fs::read(&pair[1]).map_err(|e| cred(format!("{}: {e}", pair[1])))?;
+        let bytes = std::fs::read(&pair[1]).map_err(|e| unreadable(&pair[1], e))?;
         inputs.push((t, pair[1].clone(), bytes));
     }
-    let bin = atpki::encode(&inputs).map_err(cred)?;
+    let bin = atpki::encode(&inputs).map_err(|e| Failure::usage(e.to_string()))?;
     write_file(out, &bin, items.chunks(2).any(|p| p[0] == "key"), force)?;
     println!(
         "{}: {} bytes, {} items",
@@ -296,8 +325,9 @@ fn encode(out: &Path, items: &[String], force: bool) -> Result<(), Failure> {
 }
 
 fn decode(bin: &Path, out: &Path, force: bool) -> Result<(), Failure> {
-    let bytes = std::fs::read(bin).map_err(|e| cred(format!("{}: {e}", bin.display())))?;
-    let items = atpki::decode(&bytes).map_err(|e| cred(format!("{}: {e}", bin.display())))?;
+    let bytes = std::fs::read(bin).map_err(|e| unreadable(bin.display(), e))?;
+    let items =
+        atpki::decode(&bytes).map_err(|e| Failure::usage(format!("{}: {e}", bin.display())))?;
     crate::files::create_private_dir(out)
         .map_err(|e| Failure::usage(format!("{}: {e}", out.display())))?;
     for it in &items {
@@ -314,7 +344,7 @@ fn inspect(file: &Path, as_json: bool) -> Result<(), Failure> {
         // Empty or unknown bytes still have a size, a hash and a checksum.
         Err(LoadError::Empty(name)) | Err(LoadError::Unrecognised(name)) => {
             crate::pki::load::Loaded {
-                bytes: std::fs::read(file).map_err(|e| cred(format!("{name}: {e}")))?,
+                bytes: std::fs::read(file).map_err(|e| unreadable(&name, e))?,
                 name,
                 encoding: Encoding::Der,
                 blocks: Vec::new(),

@@ -407,7 +407,81 @@ fn a_partition_read_back_whole_decodes_and_broken_pem_is_explained_in_words() {
     let whole = std::fs::read_to_string(pem("ec_ca.crt.pem")).unwrap();
     std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
     let (code, _, err) = atprov(&["pki", "inspect", cut.to_str().unwrap()]);
-    assert_eq!(code, 10, "{err}");
+    assert_eq!(code, 2, "{err}");
     assert!(err.contains("no `-----END CERTIFICATE-----` line"), "{err}");
     assert!(!err.contains('{') && !err.contains('['), "{err}");
+}
+
+#[test]
+fn missing_files_bad_inputs_unsupported_options_and_unusable_credentials_have_their_own_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n).display().to_string();
+    std::fs::write(d("notes.txt"), "not a PKI bin").unwrap();
+    let out = d("out");
+    let (ca, cert, rsa_key) = (
+        pem("ec_ca.crt.pem").display().to_string(),
+        pem("ec_dev.crt.pem").display().to_string(),
+        pem("rsa_dev.key.pkcs8.pem").display().to_string(),
+    );
+    // An openssl-made CA whose key (PKCS#8) the generator takes.
+    crate::common::openssl::aws_shaped(dir.path(), crate::common::openssl::Keys::P256);
+    let (dev_ca, ca_key) = (d("dev-ca.pem"), d("dev-ca.key"));
+    let cases: [(&[&str], i32); 5] = [
+        (&["pki", "inspect", &d("missing.pem")], 16),
+        (&["pki", "decode", &d("notes.txt"), "-o", &out], 2),
+        (&["pki", "decode", &d("missing.bin"), "-o", &out], 16),
+        (
+            &[
+                "pki",
+                "generate",
+                "--ca-cert",
+                &dev_ca,
+                "--ca-key",
+                &ca_key,
+                "--cn",
+                "thing-1",
+                "--key",
+                "rsa2048",
+                "-o",
+                &out,
+            ],
+            2,
+        ),
+        (
+            &[
+                "pki", "check", "--ca", &ca, "--cert", &cert, "--key", &rsa_key,
+            ],
+            10,
+        ),
+    ];
+    for (args, want) in cases {
+        let (code, _, err) = atprov(args);
+        assert_eq!(code, want, "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+    // A job whose certificate file is missing: 16, before the module is touched.
+    let job = d("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[credentials]\nca = \"{}\"\ncert = \"missing.pem\"\nkey = \"{}\"\n[mqtt]\nhost = \"broker.test\"\n",
+            pem("ec_ca.crt.pem").display(),
+            pem("ec_dev.key.pkcs8.pem").display()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = atprov(&[
+        "flash",
+        "--profile",
+        "esp32-at",
+        "--port",
+        "/dev/atprov-none",
+        "--job",
+        &job,
+    ]);
+    assert_eq!(code, 16, "{err}");
+    assert!(
+        err.contains("missing.pem: no such file (the job's credentials.cert"),
+        "{err}"
+    );
 }

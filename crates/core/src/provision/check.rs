@@ -146,6 +146,28 @@ fn credentials_for(
     target: Option<crate::pki::check::Target>,
 ) -> Result<Credentials, Failure> {
     let (ca, cert, key) = job.credential_paths()?;
+    let device_ca_path = job.credentials.device_ca.as_deref();
+    for (role, path) in [("ca", Some(ca)), ("cert", Some(cert)), ("key", Some(key))]
+        .into_iter()
+        .chain([("device_ca", device_ca_path)])
+    {
+        if let Some(path) = path
+            && let Err(e) = std::fs::metadata(path)
+        {
+            let why = if e.kind() == std::io::ErrorKind::NotFound {
+                "no such file".to_string()
+            } else {
+                format!("cannot read it: {e}")
+            };
+            return Err(Failure::new(
+                Code::Unreadable,
+                format!(
+                    "{}: {why} (the job's credentials.{role}; nothing was written to the module)",
+                    path.display()
+                ),
+            ));
+        }
+    }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let device_ca = job.credentials.device_ca.as_deref();
     crate::pki::check::check(ca, cert, key, device_ca, target, now).map_err(

@@ -176,7 +176,13 @@ impl StationUi<'_> {
 fn worth_retrying(code: Code) -> bool {
     !matches!(
         code,
-        Code::Credentials | Code::PortLost | Code::PortNotFound | Code::Usage | Code::Internal
+        Code::Credentials
+            | Code::Unreadable
+            | Code::PortLost
+            | Code::PortNotFound
+            | Code::Usage
+            | Code::Internal
+            | Code::Interrupted
     )
 }
 

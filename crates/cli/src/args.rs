@@ -13,7 +13,7 @@ pub struct PortArgs {
     #[arg(short, long, env = "ATPROV_PORT")]
     pub port: String,
     /// Baud rate (default: the profile's, else 115200).
-    #[arg(long, value_parser = crate::units::parse_baud)]
+    #[arg(long, env = "ATPROV_BAUD", value_parser = crate::units::parse_baud)]
     pub baud: Option<u32>,
     /// Flow control.
     #[arg(long, value_enum, default_value_t = FlowArg::None)]
@@ -86,7 +86,7 @@ impl From<LinesArg> for Lines {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct JobArgs {
     /// Job file (TOML): credentials, Wi-Fi, MQTT endpoint, smoke topic.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "ATPROV_JOB", value_name = "FILE")]
     pub job: Option<PathBuf>,
     /// Server CA certificate (PEM) the module verifies the broker with, e.g. AmazonRootCA1.pem.
     #[arg(long, value_name = "FILE")]

@@ -5,6 +5,7 @@
 
 mod args;
 mod commands;
+mod config;
 mod progress;
 mod render;
 
@@ -190,6 +191,10 @@ fn main() -> ExitCode {
     // SAFETY: setting a signal's disposition to the default before any thread starts.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    if let Err(e) = config::apply() {
+        eprintln!("atprov: {e}");
+        return ExitCode::from(error::Code::Usage.number());
     }
     let cli = Cli::parse();
     // clap accepted the command line, so a `--json` in it is that command's flag.

@@ -17,7 +17,7 @@ pub struct DeviceArgs {
     pub port: PortArgs,
     /// Device profile: a built-in name (see `atprov profiles`) or a TOML file. Without it the
     /// module is asked (`ATI`, `AT+GMR`) and the fitting built-in profile is used.
-    #[arg(long)]
+    #[arg(long, env = "ATPROV_PROFILE")]
     pub profile: Option<String>,
     #[command(flatten)]
     pub job: JobArgs,

@@ -393,3 +393,63 @@ fn provision_help_lists_every_variable_set_takes() {
         assert!(help.contains(v), "provision --help does not list `{v}`");
     }
 }
+
+/// `atprov ARGS` run in `dir`, with `env` set and no user config folder.
+fn atprov_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atprov"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("ATPROV_PORT")
+        .env_remove("ATPROV_PROFILE")
+        .env("XDG_CONFIG_HOME", dir.join("no-config"))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn atprov_toml_gives_defaults_that_the_environment_and_flags_override() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("atprov.toml"),
+        "port = \"sim:quectel\"\nprofile = \"quectel\"\n",
+    )
+    .unwrap();
+    let profile = |out: &str| -> String {
+        let v: serde_json::Value = serde_json::from_str(out).unwrap();
+        v["profile"].as_str().unwrap().to_string()
+    };
+    let (code, out, err) = atprov_in(dir.path(), &["identify", "--json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(profile(&out), "quectel");
+    assert!(
+        out.contains("866834041644845"),
+        "the Quectel emulator answered: {out}"
+    );
+    // The environment beats the file, a flag beats both.
+    let (code, out, err) = atprov_in(
+        dir.path(),
+        &["identify", "--json", "--port", "sim:air780ep"],
+        &[("ATPROV_PROFILE", "air780ep")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(profile(&out), "air780ep");
+    // A mistake in the file: one line naming it, exit 2.
+    std::fs::write(
+        dir.path().join("atprov.toml"),
+        "port = \"sim:quectel\"\nspeed = 9600\n",
+    )
+    .unwrap();
+    let (code, _, err) = atprov_in(dir.path(), &["identify"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.starts_with("atprov: atprov.toml:2: unknown field `speed`"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -22,8 +22,8 @@ pub fn run(args: PortsArgs) -> Result<(), Failure> {
         return Ok(());
     }
     println!(
-        "{:<24} {:<9} {:<10} {:<20} {:<20} product",
-        "path", "kind", "vid:pid", "serial", "manufacturer"
+        "{:<24} {:<9} {:<10} {:<20} {:<20} {:<24} likely",
+        "path", "kind", "vid:pid", "serial", "manufacturer", "product"
     );
     for p in ports {
         let ids = match (&p.vid, &p.pid) {
@@ -31,13 +31,14 @@ pub fn run(args: PortsArgs) -> Result<(), Failure> {
             _ => "-".into(),
         };
         println!(
-            "{:<24} {:<9} {:<10} {:<20} {:<20} {}",
+            "{:<24} {:<9} {:<10} {:<20} {:<20} {:<24} {}",
             p.path,
             p.kind,
             ids,
             p.serial_number.as_deref().unwrap_or("-"),
             p.manufacturer.as_deref().unwrap_or("-"),
-            p.product.as_deref().unwrap_or("-")
+            p.product.as_deref().unwrap_or("-"),
+            p.likely.unwrap_or("-")
         );
     }
     Ok(())

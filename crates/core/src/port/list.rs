@@ -21,6 +21,23 @@ pub struct PortInfo {
     pub manufacturer: Option<String>,
     /// The USB product string.
     pub product: Option<String>,
+    /// What the USB ids say the port probably is (a module, or a USB-UART bridge of a dev
+    /// board), when they are known.
+    pub likely: Option<&'static str>,
+}
+
+/// What a USB serial port with these ids probably is: the module makers' own ids, and the
+/// USB-UART bridges ESP32 dev boards carry.
+pub fn likely(vid: u16, pid: u16) -> Option<&'static str> {
+    Some(match (vid, pid) {
+        (0x2c7c, _) => "Quectel module",
+        (0x19d1, _) => "Luat/Air780 module",
+        (0x303a, _) => "Espressif chip, native USB",
+        (0x10c4, 0xea60) => "CP210x USB-UART (ESP32 dev board?)",
+        (0x1a86, 0x7523 | 0x55d4 | 0x55d3) => "CH34x USB-UART (ESP32 dev board?)",
+        (0x0403, 0x6001 | 0x6010 | 0x6014 | 0x6015) => "FTDI USB-UART",
+        _ => return None,
+    })
 }
 
 /// Lists the serial ports, sorted by path.
@@ -40,6 +57,7 @@ pub fn list_ports() -> Result<Vec<PortInfo>, PortError> {
                 serial_number: None,
                 manufacturer: None,
                 product: None,
+                likely: None,
             };
             match p.port_type {
                 serialport::SerialPortType::UsbPort(u) => {
@@ -49,6 +67,7 @@ pub fn list_ports() -> Result<Vec<PortInfo>, PortError> {
                     info.serial_number = u.serial_number;
                     info.manufacturer = u.manufacturer;
                     info.product = u.product;
+                    info.likely = likely(u.vid, u.pid);
                 }
                 serialport::SerialPortType::PciPort => info.kind = "pci",
                 serialport::SerialPortType::BluetoothPort => info.kind = "bluetooth",
@@ -96,5 +115,19 @@ pub(super) fn resolve_usb(selector: &Selector) -> Result<std::path::PathBuf, Por
                 .collect::<Vec<_>>()
                 .join(", ")
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::likely;
+
+    #[test]
+    fn module_and_bridge_ids_are_named_and_others_are_not() {
+        assert_eq!(likely(0x2c7c, 0x0901), Some("Quectel module"));
+        assert_eq!(likely(0x19d1, 0x0001), Some("Luat/Air780 module"));
+        assert!(likely(0x10c4, 0xea60).unwrap().contains("CP210x"));
+        assert!(likely(0x303a, 0x1001).unwrap().contains("Espressif"));
+        assert_eq!(likely(0x046d, 0xc52b), None);
     }
 }

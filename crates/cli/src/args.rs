@@ -89,7 +89,7 @@ pub struct JobArgs {
     #[arg(long, env = "ATPROV_JOB", value_name = "FILE")]
     pub job: Option<PathBuf>,
     /// Server CA certificate (PEM) the module verifies the broker with, e.g. AmazonRootCA1.pem.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, visible_alias = "cafile", value_name = "FILE")]
     pub ca: Option<PathBuf>,
     /// CA that issued the device certificate (PEM); when given, the certificate must be
     /// signed by it. Not needed for AWS IoT certificates.
@@ -111,13 +111,13 @@ pub struct JobArgs {
     #[arg(long, value_name = "FILE")]
     pub wifi_password_file: Option<PathBuf>,
     /// MQTT broker host name (e.g. abc123-ats.iot.eu-west-1.amazonaws.com).
-    #[arg(long)]
+    #[arg(long, visible_alias = "host")]
     pub mqtt_host: Option<String>,
     /// MQTT broker port.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub mqtt_port: Option<u16>,
     /// MQTT client id (AWS: the thing name); may use {unit_id}, {mac}.
-    #[arg(long)]
+    #[arg(long, visible_alias = "id")]
     pub client_id: Option<String>,
     /// ALPN protocol (repeat for several), e.g. x-amzn-mqtt-ca on port 443.
     #[arg(long)]
@@ -129,7 +129,7 @@ pub struct JobArgs {
     #[arg(long)]
     pub keepalive: Option<u16>,
     /// Topic the smoke test publishes to and subscribes to.
-    #[arg(long)]
+    #[arg(long, visible_alias = "topic")]
     pub smoke_topic: Option<String>,
     /// Any job variable: NAME=VALUE (e.g. --set time.server=ntp.example.com).
     ///

@@ -727,3 +727,33 @@ fn a_second_ctrl_c_quits_at_once() {
     assert_eq!(code, 130, "{err}");
     assert!(last_line(&err).contains("quit at once"), "{err}");
 }
+
+#[test]
+fn mosquitto_style_flag_names_work() {
+    let b = Bundle::new();
+    let sim = SimProcess::start("esp32-at", &[]);
+    let (code, _, err) = provision(
+        &sim,
+        &[
+            "--profile",
+            "esp32-at",
+            "--job",
+            &b.job(),
+            "--cafile",
+            &b.path("ca.pem").display().to_string(),
+            "--host",
+            "broker.test",
+            "--id",
+            "thing-7",
+            "--topic",
+            "lab/{unit_id}/hello",
+            "--transcript",
+            &b.path("t.atlog").display().to_string(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let t = std::fs::read_to_string(b.path("t.atlog")).unwrap();
+    assert!(t.contains(r#""thing-7""#), "{t}");
+    assert!(t.contains("AT+MQTTCONN=0,\"broker.test\""), "{t}");
+    assert!(t.contains("lab/240ac4123456/hello"), "{t}");
+}

@@ -80,6 +80,8 @@ pub enum Command {
     Sim(commands::sim::SimArgs),
     /// Credentials: encode/decode ESP-AT PKI bins, inspect, check and generate.
     Pki(commands::pki::PkiArgs),
+    /// Credentials on a module: `creds erase`.
+    Creds(commands::creds::CredsArgs),
     /// Print a shell completion script: `atprov completions bash > /etc/bash_completion.d/atprov`
     /// (bash, zsh, fish, elvish, powershell).
     Completions {
@@ -126,6 +128,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Sim(a) => commands::sim::run(a).await,
         Command::Sign(a) => commands::sign::run(a),
         Command::Pki(a) => commands::pki::run(a),
+        Command::Creds(a) => commands::creds::run(a).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "atprov", &mut std::io::stdout());

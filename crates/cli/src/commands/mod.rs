@@ -1,6 +1,7 @@
 //! One module per subcommand: its clap arguments and its handler.
 
 pub mod console;
+pub mod creds;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod factory;

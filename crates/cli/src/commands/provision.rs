@@ -90,6 +90,23 @@ fn ctrl_c_stop() -> impl std::future::Future<Output = ()> {
     }
 }
 
+/// The profile named, or the one that fits the module on `port` (asked with `ATI`/`AT+GMR`,
+/// and said on stderr).
+pub async fn profile_for(name: Option<&str>, port: &PortArgs) -> Result<Profile, Failure> {
+    let name = match name {
+        Some(name) => name.to_string(),
+        None => {
+            let link = port.link().open(None).await?;
+            let detected = provision::detect::profile_name(&link.engine).await;
+            link.close().await;
+            let (name, told) = detected?;
+            eprintln!("profile: {name} (the module answered `{told}`; --profile NAME to choose)");
+            name.to_string()
+        }
+    };
+    Profile::load(&name).map_err(|e| Failure::usage(e.0))
+}
+
 /// Everything checked before the first byte: the profile, the job, the credentials, the port.
 async fn prepare(
     args: &DeviceArgs,
@@ -103,23 +120,14 @@ async fn prepare(
     ),
     Failure,
 > {
-    let name = match &args.profile {
-        Some(name) => name.clone(),
-        None => {
-            // What needs no profile is refused before the module is asked which it is.
-            let job = Job::build(&args.job.settings(), &Default::default())?;
-            if goal.needs_credentials() {
-                provision::check::credentials_for_any_family(&job)?;
-            }
-            let link = args.port.link().open(None).await?;
-            let detected = provision::detect::profile_name(&link.engine).await;
-            link.close().await;
-            let (name, told) = detected?;
-            eprintln!("profile: {name} (the module answered `{told}`; --profile NAME to choose)");
-            name.to_string()
+    if args.profile.is_none() {
+        // What needs no profile is refused before the module is asked which it is.
+        let job = Job::build(&args.job.settings(), &Default::default())?;
+        if goal.needs_credentials() {
+            provision::check::credentials_for_any_family(&job)?;
         }
-    };
-    let profile = Profile::load(&name).map_err(|e| Failure::usage(e.0))?;
+    }
+    let profile = profile_for(args.profile.as_deref(), &args.port).await?;
     let job = Job::build(&args.job.settings(), &profile.defaults)?;
     let credentials = if goal.needs_credentials() {
         Some(provision::check::credentials(&job, &profile)?)
@@ -127,13 +135,18 @@ async fn prepare(
         None
     };
     provision::check::job(&job, &profile, goal, &[])?;
-    let config = profile.engine_config();
-    let link = args
-        .port
-        .link()
-        .open_with(None, profile.serial.baud, config)
-        .await?;
+    let link = open_for(&args.port, &profile).await?;
     Ok((profile, job, credentials, link))
+}
+
+/// Opens `port` at the profile's rate with its engine settings.
+pub async fn open_for(
+    port: &PortArgs,
+    profile: &Profile,
+) -> Result<atprov_core::link::Link, Failure> {
+    port.link()
+        .open_with(None, profile.serial.baud, profile.engine_config())
+        .await
 }
 
 /// The JSON report, or a short human summary when the job passed.

@@ -777,3 +777,81 @@ fn without_profile_the_family_is_asked_and_said() {
         assert_eq!(report["profile"], profile, "{emulator}");
     }
 }
+
+#[test]
+fn creds_erase_removes_what_provision_wrote_on_each_family_and_asks_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crate::common::openssl::aws_shaped(d, crate::common::openssl::Keys::Rsa2048);
+    let job = d.join("job.toml");
+    std::fs::write(
+        &job,
+        "[credentials]\nca = \"ca.pem\"\ncert = \"dev.pem\"\nkey = \"dev.key\"\n\
+         [wifi]\nssid = \"atprov-lab\"\npassword = \"correct horse battery\"\n\
+         [mqtt]\nhost = \"broker.test\"\n",
+    )
+    .unwrap();
+    for (emulator, stored) in [
+        ("esp32-at", "mfg_nvs"),
+        ("quectel", "ufs"),
+        ("air780ep", "fs"),
+    ] {
+        let state = tempfile::tempdir().unwrap();
+        let sim = crate::common::SimProcess::start(
+            emulator,
+            &[
+                "--state",
+                state.path().to_str().unwrap(),
+                "--trust",
+                d.join("dev-ca.pem").to_str().unwrap(),
+            ],
+        );
+        let (code, _, err) =
+            crate::common::atprov(&["flash", "--port", &sim.path, "--job", job.to_str().unwrap()]);
+        assert_eq!(code, 0, "{emulator}: {err}");
+        let files = |root: &std::path::Path| -> usize {
+            fn count(p: &std::path::Path) -> usize {
+                std::fs::read_dir(p).map_or(0, |rd| {
+                    rd.flatten()
+                        .map(|e| {
+                            if e.path().is_dir() {
+                                count(&e.path())
+                            } else {
+                                1
+                            }
+                        })
+                        .sum()
+                })
+            }
+            count(&root.join(stored))
+        };
+        let stored_files = files(state.path());
+        assert!(
+            stored_files >= 3,
+            "{emulator}: flash stored the credentials"
+        );
+        // Without --yes and without a terminal to ask on: refused, nothing erased.
+        let (code, _, err) = crate::common::atprov(&["creds", "erase", "--port", &sim.path]);
+        assert_eq!(code, 2, "{emulator}: {err}");
+        assert!(files(state.path()) >= 3, "{emulator}");
+        let (code, out, err) =
+            crate::common::atprov(&["creds", "erase", "--port", &sim.path, "--yes"]);
+        assert_eq!(code, 0, "{emulator}: {err}");
+        assert!(out.starts_with("erased: unit "), "{emulator}: {out}");
+        assert!(
+            files(state.path()) <= stored_files - 3,
+            "{emulator}: the three files are gone"
+        );
+        let (code, out, err) = crate::common::atprov(&[
+            "flash",
+            "--port",
+            &sim.path,
+            "--job",
+            job.to_str().unwrap(),
+            "--json",
+        ]);
+        // What erase removed, a new flash writes again (nothing was left "unchanged").
+        assert_eq!(code, 0, "{emulator}: {err}");
+        assert!(!out.contains("\"unchanged\""), "{emulator}: {out}");
+    }
+}

@@ -46,7 +46,7 @@ pub fn ok_then(delay: std::time::Duration, bytes: Vec<u8>) -> Script {
 /// An SSL context's settings as the handshake uses them.
 pub struct Tls<'a> {
     /// 0 no authentication, 1 verify the server, 2 also present a client certificate.
-    pub seclevel: &'a str,
+    pub seclevel: u8,
     /// `ignorelocaltime`: certificate dates are not checked against the module's clock.
     pub ignore_local_time: bool,
     /// The module's clock was synced (it is at 1980 until then).
@@ -76,8 +76,8 @@ pub fn handshake(t: Tls) -> Result<(), String> {
 
 /// The module's side of TLS as the context configures it, or why it cannot even start.
 pub fn module_tls(t: Tls) -> Result<ModuleTls, String> {
-    let verify_server = matches!(t.seclevel, "1" | "2");
-    let client_cert = t.seclevel == "2";
+    let verify_server = matches!(t.seclevel, 1 | 2);
+    let client_cert = t.seclevel == 2;
     if verify_server && !t.ignore_local_time && !t.clock_synced {
         return Err("certificate not yet valid: the clock is at 1980".into());
     }

@@ -339,11 +339,11 @@ impl Mqtt {
                 .ok_or(format!("{k} file {name} does not exist"))
         };
         cellular::Tls {
-            seclevel: match self.ssl.get("seclevel").map(String::as_str) {
-                Some("1") => "1",
-                Some("2") => "2",
-                _ => "0",
-            },
+            seclevel: self
+                .ssl
+                .get("seclevel")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
             ignore_local_time: self.ssl.get("ignorelocaltime").is_some_and(|v| v == "1"),
             clock_synced: cx.clock_synced,
             ca: file("cacert"),

@@ -390,17 +390,12 @@ impl Mqtt {
         out
     }
 
-    /// The module's TLS for a connection to `host`, `None` when SSL is off for client 0.
-    fn module_tls(
-        &self,
-        cx: &Context,
-        host: &str,
-    ) -> Result<Option<crate::tls::ModuleTls>, String> {
-        let Some(enabled) = self.cfg.get("ssl") else {
-            return Ok(None);
-        };
+    /// The SSL context client 0 uses, as the module's TLS stack reads it for a connection to
+    /// `host`; `None` when SSL is off for client 0.
+    fn tls_settings<'a>(&self, cx: &'a Context, host: &str) -> Option<cellular::Tls<'a>> {
+        let enabled = self.cfg.get("ssl")?;
         if enabled.first().map(String::as_str) != Some("1") {
-            return Ok(None);
+            return None;
         }
         let ctx: u8 = enabled.get(1).and_then(|c| c.parse().ok()).unwrap_or(0);
         let get = |k: &str| self.ssl.get(&(ctx, k.to_string())).map(|v| unquote(v));
@@ -411,44 +406,8 @@ impl Mqtt {
                 .cloned()
                 .ok_or(format!("{k} file {name} does not exist"))
         };
-        let seclevel = get("seclevel").unwrap_or_else(|| "0".into());
-        cellular::module_tls(cellular::Tls {
-            seclevel: &seclevel,
-            ignore_local_time: get("ignorelocaltime").is_none_or(|v| v == "1"),
-            clock_synced: cx.clock_synced,
-            ca: file("cacert"),
-            cert: file("clientcert"),
-            key: file("clientkey"),
-            server_name: get("sni")
-                .filter(|s| s != "0" && s != "1")
-                .unwrap_or_else(|| host.to_string()),
-            alpn: get("alpn").map(|a| vec![a]).unwrap_or_default(),
-            rsa_only: false,
-            broker: &cx.config.broker,
-        })
-        .map(Some)
-    }
-
-    /// The TLS handshake as the broker sees it.
-    fn handshake(&self, cx: &Context, host: &str) -> Result<(), String> {
-        let Some(enabled) = self.cfg.get("ssl") else {
-            return Ok(());
-        };
-        if enabled.first().map(String::as_str) != Some("1") {
-            return Ok(());
-        }
-        let ctx: u8 = enabled.get(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let get = |k: &str| self.ssl.get(&(ctx, k.to_string())).map(|v| unquote(v));
-        let file = |k: &str| -> Result<Vec<u8>, String> {
-            let name = get(k).ok_or(format!("SSL context {ctx} has no {k}"))?;
-            cx.files
-                .get(&name)
-                .cloned()
-                .ok_or(format!("{k} file {name} does not exist"))
-        };
-        let seclevel = get("seclevel").unwrap_or_else(|| "0".into());
-        cellular::handshake(cellular::Tls {
-            seclevel: &seclevel,
+        Some(cellular::Tls {
+            seclevel: get("seclevel").and_then(|s| s.parse().ok()).unwrap_or(0),
             // Quectel's default is 1: dates ignored (§3.5).
             ignore_local_time: get("ignorelocaltime").is_none_or(|v| v == "1"),
             clock_synced: cx.clock_synced,
@@ -462,5 +421,22 @@ impl Mqtt {
             rsa_only: false,
             broker: &cx.config.broker,
         })
+    }
+
+    /// The module's TLS for a connection to a real broker, `None` when SSL is off.
+    fn module_tls(
+        &self,
+        cx: &Context,
+        host: &str,
+    ) -> Result<Option<crate::tls::ModuleTls>, String> {
+        self.tls_settings(cx, host)
+            .map(cellular::module_tls)
+            .transpose()
+    }
+
+    /// The TLS handshake as the offline broker sees it (none when SSL is off).
+    fn handshake(&self, cx: &Context, host: &str) -> Result<(), String> {
+        self.tls_settings(cx, host)
+            .map_or(Ok(()), cellular::handshake)
     }
 }

@@ -117,6 +117,45 @@ pub enum TraceEvent {
     },
 }
 
+impl TraceEvent {
+    /// The event as one line of atprov's transcript notation: `>> ` what the host sent, `<< `
+    /// what the device sent, `~~ ` a device line outside any command, `# atprov: ` what the
+    /// engine did on its own; secret bytes show as their length only. `None` for
+    /// [`TraceEvent::Done`], which is bookkeeping, not traffic.
+    pub fn notation(&self) -> Option<String> {
+        Some(match self {
+            TraceEvent::Tx {
+                text, len, secret, ..
+            } => {
+                if *secret {
+                    format!(">> <{len} bytes, secret, not shown>")
+                } else {
+                    format!(">> {text}")
+                }
+            }
+            TraceEvent::Rx {
+                text,
+                class,
+                secret,
+                ..
+            } => {
+                let marker = if *class == RxClass::Unsolicited {
+                    "~~"
+                } else {
+                    "<<"
+                };
+                if *secret {
+                    format!("{marker} <{} characters, secret, not shown>", text.len())
+                } else {
+                    format!("{marker} {text}")
+                }
+            }
+            TraceEvent::Note { text, .. } => format!("# atprov: {text}"),
+            TraceEvent::Done { .. } => return None,
+        })
+    }
+}
+
 enum Request {
     Run(Box<Command>, oneshot::Sender<Result<Response, EngineError>>),
     Write(Vec<u8>, oneshot::Sender<Result<(), EngineError>>),
@@ -585,37 +624,9 @@ async fn sleep_until(t: Option<Instant>) {
     }
 }
 
-/// One line of the log per event, in the transcript's notation (`>>` host, `<<` device, `~~`
-/// unsolicited); secret bytes appear as their length only.
+/// One line of the log per event, in the transcript notation ([`TraceEvent::notation`]).
 fn log_traffic(event: &TraceEvent) {
-    match event {
-        TraceEvent::Tx {
-            text, len, secret, ..
-        } => {
-            if *secret {
-                tracing::info!(target: "atprov::traffic", ">> ({len} secret bytes)");
-            } else {
-                tracing::info!(target: "atprov::traffic", ">> {text}");
-            }
-        }
-        TraceEvent::Rx {
-            text,
-            class,
-            secret,
-            ..
-        } => {
-            let mark = if matches!(class, RxClass::Urc | RxClass::Unsolicited) {
-                "~~"
-            } else {
-                "<<"
-            };
-            if *secret {
-                tracing::info!(target: "atprov::traffic", "{mark} ({} secret bytes)", text.len());
-            } else {
-                tracing::info!(target: "atprov::traffic", "{mark} {text}");
-            }
-        }
-        TraceEvent::Note { text, .. } => tracing::info!(target: "atprov::traffic", "# {text}"),
-        TraceEvent::Done { .. } => {}
+    if let Some(line) = event.notation() {
+        tracing::info!(target: "atprov::traffic", "{line}");
     }
 }

@@ -3,7 +3,6 @@
 use std::io::Write;
 
 use crate::at::TraceEvent;
-use crate::at::session::RxClass;
 
 /// Writes trace events in the transcript format.
 pub struct TranscriptWriter<W: Write> {
@@ -19,46 +18,14 @@ impl<W: Write> TranscriptWriter<W> {
         Ok(TranscriptWriter { out })
     }
 
-    /// Appends one event.
+    /// Appends one event: a `#t=<seconds>` line before each host line, then the event in
+    /// the transcript notation ([`TraceEvent::notation`]).
     pub fn write(&mut self, event: &TraceEvent) -> std::io::Result<()> {
-        match event {
-            TraceEvent::Tx {
-                at,
-                text,
-                len,
-                secret,
-                ..
-            } => {
-                writeln!(self.out, "#t={:.6}", at.as_secs_f64())?;
-                if *secret {
-                    writeln!(self.out, ">> <{len} bytes, secret, not shown>")?;
-                } else {
-                    writeln!(self.out, ">> {text}")?;
-                }
-            }
-            TraceEvent::Rx {
-                text,
-                class,
-                secret,
-                ..
-            } => {
-                let marker = if *class == RxClass::Unsolicited {
-                    "~~"
-                } else {
-                    "<<"
-                };
-                if *secret {
-                    writeln!(
-                        self.out,
-                        "{marker} <{} characters, secret, not shown>",
-                        text.len()
-                    )?;
-                } else {
-                    writeln!(self.out, "{marker} {text}")?;
-                }
-            }
-            TraceEvent::Note { text, .. } => writeln!(self.out, "# atprov: {text}")?,
-            TraceEvent::Done { .. } => {}
+        if let TraceEvent::Tx { at, .. } = event {
+            writeln!(self.out, "#t={:.6}", at.as_secs_f64())?;
+        }
+        if let Some(line) = event.notation() {
+            writeln!(self.out, "{line}")?;
         }
         self.out.flush()
     }

@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::error::{Failure, InputError};
+
 /// The file's settings.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,24 +37,15 @@ fn find() -> Option<PathBuf> {
 
 /// Reads the defaults file and sets the `ATPROV_*` variables it gives that are not set yet.
 /// Must run before any thread starts (it changes the environment). The error is one line
-/// naming the file.
-pub fn apply() -> Result<(), String> {
+/// naming the file, located like every other file a person writes.
+pub fn apply() -> Result<(), Failure> {
     let Some(path) = find() else {
         return Ok(());
     };
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("{}: cannot read it: {e}", path.display()))?;
-    let d: Defaults = toml::from_str(&text).map_err(|e| {
-        let at = e
-            .span()
-            .map(|s| text[..s.start].matches('\n').count() + 1)
-            .unwrap_or(1);
-        format!(
-            "{}:{at}: {} (it takes port, baud, profile and job)",
-            path.display(),
-            e.message()
-        )
-    })?;
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| Failure::unreadable(path.display(), &e))?;
+    let d: Defaults = toml::from_str(&text)
+        .map_err(|e| InputError::from_toml(&path.display().to_string(), &text, &e))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let job = d.job.map(|j| dir.join(j).display().to_string());
     for (var, value) in [

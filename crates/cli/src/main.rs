@@ -195,9 +195,9 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    if let Err(e) = config::apply() {
-        eprintln!("atprov: {e}");
-        return ExitCode::from(error::Code::Usage.number());
+    if let Err(f) = config::apply() {
+        eprintln!("atprov: {}", f.message);
+        return ExitCode::from(f.code.number());
     }
     let cli = Cli::parse();
     // clap accepted the command line, so a `--json` in it is that command's flag.

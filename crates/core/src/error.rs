@@ -142,6 +142,17 @@ impl Failure {
         }
     }
 
+    /// An input file that cannot be read (exit 16): `PATH: no such file`, or
+    /// `PATH: cannot read it: WHY`.
+    pub fn unreadable(path: impl std::fmt::Display, e: &std::io::Error) -> Failure {
+        let why = if e.kind() == std::io::ErrorKind::NotFound {
+            "no such file".to_string()
+        } else {
+            format!("cannot read it: {e}")
+        };
+        Failure::new(Code::Unreadable, format!("{path}: {why}"))
+    }
+
     /// A bad command line or input file (exit 2).
     pub fn usage(message: impl Into<String>) -> Failure {
         Failure::new(Code::Usage, message)

@@ -126,16 +126,6 @@ fn cred(e: impl std::fmt::Display) -> Failure {
     Failure::new(Code::Credentials, e.to_string())
 }
 
-/// A file that could not be read: exit 16.
-fn unreadable(path: impl std::fmt::Display, e: std::io::Error) -> Failure {
-    let why = if e.kind() == std::io::ErrorKind::NotFound {
-        "no such file".to_string()
-    } else {
-        format!("cannot read it: {e}")
-    };
-    Failure::new(Code::Unreadable, format!("{path}: {why}"))
-}
-
 /// A file that is not what the command takes (not PEM, DER nor a PKI bin): a bad input, exit 2;
 /// a missing or unreadable one: exit 16.
 fn load_err(e: LoadError) -> Failure {
@@ -232,8 +222,9 @@ pub fn run(args: PkiArgs) -> Result<(), Failure> {
                         "pki generate needs --ca (a new CA) or --ca-cert and --ca-key (a device certificate)",
                     ));
                 };
-                let read =
-                    |p: &Path| std::fs::read_to_string(p).map_err(|e| unreadable(p.display(), e));
+                let read = |p: &Path| {
+                    std::fs::read_to_string(p).map_err(|e| Failure::unreadable(p.display(), &e))
+                };
                 let key_pem = key_file.as_deref().map(read).transpose()?;
                 generate::device(
                     &read(&cc)?,
@@ -310,7 +301,7 @@ fn encode(out: &Path, items: &[String], force: bool) -> Result<(), Failure> {
                 pair[0]
             ))
         })?;
-        let bytes = std::fs::read(&pair[1]).map_err(|e| unreadable(&pair[1], e))?;
+        let bytes = std::fs::read(&pair[1]).map_err(|e| Failure::unreadable(&pair[1], &e))?;
         inputs.push((t, pair[1].clone(), bytes));
     }
     let bin = atpki::encode(&inputs).map_err(|e| Failure::usage(e.to_string()))?;
@@ -325,7 +316,7 @@ fn encode(out: &Path, items: &[String], force: bool) -> Result<(), Failure> {
 }
 
 fn decode(bin: &Path, out: &Path, force: bool) -> Result<(), Failure> {
-    let bytes = std::fs::read(bin).map_err(|e| unreadable(bin.display(), e))?;
+    let bytes = std::fs::read(bin).map_err(|e| Failure::unreadable(bin.display(), &e))?;
     let items =
         atpki::decode(&bytes).map_err(|e| Failure::usage(format!("{}: {e}", bin.display())))?;
     crate::files::create_private_dir(out)
@@ -344,7 +335,7 @@ fn inspect(file: &Path, as_json: bool) -> Result<(), Failure> {
         // Empty or unknown bytes still have a size, a hash and a checksum.
         Err(LoadError::Empty(name)) | Err(LoadError::Unrecognised(name)) => {
             crate::pki::load::Loaded {
-                bytes: std::fs::read(file).map_err(|e| unreadable(&name, e))?,
+                bytes: std::fs::read(file).map_err(|e| Failure::unreadable(&name, &e))?,
                 name,
                 encoding: Encoding::Der,
                 blocks: Vec::new(),

@@ -448,7 +448,7 @@ fn atprov_toml_gives_defaults_that_the_environment_and_flags_override() {
     let (code, _, err) = atprov_in(dir.path(), &["identify"], &[]);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.starts_with("atprov: atprov.toml:2: unknown field `speed`"),
+        err.starts_with("atprov: atprov.toml:2:1: unknown field `speed`"),
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");

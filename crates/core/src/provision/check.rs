@@ -154,18 +154,10 @@ fn credentials_for(
         if let Some(path) = path
             && let Err(e) = std::fs::metadata(path)
         {
-            let why = if e.kind() == std::io::ErrorKind::NotFound {
-                "no such file".to_string()
-            } else {
-                format!("cannot read it: {e}")
-            };
-            return Err(Failure::new(
-                Code::Unreadable,
-                format!(
-                    "{}: {why} (the job's credentials.{role}; nothing was written to the module)",
-                    path.display()
-                ),
-            ));
+            let mut f = Failure::unreadable(path.display(), &e);
+            f.message +=
+                &format!(" (the job's credentials.{role}; nothing was written to the module)");
+            return Err(f);
         }
     }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();

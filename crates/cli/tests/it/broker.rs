@@ -35,11 +35,7 @@ fn last_line(s: &str) -> &str {
 #[test]
 fn esp32_provisions_against_mosquitto_and_a_host_subscriber_sees_the_smoke_message() {
     let d = pki();
-    let broker = Mosquitto::start(Setup {
-        pki: d.path(),
-        acl: None,
-        passwords: &[],
-    });
+    let broker = Mosquitto::mutual_tls(d.path());
     let sim = SimProcess::start("esp32-at", &["--broker", &broker.addr()]);
     let sub = broker.subscriber("atprov/+/smoke", d.path());
     let (code, out, err) = atprov(&[
@@ -65,11 +61,7 @@ fn esp32_provisions_against_mosquitto_and_a_host_subscriber_sees_the_smoke_messa
 #[test]
 fn a_stored_ca_that_did_not_sign_the_broker_is_refused_by_the_module() {
     let d = pki();
-    let broker = Mosquitto::start(Setup {
-        pki: d.path(),
-        acl: None,
-        passwords: &[],
-    });
+    let broker = Mosquitto::mutual_tls(d.path());
     let sim = SimProcess::start("esp32-at", &["--broker", &broker.addr()]);
     let (code, _, err) = atprov(&[
         "provision",
@@ -87,11 +79,7 @@ fn a_stored_ca_that_did_not_sign_the_broker_is_refused_by_the_module() {
 #[test]
 fn a_device_certificate_from_a_ca_the_broker_does_not_trust_is_refused() {
     let d = pki();
-    let broker = Mosquitto::start(Setup {
-        pki: d.path(),
-        acl: None,
-        passwords: &[],
-    });
+    let broker = Mosquitto::mutual_tls(d.path());
     let sim = SimProcess::start("esp32-at", &["--broker", &broker.addr()]);
     let (code, _, err) = atprov(&[
         "provision",
@@ -145,11 +133,7 @@ fn preflight(job: &str, extra: &[&str]) -> (i32, serde_json::Value, String) {
 #[test]
 fn preflight_passes_with_good_credentials_and_names_each_failure() {
     let d = pki();
-    let broker = Mosquitto::start(Setup {
-        pki: d.path(),
-        acl: None,
-        passwords: &[],
-    });
+    let broker = Mosquitto::mutual_tls(d.path());
     let job = job(d.path(), broker.port, "");
     let (code, v, err) = preflight(&job, &[]);
     assert_eq!(code, 0, "{err}\n{}", broker.log());
@@ -200,11 +184,7 @@ fn preflight_passes_with_good_credentials_and_names_each_failure() {
 fn provisions_against_mosquitto(emulator: &str, profile: &str, keys: openssl::Keys) {
     let d = tempfile::tempdir().unwrap();
     openssl::aws_shaped(d.path(), keys);
-    let broker = Mosquitto::start(Setup {
-        pki: d.path(),
-        acl: None,
-        passwords: &[],
-    });
+    let broker = Mosquitto::mutual_tls(d.path());
     let sim = SimProcess::start(emulator, &["--broker", &broker.addr()]);
     let sub = broker.subscriber("atprov/+/smoke", d.path());
     let (code, out, err) = atprov(&[
@@ -372,11 +352,7 @@ fn hello_recorder(upstream: u16) -> (u16, std::sync::mpsc::Receiver<Hello>) {
 #[test]
 fn the_module_sends_the_configured_sni_and_alpn_on_the_wire() {
     let d = pki();
-    let broker = Mosquitto::start(Setup {
-        pki: d.path(),
-        acl: None,
-        passwords: &[],
-    });
+    let broker = Mosquitto::mutual_tls(d.path());
     let (port, hello) = hello_recorder(broker.port);
     let sim = SimProcess::start("esp32-at", &["--broker", &format!("127.0.0.1:{port}")]);
     let (code, _, err) = atprov(&[

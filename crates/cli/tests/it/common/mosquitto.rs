@@ -36,6 +36,15 @@ fn free_port() -> u16 {
 }
 
 impl Mosquitto {
+    /// mosquitto with the mutual-TLS listener only, everything allowed.
+    pub fn mutual_tls(pki: &Path) -> Mosquitto {
+        Mosquitto::start(Setup {
+            pki,
+            acl: None,
+            passwords: &[],
+        })
+    }
+
     /// Starts mosquitto; panics with its log when it does not come up.
     pub fn start(setup: Setup<'_>) -> Mosquitto {
         let dir = setup.pki.join(format!("mosquitto-{}", free_port()));

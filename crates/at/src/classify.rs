@@ -81,9 +81,47 @@ pub fn is_busy(line: &str) -> bool {
     line == "busy p..." || line == "busy s..."
 }
 
-/// A boot banner: the module has just (re)started. `ready` is ESP-AT's, `RDY` the cellular one.
+/// A boot banner: the module has just (re)started and takes commands again. `ready` is
+/// ESP-AT's, `RDY` the cellular one (Quectel, Luat, SIMCom), `APP RDY` what Quectel's UNISOC
+/// modules (EC200U, EG915U) add when their application side is up.
 pub fn is_boot_banner(line: &str) -> bool {
-    line == "ready" || line == "RDY"
+    matches!(line, "ready" | "RDY" | "APP RDY")
+}
+
+/// A sign that the module is restarting, before its banner: the ESP32 ROM's first lines
+/// (`ets Jun  8 2016 00:22:57`, `rst:0x1 (POWERON_RESET),boot:0x13 ...`), a brown-out or panic
+/// message, Quectel's `POWERED DOWN` / `NORMAL POWER DOWN`. Boot banners are signs too.
+pub fn is_reset_sign(line: &str) -> bool {
+    is_boot_banner(line)
+        || matches!(line, "POWERED DOWN" | "NORMAL POWER DOWN" | "Rebooting...")
+        || line.starts_with("rst:0x")
+        || line.starts_with("Brownout detector was triggered")
+        || line.starts_with("Guru Meditation Error")
+        || is_rom_banner(line)
+}
+
+/// `ets Jun  8 2016 00:22:57` (ESP32) or `ets Jan  8 2013,rst cause:2, boot mode:(3,6)`
+/// (ESP8266): the ROM's first line after a reset.
+fn is_rom_banner(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("ets ") else {
+        return line.contains("rst cause:");
+    };
+    let mut words = rest.split_whitespace();
+    let month = words.next().unwrap_or("");
+    let day = words.next().unwrap_or("");
+    month.len() == 3
+        && month.chars().all(|c| c.is_ascii_alphabetic())
+        && !day.is_empty()
+        && day.chars().all(|c| c.is_ascii_digit())
+}
+
+/// `CONNECT` or `CONNECT <rate>` (`CONNECT 150000000`, `CONNECT 9600/RLP`): a data-mode
+/// command's success. `CONNECT OK` (Luat's asynchronous socket result) is not one.
+pub fn is_connect_result(line: &str) -> bool {
+    line == "CONNECT"
+        || line
+            .strip_prefix("CONNECT ")
+            .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// Lines that explain the error that follows them: ESP-AT `ERR CODE:0x...` (with
@@ -98,6 +136,7 @@ pub fn is_known_urc(line: &str) -> bool {
         .iter()
         .any(|d| d.urc_lines.contains(&line) || d.urc_prefixes.iter().any(|p| line.starts_with(p)))
         || is_link_event(line)
+        || is_reset_sign(line)
 }
 
 /// ESP-AT multi-link socket events: `0,CONNECT`, `1,CLOSED`, `2,CONNECT FAIL`.
@@ -192,6 +231,11 @@ impl Grammar {
         is_boot_banner(line) || self.boot.iter().any(|l| l == line)
     }
 
+    /// Whether a line says the module is restarting (its banner included).
+    pub fn is_reset_sign(&self, line: &str) -> bool {
+        is_reset_sign(line) || self.is_boot_banner(line)
+    }
+
     /// Whether a line explains the error that follows it.
     pub fn is_error_detail(&self, line: &str) -> bool {
         is_error_detail(line)
@@ -272,7 +316,27 @@ mod tests {
         assert!(!is_known_urc("OK"));
         assert!(!is_known_urc("+MQTTCONN:0,4,1,\"\",\"\",\"\",0"));
         assert!(!is_known_urc("x,CLOSED"));
-        assert!(is_boot_banner("ready") && is_boot_banner("RDY"));
+        assert!(is_boot_banner("ready") && is_boot_banner("RDY") && is_boot_banner("APP RDY"));
+        for l in [
+            "ets Jun  8 2016 00:22:57",
+            "ets Jan 8 2013,rst cause:2, boot mode:(3,6)",
+            " ets Jan  8 2013,rst cause:4, boot mode:(3,7)",
+            "rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
+            "POWERED DOWN",
+            "Brownout detector was triggered",
+            "ready",
+        ] {
+            assert!(is_reset_sign(l), "{l}");
+        }
+        for l in ["ets", "ets go", "+CPIN: READY", "OK", "readyness"] {
+            assert!(!is_reset_sign(l), "{l}");
+        }
+        for l in ["CONNECT", "CONNECT 150000000", "CONNECT 9600/RLP"] {
+            assert!(is_connect_result(l), "{l}");
+        }
+        for l in ["CONNECT OK", "CONNECT FAIL", "CONNECTED", "0,CONNECT"] {
+            assert!(!is_connect_result(l), "{l}");
+        }
         assert!(is_busy("busy p..."));
         assert!(is_error_detail("ERR CODE:0x010a6009"));
     }

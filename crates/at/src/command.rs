@@ -77,6 +77,15 @@ pub struct Command {
     pub secret_payload: bool,
     /// The response carries a secret (reading a key back): transcripts show lengths only.
     pub secret_response: bool,
+    /// A data-mode command (`ATD`, `ATO`, `AT+CGDATA`): `CONNECT` and `CONNECT <rate>` are its
+    /// success.
+    pub data_mode: bool,
+    /// The module restarts after this command's `OK` (`AT+RST`, `AT+CFUN=1,1`): the engine
+    /// waits, within its boot window, until the module is back before the command ends.
+    pub reboots: bool,
+    /// The command answers one bare value and no `OK` (SIMCom/Luat `AT+CIFSR`): that line is
+    /// its final.
+    pub value_is_final: bool,
 }
 
 impl Command {
@@ -96,6 +105,9 @@ impl Command {
             shown_as: None,
             secret_payload: false,
             secret_response: false,
+            data_mode: false,
+            reboots: false,
+            value_is_final: false,
         };
         apply_catalog(&mut cmd);
         // Whoever typed the line, its secret parameters are never shown.
@@ -172,6 +184,13 @@ impl Command {
         self
     }
 
+    /// The module restarts after this command's `OK`: wait until it is back (see
+    /// [`Command::reboots`]).
+    pub fn expect_reboot(mut self) -> Self {
+        self.reboots = true;
+        self
+    }
+
     /// Fails at the first `busy p...` instead of resending.
     pub fn no_busy_retry(mut self) -> Self {
         self.retry_busy = false;
@@ -194,8 +213,9 @@ impl Command {
 
 /// `AT+NAME=...`, `AT+NAME?`, `AT+NAME` → `+NAME:`. Basic commands (`ATE0`, `ATI`) have none.
 pub fn info_prefix_of(line: &str) -> Option<String> {
+    // Modules take commands in any case but answer in upper case (`at+creg?` → `+CREG:`).
     let name = command_name(line)?;
-    Some(format!("{name}:"))
+    Some(format!("{}:", name.to_ascii_uppercase()))
 }
 
 /// `AT+QFUPL="x",1` → `+QFUPL`; `AT^SYSINFO` → `^SYSINFO`.
@@ -298,6 +318,7 @@ mod tests {
             info_prefix_of("AT+QSSLCFG=\"ignorelocaltime\",1").as_deref(),
             Some("+QSSLCFG:")
         );
+        assert_eq!(info_prefix_of("at+creg?").as_deref(), Some("+CREG:"));
         assert_eq!(info_prefix_of("ATE0"), None);
         assert_eq!(info_prefix_of("ATI"), None);
         assert_eq!(info_prefix_of("hello"), None);
@@ -343,10 +364,40 @@ mod tests {
         assert_eq!(c.success, vec!["+MQTTPUB:OK".to_string()]);
         let c = Command::new(r#"AT+QMTPUBEX=0,1,1,0,"t",11"#);
         assert_eq!(c.prompt.unwrap().announced_len, Some(11));
+        // Five parameters: data ended by Ctrl-Z; the old quoted-message form has no prompt.
+        let c = Command::new(r#"AT+QMTPUB=0,1,1,0,"t""#);
+        assert_eq!(c.prompt.unwrap().announced_len, None);
         assert!(
-            Command::new("ATD*99#")
-                .success
-                .contains(&"CONNECT".to_string())
+            Command::new(r#"AT+QMTPUB=0,1,1,0,"t","hi""#)
+                .prompt
+                .is_none()
         );
+        assert_eq!(
+            Command::new("AT+QISEND=0,5").prompt.unwrap().announced_len,
+            Some(5)
+        );
+        assert!(Command::new("AT+QISEND=0,0").prompt.is_none());
+        assert_eq!(
+            Command::new("AT+QISEND=0").prompt.unwrap().announced_len,
+            None
+        );
+        let c = Command::new(r#"AT+CIPSEND=0,5,"192.168.1.2",8080"#);
+        assert_eq!(c.prompt.unwrap().announced_len, Some(5));
+        assert_eq!(
+            Command::new("AT+CIPSENDL=0,2048")
+                .prompt
+                .unwrap()
+                .announced_len,
+            Some(2048)
+        );
+        assert!(Command::new("ATD*99#").data_mode);
+        assert!(Command::new("AT+CGDATA=\"PPP\",1").data_mode);
+        assert!(!Command::new("AT+SSLMIPSTART=\"h\",1883").data_mode);
+        for l in ["AT+RST", "AT+CFUN=1,1", "AT+RESET", "at+cfun=1,1"] {
+            assert!(Command::new(l).reboots, "{l}");
+        }
+        for l in ["AT+CFUN=1", "AT+CFUN=0", "AT+CFUN?", "AT+RESTORE=?"] {
+            assert!(!Command::new(l).reboots, "{l}");
+        }
     }
 }

@@ -141,6 +141,28 @@ impl Digester {
         self.skip_space = false;
     }
 
+    /// A raw prompt that nothing armed, waiting at the start of a line with nothing after it
+    /// yet: `>`, `> ` or u-blox's `@`. Whether it is a prompt or the first byte of a line only
+    /// time can tell, so the digester only reports it; the engine decides after a quiet spell
+    /// ([`Digester::take_pending_prompt`]).
+    pub fn pending_prompt(&self) -> Option<&'static str> {
+        if !matches!(self.state, State::Line) {
+            return None;
+        }
+        match self.line.as_slice() {
+            b">" | b"> " => Some(">"),
+            b"@" => Some("@"),
+            _ => None,
+        }
+    }
+
+    /// Takes the [`Digester::pending_prompt`] as a prompt: the partial line is consumed.
+    pub fn take_pending_prompt(&mut self) -> Option<&'static str> {
+        let p = self.pending_prompt()?;
+        self.line.clear();
+        Some(p)
+    }
+
     /// Whether bytes of an unfinished record are held (a partial line or payload).
     pub fn is_mid_record(&self) -> bool {
         !self.line.is_empty() || !matches!(self.state, State::Line)

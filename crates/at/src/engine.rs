@@ -3,6 +3,17 @@
 //! timeout resynchronises (drain until quiet, then a sentinel `AT` that must get its own `OK`)
 //! before the next command, so a late reply can never answer the wrong command.
 //!
+//! Modules restart, on purpose or not, and take seconds to come back. The engine is patient
+//! for the profile's boot window: a resync keeps trying sentinels until the window has passed
+//! (not after a fixed count), and a command that restarts the module ([`Command::reboots`]:
+//! `AT+RST`, `AT+CFUN=1,1`) ends only when the module is back (its boot banner, or a sentinel
+//! answered after a sign that it went away). It also leaves no module stuck in a data phase:
+//! a prompt that never came for an announced length is paid with filler bytes, and a prompt
+//! nobody expected is cancelled with ESC, before the next command is sent.
+//!
+//! With `resync` off (replays of recorded sessions) the engine sends exactly the caller's
+//! lines and payloads, nothing of its own.
+//!
 //! Callers hold an [`Engine`] handle; it is cheap to clone and every method is async.
 
 use std::time::Duration;
@@ -39,6 +50,13 @@ pub struct EngineConfig {
     pub sentinel_attempts: u32,
     /// A profile's additions to the built-in response tables.
     pub grammar: std::sync::Arc<super::classify::Grammar>,
+    /// How long a restarting module may take to answer again: a resync gives up only after
+    /// this, and a command that restarts the module waits this long for it. Zero: commands
+    /// that restart the module end at their `OK`.
+    pub boot_window: Duration,
+    /// Send bytes of the engine's own (sentinels, filler, ESC) to recover after a timeout.
+    /// Off for replays, which send exactly what was recorded.
+    pub resync: bool,
 }
 
 impl Default for EngineConfig {
@@ -51,6 +69,8 @@ impl Default for EngineConfig {
             sentinel_timeout: Duration::from_secs(1),
             sentinel_attempts: 3,
             grammar: Default::default(),
+            boot_window: Duration::from_secs(10),
+            resync: true,
         }
     }
 }
@@ -161,6 +181,9 @@ enum Request {
     Write(Vec<u8>, oneshot::Sender<Result<(), EngineError>>),
 }
 
+/// How long a command may still get its final after a sign that the module restarted.
+const RESET_GRACE: Duration = Duration::from_secs(1);
+
 /// A handle to the engine task of one port.
 #[derive(Clone)]
 pub struct Engine {
@@ -177,7 +200,8 @@ impl Engine {
     ) -> (Engine, tokio::task::JoinHandle<()>) {
         let (req_tx, req_rx) = mpsc::channel(16);
         let (urc_tx, _) = broadcast::channel(1024);
-        let session = Session::with_grammar(config.grammar.clone());
+        let mut session = Session::with_grammar(config.grammar.clone());
+        session.set_nesting(!config.resync);
         let actor = Actor {
             port,
             requests: req_rx,
@@ -191,6 +215,9 @@ impl Engine {
             dirty: false,
             drain: None,
             pending_attempt: 0,
+            resync_started: None,
+            rebooting: None,
+            prompt_check: None,
             rx_scrubber: Default::default(),
             tx_scrubber: Default::default(),
         };
@@ -245,6 +272,21 @@ struct Current {
     in_completion: bool,
     sentinel_attempt: u32,
     secret_payload: bool,
+    /// The command restarts the module.
+    reboots: bool,
+    /// A boot banner arrived while it ran.
+    back_seen: bool,
+}
+
+/// A command that restarted the module, waiting until it is back.
+struct Rebooting {
+    reply: oneshot::Sender<Result<Response, EngineError>>,
+    resp: Response,
+    deadline: Instant,
+    /// The module showed it went away (a reset sign, an unanswered sentinel).
+    evidence: bool,
+    /// Its boot banner came.
+    back: bool,
 }
 
 struct Drain {
@@ -267,6 +309,12 @@ struct Actor {
     drain: Option<Drain>,
     /// Sentinels already tried in this resync.
     pending_attempt: u32,
+    /// When the current resync began (it lasts at least the boot window).
+    resync_started: Option<Instant>,
+    /// A command that restarted the module, waiting for it to come back.
+    rebooting: Option<Rebooting>,
+    /// When to take a raw prompt nobody armed as a prompt (the line stayed unfinished).
+    prompt_check: Option<Instant>,
     /// Secrets hidden from trace events, per direction (a key may span many records).
     rx_scrubber: super::redact::Scrubber,
     tx_scrubber: super::redact::Scrubber,
@@ -277,7 +325,10 @@ impl Actor {
         let mut buf = vec![0u8; 16 * 1024];
         let result = loop {
             let timer = self.next_timer();
-            let idle = self.current.is_none() && self.drain.is_none() && self.pending.is_none();
+            let idle = self.current.is_none()
+                && self.drain.is_none()
+                && self.pending.is_none()
+                && self.rebooting.is_none();
             tokio::select! {
                 biased;
                 read = self.port.read(&mut buf) => match read {
@@ -292,6 +343,13 @@ impl Actor {
                             break Err(e);
                         }
                         self.track_phase();
+                        self.prompt_check = self
+                            .session
+                            .unexpected_prompt_pending()
+                            .then(|| Instant::now() + self.config.quiet);
+                        if let Err(e) = self.after_reboot_news().await {
+                            break Err(e);
+                        }
                     }
                     Err(e) => break Err(EngineError::Io(e)),
                 },
@@ -303,9 +361,10 @@ impl Actor {
                 req = self.requests.recv(), if idle => match req {
                     None => break Ok(()),
                     Some(Request::Run(cmd, reply)) => {
-                        if self.dirty {
+                        if self.dirty && self.config.resync {
                             self.note("resynchronising after a timeout: draining");
                             self.pending = Some((*cmd, reply));
+                            self.resync_started.get_or_insert_with(Instant::now);
                             self.start_drain();
                         } else if let Err(e) = self.start(*cmd, Some(reply), 0).await {
                             break Err(e);
@@ -336,11 +395,28 @@ impl Actor {
         if let Some(d) = &self.drain {
             consider(d.quiet_until.min(d.hard_until));
         }
+        if let Some(r) = &self.rebooting {
+            consider(r.deadline);
+        }
+        if let Some(p) = self.prompt_check {
+            consider(p);
+        }
         t
     }
 
     async fn on_timer(&mut self) -> Result<(), EngineError> {
         let now = Instant::now();
+        if self.prompt_check.is_some_and(|p| now >= p) {
+            self.prompt_check = None;
+            let mut outs = Vec::new();
+            self.session.take_unexpected_prompt(&mut outs);
+            return self.handle(outs).await;
+        }
+        // The boot window is over (a probe in flight ends first; its end sees the deadline).
+        if self.rebooting.as_ref().is_some_and(|r| now >= r.deadline) && self.current.is_none() {
+            self.drain = None;
+            self.end_reboot();
+        }
         if let Some(d) = &self.drain {
             if now >= d.quiet_until || now >= d.hard_until {
                 self.drain = None;
@@ -366,6 +442,7 @@ impl Actor {
             return Ok(());
         }
         let c = self.current.take().expect("checked above");
+        let debt = self.session.prompt_debt();
         let Some(resp) = self.session.expire(now - c.started) else {
             return Ok(());
         };
@@ -375,16 +452,41 @@ impl Actor {
                 self.emit_done(&resp);
                 let _ = reply.send(Ok(resp));
             }
-            None => self.sentinel_failed(c.sentinel_attempt + 1),
+            None => self.sentinel_failed(c.sentinel_attempt + 1).await?,
+        }
+        if let Some(n) = debt.filter(|_| self.config.resync) {
+            // The module may sit in its data phase waiting for the announced bytes and would
+            // swallow the next commands: pay them so that the write ends (and fails).
+            self.note(&format!(
+                "no prompt came: sending {n} filler bytes in case the module waits for its data"
+            ));
+            self.trace(|at| TraceEvent::Tx {
+                at,
+                text: format!("<{n} filler bytes>"),
+                len: n,
+                payload: true,
+                secret: false,
+                sentinel: true,
+            });
+            self.write(&vec![b'0'; n]).await?;
         }
         Ok(())
     }
 
-    /// The sentinel `AT` got no `OK` (timeout or error): drain and try again, or give the
-    /// waiting caller up as lost. The attempt count starts afresh for the next resync.
-    fn sentinel_failed(&mut self, attempt: u32) {
-        if attempt >= self.config.sentinel_attempts {
+    /// The sentinel `AT` got no `OK` (timeout or error): drain and try again, or, once the
+    /// attempts are spent and the boot window has passed, give the waiting caller up as lost.
+    /// The attempt count starts afresh for the next resync.
+    async fn sentinel_failed(&mut self, attempt: u32) -> Result<(), EngineError> {
+        if let Some(r) = self.rebooting.as_mut() {
+            r.evidence = true;
+            return self.reboot_probe_done(false).await;
+        }
+        let window_over = self
+            .resync_started
+            .is_none_or(|t| t.elapsed() >= self.config.boot_window);
+        if attempt >= self.config.sentinel_attempts && window_over {
             self.pending_attempt = 0;
+            self.resync_started = None;
             if let Some((_, reply)) = self.pending.take() {
                 let _ = reply.send(Err(EngineError::Lost { attempts: attempt }));
             }
@@ -393,14 +495,70 @@ impl Actor {
             self.pending_attempt = attempt;
             self.start_drain();
         }
+        Ok(())
     }
 
     fn start_drain(&mut self) {
         let now = Instant::now();
+        // While a module restarts, probe at a gentler pace.
+        let quiet = if self.rebooting.is_some() {
+            self.config.quiet.max(Duration::from_millis(500))
+        } else {
+            self.config.quiet
+        };
         self.drain = Some(Drain {
-            quiet_until: now + self.config.quiet,
+            quiet_until: now + quiet,
             hard_until: now + self.config.max_drain,
         });
+    }
+
+    /// A probe of a restarting module ended (`answered`: with its own `OK`): the module is
+    /// back when its banner came or it answered after showing it had gone; otherwise probe
+    /// again until the boot window is over.
+    async fn reboot_probe_done(&mut self, answered: bool) -> Result<(), EngineError> {
+        let Some(r) = self.rebooting.as_ref() else {
+            return Ok(());
+        };
+        if r.back || (answered && r.evidence) || Instant::now() >= r.deadline {
+            self.end_reboot();
+        } else {
+            self.start_drain();
+        }
+        Ok(())
+    }
+
+    /// Reboot news came (a banner, a sign): end the wait when the module is back and nothing
+    /// of ours is on the wire.
+    async fn after_reboot_news(&mut self) -> Result<(), EngineError> {
+        if self.current.is_none() && self.rebooting.as_ref().is_some_and(|r| r.back) {
+            self.drain = None;
+            self.end_reboot();
+        }
+        Ok(())
+    }
+
+    /// Ends the wait for a restarting module: back (its banner, or a probe answered after it
+    /// went away), or the boot window is over (the command then ends as a timeout and the
+    /// next command resynchronises first).
+    fn end_reboot(&mut self) {
+        let Some(mut r) = self.rebooting.take() else {
+            return;
+        };
+        let back = r.back || (r.evidence && !self.dirty);
+        if back {
+            self.note("the module is back after its restart");
+            self.dirty = false;
+        } else {
+            self.note("the module did not come back within the boot window");
+            r.resp.status = Status::Timeout {
+                phase: super::response::Phase::Reboot,
+            };
+            self.dirty = true;
+        }
+        r.resp.elapsed +=
+            Instant::now().saturating_duration_since(r.deadline - self.config.boot_window);
+        self.emit_done(&r.resp);
+        let _ = r.reply.send(Ok(r.resp));
     }
 
     async fn start_sentinel(&mut self) -> Result<(), EngineError> {
@@ -420,6 +578,7 @@ impl Actor {
         let shown = cmd.display().to_string();
         let timeout = cmd.timeout;
         let secret_payload = cmd.secret_payload;
+        let reboots = cmd.reboots && reply.is_some();
         let bytes = self.session.begin(cmd);
         let sentinel = reply.is_none();
         let len = bytes.len();
@@ -432,6 +591,8 @@ impl Actor {
             in_completion: false,
             sentinel_attempt,
             secret_payload,
+            reboots,
+            back_seen: false,
         });
         self.trace(|at| TraceEvent::Tx {
             at,
@@ -505,7 +666,31 @@ impl Actor {
                         }
                     }
                 }
-                Output::Reset => self.note("module reset (boot banner)"),
+                Output::Reset { back } => {
+                    let now = Instant::now();
+                    if let Some(r) = self.rebooting.as_mut() {
+                        r.evidence = true;
+                        r.back |= back;
+                        // A probe in flight has nothing more to tell.
+                        if let Some(c) = self.current.as_mut().filter(|_| back) {
+                            c.deadline = now;
+                        }
+                    } else if let Some(c) = self.current.as_mut().filter(|c| c.reboots) {
+                        c.back_seen |= back;
+                    } else {
+                        // A final may still come at once (the module took the command after
+                        // booting); otherwise the command ends as a reset soon.
+                        // (A command waiting to be resent after `busy p...` is resent as usual.)
+                        if let Some(c) = self.current.as_mut().filter(|c| c.retry_at.is_none()) {
+                            c.deadline = c.deadline.min(now + RESET_GRACE);
+                        }
+                        self.note(if back {
+                            "the module restarted (boot banner)"
+                        } else {
+                            "the module is restarting"
+                        });
+                    }
+                }
                 Output::Done(resp) => self.on_done(*resp).await?,
             }
         }
@@ -519,19 +704,65 @@ impl Actor {
         resp.elapsed = c.started.elapsed();
         match c.reply {
             Some(reply) => {
+                let wait =
+                    c.reboots && resp.is_ok() && !c.back_seen && !self.config.boot_window.is_zero();
+                if wait {
+                    // The module restarts now: the command ends when it is back.
+                    self.note("waiting for the module to restart");
+                    self.rebooting = Some(Rebooting {
+                        reply,
+                        resp,
+                        deadline: Instant::now() + self.config.boot_window,
+                        evidence: false,
+                        back: false,
+                    });
+                    if self.config.resync {
+                        self.start_drain();
+                    }
+                    return Ok(());
+                }
+                let wants_data = resp.status == Status::WantsData;
                 self.emit_done(&resp);
                 let _ = reply.send(Ok(resp));
+                if wants_data && self.config.resync {
+                    // The module waits for data nobody will send: ESC leaves the data phase
+                    // (3GPP, Quectel); the resync before the next command checks it worked.
+                    self.note("the module wants data: sending ESC to cancel");
+                    self.trace(|at| TraceEvent::Tx {
+                        at,
+                        text: "\\x1b".into(),
+                        len: 1,
+                        payload: true,
+                        secret: false,
+                        sentinel: true,
+                    });
+                    self.write(&[0x1b]).await?;
+                    self.dirty = true;
+                }
+            }
+            None if self.rebooting.is_some() => {
+                let answered = resp.status == Status::Ok;
+                if answered {
+                    self.dirty = false;
+                }
+                if resp.status == Status::Reset
+                    && let Some(r) = self.rebooting.as_mut()
+                {
+                    r.evidence = true;
+                }
+                self.reboot_probe_done(answered).await?;
             }
             None => {
                 // The sentinel: its own OK makes the session clean again.
                 if resp.status == Status::Ok {
                     self.dirty = false;
+                    self.resync_started = None;
                     self.note("resynchronised");
                     if let Some((cmd, reply)) = self.pending.take() {
                         self.start(cmd, Some(reply), 0).await?;
                     }
                 } else {
-                    self.sentinel_failed(c.sentinel_attempt + 1);
+                    self.sentinel_failed(c.sentinel_attempt + 1).await?;
                 }
             }
         }

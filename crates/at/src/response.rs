@@ -23,8 +23,27 @@ pub enum Status {
     },
     /// The module rebooted (`ready`, `RDY`) before the command finished.
     Reset,
-    /// The module kept answering `busy p...` after every retry.
+    /// The module kept answering `busy p...` after every retry (or, to a command sent while
+    /// the previous one had not finished, rejected it once).
     Busy,
+    /// The module answered a prompt (`>`) the command did not expect: it wants data the caller
+    /// did not give. The engine cancels the data phase before the next command.
+    WantsData,
+}
+
+impl Status {
+    /// The status as one word, for reports and JSON: `ok`, `error`, `timeout`, `reset`,
+    /// `busy`, `wants_data`.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Error { .. } => "error",
+            Status::Timeout { .. } => "timeout",
+            Status::Reset => "reset",
+            Status::Busy => "busy",
+            Status::WantsData => "wants_data",
+        }
+    }
 }
 
 /// Which wait ran out.
@@ -37,6 +56,8 @@ pub enum Phase {
     Final,
     /// Waiting for the URC that completes the command after its `OK`.
     Completion,
+    /// Waiting for the module to come back after a command that restarts it.
+    Reboot,
 }
 
 /// A counted payload as received.
@@ -129,6 +150,7 @@ impl Response {
                     Phase::Prompt => "no prompt",
                     Phase::Final => "no answer",
                     Phase::Completion => "no completing message",
+                    Phase::Reboot => "the module did not come back after restarting",
                 };
                 format!("{}: {what} within {:.1?}", self.command, self.elapsed)
             }
@@ -136,6 +158,11 @@ impl Response {
             Status::Busy => format!(
                 "{}: the module stayed busy (`busy p...` {} times)",
                 self.command, self.busy_retries
+            ),
+            Status::WantsData => format!(
+                "{}: the module wants data (it answered `{}`), but none was given: declare a payload (send --data/--payload, or the step's `payload`)",
+                self.command,
+                self.prompt.as_deref().unwrap_or(">")
             ),
         }
     }

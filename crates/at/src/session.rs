@@ -8,13 +8,25 @@
 //! The order of the rules, for a line while a command is in flight:
 //! 1. the first line equal to the bytes sent is the echo;
 //! 2. after the `OK` of a command that completes on a URC, a line with a completing prefix ends it;
-//! 3. a boot banner (`ready`, `RDY`) means the module reset: the command fails;
-//! 4. `busy p...` means the command was discarded: the engine retries it;
-//! 5. the command's own success/failure lines, then the standard final codes;
-//! 6. a line prompt (`DOWNLOAD`, `CONNECT`) the command waits for;
+//! 3. a sign of a restart (`ready`, `RDY`, the ESP32 ROM's `ets ...`/`rst:0x...`, `POWERED
+//!    DOWN`) means the module reset: the command fails, unless it is one that restarts the
+//!    module (`AT+RST`), which it then ends;
+//! 4. `busy p...` is a rejection only of a command sent while the previous one had not
+//!    finished (the engine resends it); otherwise it is only the firmware's complaint, an
+//!    info line, and the command still waits for its result;
+//! 5. the command's own success/failure lines, `CONNECT [<rate>]` for data-mode commands,
+//!    then the standard final codes;
+//! 6. a line prompt (`DOWNLOAD`, `CONNECT`) the command waits for; a `>` glued to the line
+//!    after it (`>+MQTTPUB:OK`, ESP-AT sends no line end after its prompt) is the prompt and
+//!    that line;
 //! 7. a line with the command's info prefix is its own, even if a URC shares the prefix;
 //! 8. documented URCs, and other `+NAME:` lines, are unsolicited;
 //! 9. anything else (GMR text, an IMEI, `ERR CODE:` details) is an info line.
+//!
+//! A raw prompt nobody armed (`>` of an uncatalogued command, u-blox `@`) has no line end, so
+//! only time tells it from the start of a line: the engine asks
+//! [`Session::take_unexpected_prompt`] after a quiet spell, and the command ends saying the
+//! module wants data.
 
 use std::time::Duration;
 
@@ -43,6 +55,11 @@ pub enum RxClass {
     Unsolicited,
     /// A `busy p...` rejection.
     Busy,
+    /// A line of an earlier command that timed out but was still running in the module
+    /// (ESP-AT answers commands sent meanwhile `busy p...`); only in replays.
+    LateInfo,
+    /// The final result of such an earlier command.
+    LateFinal,
 }
 
 /// What the session asks of the engine, or tells it.
@@ -65,8 +82,12 @@ pub enum Output {
     Done(Box<Response>),
     /// The command in flight was discarded with `busy p...`; resend it after a pause.
     Busy,
-    /// The module rebooted (a boot banner arrived).
-    Reset,
+    /// The module is restarting: `back` when the line was a boot banner (it takes commands
+    /// again), otherwise an earlier sign (ROM noise, `POWERED DOWN`).
+    Reset {
+        /// The line was a boot banner.
+        back: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +100,7 @@ enum Stage {
     Rejected,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct InFlight {
     cmd: Command,
     stage: Stage,
@@ -88,6 +109,11 @@ struct InFlight {
     /// The `OK` before an ESP-AT prompt came.
     first_ok: bool,
     prompt_done: bool,
+    /// Sent while the previous command had not finished (it timed out): a `busy p...` is
+    /// then this command's rejection.
+    sent_while_busy: bool,
+    /// A sign of a restart came while it ran: without a final soon, it ends as a reset.
+    reset_seen: bool,
     resp: Response,
 }
 
@@ -98,6 +124,16 @@ pub struct Session {
     digester: Digester,
     inflight: Option<InFlight>,
     events: Vec<Event>,
+    /// The last command ended without a final (timed out): the module may still run it.
+    unfinished: bool,
+    /// Replays: keep a timed-out command as still running in the module, and give it the
+    /// lines that come while later commands are rejected with `busy p...` (ESP-AT's nesting).
+    nesting: bool,
+    /// The oldest command that timed out while the module may still run it (with `nesting`).
+    lingering: Option<InFlight>,
+    /// A later command was rejected with `busy p...`: the module is indeed still running the
+    /// lingering command.
+    lingering_confirmed: bool,
 }
 
 impl Session {
@@ -112,6 +148,13 @@ impl Session {
             grammar,
             ..Session::default()
         }
+    }
+
+    /// Recorded sessions: a command that timed out may still be running in the module, and
+    /// lines that come while later commands are rejected with `busy p...` are its own
+    /// ([`RxClass::LateInfo`], [`RxClass::LateFinal`]). Live sessions resynchronise instead.
+    pub fn set_nesting(&mut self, on: bool) {
+        self.nesting = on;
     }
 
     /// Whether a command is in flight.
@@ -165,9 +208,55 @@ impl Session {
             echo_possible: true,
             first_ok: false,
             prompt_done: false,
+            sent_while_busy: self.unfinished,
+            reset_seen: false,
             resp,
         });
         bytes
+    }
+
+    /// The payload bytes the module may still be waiting for: the command in flight had an
+    /// announced length and its prompt never came. After a timeout the engine sends this much
+    /// filler so that a module waiting in its data phase finishes it (and fails) instead of
+    /// swallowing the next commands.
+    pub fn prompt_debt(&self) -> Option<usize> {
+        let f = self.inflight.as_ref()?;
+        let p = f.cmd.prompt.as_ref()?;
+        if f.prompt_done || f.stage != Stage::Final {
+            return None;
+        }
+        p.announced_len.filter(|&n| n > 0)
+    }
+
+    /// Whether the device left a raw prompt nobody armed at the start of a line while a
+    /// command waits for its result (see the module docs).
+    pub fn unexpected_prompt_pending(&self) -> bool {
+        self.inflight
+            .as_ref()
+            .is_some_and(|f| f.stage == Stage::Final && !f.prompt_done)
+            && self.digester.pending_prompt().is_some()
+    }
+
+    /// Takes a pending raw prompt (after a quiet spell) as the prompt it is: a command with a
+    /// payload gets its payload sent; one without ends as [`Status::WantsData`].
+    pub fn take_unexpected_prompt(&mut self, out: &mut Vec<Output>) {
+        if !self.unexpected_prompt_pending() {
+            return;
+        }
+        let shown = self.digester.take_pending_prompt().expect("checked above");
+        let f = self.inflight.as_mut().expect("checked above");
+        if f.cmd.prompt.as_ref().is_some_and(|p| p.payload.is_some()) {
+            self.on_prompt(out);
+            return;
+        }
+        out.push(Output::Rx {
+            text: shown.to_string(),
+            class: RxClass::Prompt,
+            secret: false,
+        });
+        f.prompt_done = true;
+        f.resp.prompt = Some(shown.to_string());
+        self.finish(Status::WantsData, out);
     }
 
     /// Resends a command discarded with `busy p...`; returns the bytes to write.
@@ -188,9 +277,16 @@ impl Session {
     pub fn expire(&mut self, elapsed: Duration) -> Option<Response> {
         let f = self.inflight.take()?;
         self.digester.arm_prompt(false);
+        self.unfinished = true;
+        if self.nesting && f.stage == Stage::Final && self.lingering.is_none() && !f.reset_seen {
+            self.lingering = Some(f.clone());
+            self.lingering_confirmed = false;
+        }
         let mut resp = f.resp;
         resp.status = if f.stage == Stage::Rejected {
             Status::Busy
+        } else if f.reset_seen {
+            Status::Reset
         } else {
             Status::Timeout {
                 phase: match f.stage {
@@ -290,10 +386,14 @@ impl Session {
     fn on_line(&mut self, raw: &[u8], out: &mut Vec<Output>) {
         let text = escape(raw);
         let Some(f) = self.inflight.as_mut() else {
-            if self.grammar.is_boot_banner(&text) {
-                out.push(Output::Reset);
+            if self.grammar.is_reset_sign(&text) {
+                out.push(Output::Reset {
+                    back: self.grammar.is_boot_banner(&text),
+                });
+                self.unfinished = false;
+                self.lingering = None;
             }
-            let known = self.grammar.is_known_urc(&text);
+            let known = self.grammar.is_known_urc(&text) || self.grammar.is_reset_sign(&text);
             self.unsolicited(text, known, None, out);
             return;
         };
@@ -308,7 +408,12 @@ impl Session {
 
         if f.stage == Stage::Rejected {
             // Our command was discarded; this is the reply of the one still running.
-            let known = self.grammar.is_known_urc(&text);
+            if self.grammar.is_reset_sign(&text) {
+                out.push(Output::Reset {
+                    back: self.grammar.is_boot_banner(&text),
+                });
+            }
+            let known = self.grammar.is_known_urc(&text) || self.grammar.is_reset_sign(&text);
             self.unsolicited(text, known, None, out);
             return;
         }
@@ -343,35 +448,109 @@ impl Session {
             }
         }
 
-        // 3. A boot banner: the module rebooted under the command.
-        if self.grammar.is_boot_banner(&text) {
-            out.push(Output::Reset);
-            let known = true;
-            self.unsolicited(text, known, None, out);
-            if self.inflight.is_some() {
-                self.finish(Status::Reset, out);
+        // 3. A restart: the module rebooted under the command (or because of it). A command
+        // that restarts the module ends here; any other still takes a final that comes at
+        // once (a module that took the command after booting), else the engine ends it as a
+        // reset after a short grace.
+        if self.grammar.is_reset_sign(&text) {
+            let back = self.grammar.is_boot_banner(&text);
+            out.push(Output::Reset { back });
+            let expected = f.cmd.reboots;
+            f.reset_seen = !expected;
+            self.unsolicited(text, true, None, out);
+            self.unfinished = false;
+            self.lingering = None;
+            if expected {
+                self.finish(Status::Ok, out);
+            }
+            return;
+        }
+
+        // An earlier command still running in the module (see `set_nesting`) takes the lines
+        // that are neither this command's rejection nor unsolicited.
+        if f.stage == Stage::Final
+            && self.lingering_confirmed
+            && !self.grammar.is_busy(&text)
+            && !self.grammar.is_known_urc(&text)
+            && let Some(l) = self.lingering.as_mut()
+        {
+            let code = if l.cmd.success.contains(&text) {
+                Some(FinalCode::Ok)
+            } else if l.cmd.failure.contains(&text) {
+                Some(FinalCode::Failed)
+            } else {
+                self.grammar.final_code(&text)
+            };
+            let class = if code.is_some() {
+                RxClass::LateFinal
+            } else {
+                RxClass::LateInfo
+            };
+            out.push(Output::Rx {
+                text: text.clone(),
+                class,
+                secret: l.cmd.secret_response,
+            });
+            if code.is_some() {
+                self.lingering = None;
+                self.lingering_confirmed = false;
+                self.unfinished = false;
+            } else {
+                l.resp.info.push(text);
             }
             return;
         }
 
         if f.stage == Stage::Final {
-            // 4. busy p...: the command was discarded.
+            // 4. busy p...: a rejection of a command sent while another ran; otherwise the
+            // firmware's complaint about something of its own, and the command waits on.
             if self.grammar.is_busy(&text) {
-                rx(out, &text, RxClass::Busy);
                 if f.cmd.retry_busy {
+                    rx(out, &text, RxClass::Busy);
                     f.stage = Stage::Rejected;
                     self.digester.arm_prompt(false);
                     out.push(Output::Busy);
-                } else {
+                } else if f.sent_while_busy {
+                    self.lingering_confirmed = true;
+                    rx(out, &text, RxClass::Busy);
                     f.resp.final_line = Some(text);
                     f.resp.status = Status::Busy;
                     self.finish(Status::Busy, out);
+                } else {
+                    f.echo_possible = false;
+                    rx(out, &text, RxClass::Info);
+                    f.resp.info.push(text);
                 }
                 return;
             }
 
+            // 6 (early). A raw prompt glued to the line after it.
+            if let Some(rest) = glued_prompt(&text)
+                && f.cmd
+                    .prompt
+                    .as_ref()
+                    .is_none_or(|p| p.kind == PromptKind::Raw)
+                && !f.prompt_done
+            {
+                let rest = rest.to_string();
+                out.push(Output::Rx {
+                    text: ">".into(),
+                    class: RxClass::Prompt,
+                    secret: false,
+                });
+                f.prompt_done = true;
+                f.echo_possible = false;
+                f.resp.prompt = Some(">".into());
+                self.digester.arm_prompt(false);
+                self.on_line(rest.as_bytes(), out);
+                return;
+            }
+
             // 5. Finals: the command's own, then the standard ones.
-            let code = if f.cmd.success.contains(&text) {
+            let code = if f.cmd.success.contains(&text)
+                || (f.cmd.data_mode && classify::is_connect_result(&text))
+                || (f.cmd.value_is_final && !is_foreign(&self.grammar, &text))
+            {
                 Some(FinalCode::Ok)
             } else if f.cmd.failure.contains(&text) {
                 Some(FinalCode::Failed)
@@ -421,11 +600,6 @@ impl Session {
             .inflight
             .as_mut()
             .expect("called with a command in flight");
-        out.push(Output::Rx {
-            text: text.clone(),
-            class: RxClass::Final,
-            secret: false,
-        });
         f.echo_possible = false;
         let waits_for_prompt = f
             .cmd
@@ -433,10 +607,22 @@ impl Session {
             .as_ref()
             .is_some_and(|p| p.after_ok && !f.prompt_done);
         if code.is_ok() && waits_for_prompt && !f.first_ok {
-            // ESP-AT: `OK` then `>`; the command goes on.
+            // ESP-AT: `OK` then `>`; the command goes on: this `OK` only says the command
+            // was taken, the final comes after the data.
             f.first_ok = true;
+            out.push(Output::Rx {
+                text: text.clone(),
+                class: RxClass::Info,
+                secret: false,
+            });
+            f.resp.info.push(text);
             return;
         }
+        out.push(Output::Rx {
+            text: text.clone(),
+            class: RxClass::Final,
+            secret: false,
+        });
         f.resp.final_line = Some(text);
         if code.is_ok() && f.cmd.completion.is_some() {
             f.stage = Stage::Completion;
@@ -456,6 +642,10 @@ impl Session {
             return;
         };
         self.digester.arm_prompt(false);
+        // A rejection leaves the earlier command running.
+        if !matches!(status, Status::WantsData | Status::Busy) {
+            self.unfinished = false;
+        }
         let mut resp = f.resp;
         if !matches!(status, Status::Ok) && resp.details.is_empty() {
             resp.details = resp.info.clone();
@@ -499,6 +689,18 @@ impl Session {
         }
         out.push(Output::Urc(urc));
     }
+}
+
+/// `>+MQTTPUB:OK`, `> OK`: a raw prompt and, glued to it, a line the module sent after the
+/// data (ESP-AT does not echo raw data, so nothing separates them). Only when what follows
+/// the `>` is a line that ends or reports something.
+fn glued_prompt(text: &str) -> Option<&str> {
+    let rest = text.strip_prefix('>')?.trim_start();
+    let meaningful = classify::final_code(rest).is_some()
+        || rest.starts_with("+MQTTPUB:")
+        || classify::is_busy(rest)
+        || classify::is_known_urc(rest);
+    (!rest.is_empty() && meaningful).then_some(rest)
 }
 
 /// A line that cannot be an info line of another command: a documented URC, or a `+NAME:` line

@@ -39,6 +39,7 @@ fn start_emulator(name: &str) -> (String, SimControl) {
                 baud: Some(BAUD),
                 latency: Duration::from_millis(2),
                 boot_banner: false,
+                boot_time: Duration::ZERO,
             };
             let task = model.into_run(Box::new(pty.master), runner, control.clone());
             tx.send((pty.path.clone(), control)).unwrap();

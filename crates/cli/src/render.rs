@@ -37,21 +37,11 @@ pub fn response_json(r: &Response) -> Value {
         "info": r.info,
         "urcs": r.urcs.iter().map(|u| u.line.clone()).collect::<Vec<_>>(),
         "timeout": matches!(r.status, Status::Timeout { .. }),
-        "status": status_word(&r.status),
+        "status": r.status.word(),
         "completion": r.completion,
         "busy_retries": r.busy_retries,
         "elapsed_ms": (r.elapsed.as_secs_f64() * 1e6).round() / 1e3,
     })
-}
-
-pub fn status_word(s: &Status) -> &'static str {
-    match s {
-        Status::Ok => "ok",
-        Status::Error { .. } => "error",
-        Status::Timeout { .. } => "timeout",
-        Status::Reset => "reset",
-        Status::Busy => "busy",
-    }
 }
 
 /// A readable block for one command, secrets hidden.

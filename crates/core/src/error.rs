@@ -242,7 +242,7 @@ pub fn code_for_status(status: &crate::at::Status) -> Code {
     use crate::at::Status as S;
     match status {
         S::Ok => Code::Ok,
-        S::Error { .. } | S::Busy => Code::AtError,
+        S::Error { .. } | S::Busy | S::WantsData => Code::AtError,
         S::Timeout { .. } => Code::NoAnswer,
         S::Reset => Code::ModuleReset,
     }

@@ -355,6 +355,7 @@ pub fn open_in_process_with_control(
         baud: options.baud,
         latency: options.latency,
         boot_banner: false,
+        boot_time: Duration::ZERO,
     };
     model.into_run(Box::new(device), runner_options, control.clone());
     Ok((host, control))

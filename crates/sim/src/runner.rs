@@ -32,8 +32,11 @@ pub enum Step {
     /// The firmware waits for the network (a real broker); the steps that follow come from
     /// there. Lines meanwhile get `busy p...`.
     Await(Await),
-    /// The module reboots: volatile state goes, the boot banner comes.
+    /// The module reboots: volatile state goes, the boot banner comes (after the boot time,
+    /// during which the module hears nothing).
     Reboot,
+    /// The boot is over: the banner goes out and the module listens again.
+    Awake(Vec<u8>),
 }
 
 /// A reply: steps played in order.
@@ -131,6 +134,9 @@ pub struct Faults {
     pub garble: bool,
     /// Drop the next reply's bytes after the first N.
     pub truncate: Option<usize>,
+    /// Do not send the next reply's prompt, but still wait for its data (a `>` lost on the
+    /// wire: the module swallows what comes next as data).
+    pub drop_prompt: bool,
     /// One-shot faults armed for the first command line starting with a prefix.
     pub triggers: Vec<Trigger>,
 }
@@ -160,10 +166,13 @@ pub enum TriggerKind {
     Busy(u32),
     /// Only the first N bytes of the reply.
     Truncate(usize),
+    /// The prompt is lost; the module still waits for the data.
+    DropPrompt,
 }
 
 impl Trigger {
-    /// `KIND@PREFIX`, KIND one of `reset_mid`, `reboot_after`, `garble`, `silent`, `busy:N`, `truncate:N`.
+    /// `KIND@PREFIX`, KIND one of `reset_mid`, `reboot_after`, `garble`, `silent`, `busy:N`,
+    /// `truncate:N`, `drop_prompt`.
     pub fn parse(s: &str) -> Result<Trigger, String> {
         let (kind, prefix) = s.split_once('@').ok_or_else(|| {
             format!("--fault {s}: write KIND@COMMAND-PREFIX, e.g. reset_mid@AT+SYSFLASH=1")
@@ -179,9 +188,10 @@ impl Trigger {
             None if kind == "reboot_after" => TriggerKind::RebootAfter,
             None if kind == "garble" => TriggerKind::Garble,
             None if kind == "silent" => TriggerKind::Silent,
+            None if kind == "drop_prompt" => TriggerKind::DropPrompt,
             _ => {
                 return Err(format!(
-                    "--fault {s}: unknown fault `{kind}` (reset_mid, reboot_after, garble, silent, busy:N, truncate:N)"
+                    "--fault {s}: unknown fault `{kind}` (reset_mid, reboot_after, garble, silent, busy:N, truncate:N, drop_prompt)"
                 ));
             }
         };
@@ -279,6 +289,8 @@ pub struct RunnerOptions {
     pub latency: Duration,
     /// Send the boot banner when starting.
     pub boot_banner: bool,
+    /// How long a reboot takes: the module hears nothing, then sends its banner.
+    pub boot_time: Duration,
 }
 
 /// Runs `model` on `io` until the host side closes.
@@ -295,6 +307,7 @@ pub async fn run<M: Model, IO: AsyncRead + AsyncWrite + Unpin>(
         baud: options.baud,
         writer: &mut writer,
         control: control.clone(),
+        boot_time: options.boot_time,
     };
     if options.boot_banner {
         let banner = model.reboot();
@@ -387,6 +400,8 @@ struct RunnerState {
     awaiting: Option<tokio::sync::oneshot::Receiver<Script>>,
     /// The firmware is waiting for the network (the receiver is being polled).
     on_network: bool,
+    /// Rebooting: whatever arrives is lost.
+    booting: bool,
 }
 
 impl RunnerState {
@@ -399,6 +414,7 @@ struct Output<'a, W> {
     baud: Option<u32>,
     writer: &'a mut W,
     control: SimControl,
+    boot_time: Duration,
 }
 
 fn wire_time(bytes: usize, baud: u32) -> Duration {
@@ -430,6 +446,10 @@ async fn input<M: Model, W: AsyncWrite + Unpin>(
     control: &SimControl,
     options: &RunnerOptions,
 ) -> std::io::Result<()> {
+    if state.booting {
+        // A module that is starting hears nothing.
+        return Ok(());
+    }
     let mut rest = bytes;
     while !rest.is_empty() {
         if let Some(remaining) = state.awaiting_payload {
@@ -484,6 +504,7 @@ async fn input<M: Model, W: AsyncWrite + Unpin>(
                 TriggerKind::Silent => faults.silent += 1,
                 TriggerKind::Busy(n) => faults.busy += n,
                 TriggerKind::Truncate(n) => faults.truncate = Some(n),
+                TriggerKind::DropPrompt => faults.drop_prompt = true,
             }
         }
         if faults.busy > 0 {
@@ -505,6 +526,7 @@ async fn input<M: Model, W: AsyncWrite + Unpin>(
             reboot_after: std::mem::take(&mut faults.reboot_after),
             garble: std::mem::take(&mut faults.garble),
             truncate: faults.truncate.take(),
+            drop_prompt: std::mem::take(&mut faults.drop_prompt),
             urc_before_prompt: None,
             ..Faults::default()
         };
@@ -553,6 +575,12 @@ fn apply_faults(script: Script, active: &mut Faults) -> Script {
                 if let Some(urc) = active.urc_before_prompt.take() {
                     out.push(Step::Send(format!("{urc}\r\n").into_bytes()));
                 }
+                let bytes = if std::mem::take(&mut active.drop_prompt) {
+                    tracing::info!("emulator: prompt dropped, still waiting for {len} bytes");
+                    Vec::new()
+                } else {
+                    bytes
+                };
                 out.push(Step::Prompt { bytes, len });
             }
             other => out.push(other),
@@ -600,6 +628,17 @@ async fn play<M: Model, W: AsyncWrite + Unpin>(
             state.payload.clear();
             state.line.clear();
             let banner = model.reboot();
+            if out.boot_time.is_zero() {
+                return out.send(&banner).await;
+            }
+            state.booting = true;
+            state.steps.push_back(Step::Delay(out.boot_time));
+            state.steps.push_back(Step::Awake(banner));
+            Ok(())
+        }
+        Step::Awake(banner) => {
+            state.booting = false;
+            state.line.clear();
             out.send(&banner).await
         }
     }

@@ -79,6 +79,10 @@ pub const DIALECT: Dialect = Dialect {
 
 fn catalog(cmd: &mut Command, name: &str, set: bool) -> bool {
     let line = cmd.line.clone();
+    if cmd.line.eq_ignore_ascii_case("AT+RST") || cmd.line.eq_ignore_ascii_case("AT+RESTORE") {
+        cmd.reboots = true;
+        return true;
+    }
     match name {
         // SYSFLASH write answers a bare '>' (no OK first).
         "+SYSFLASH" if set && param_at(&line, 0) == Some(1) => {
@@ -96,11 +100,24 @@ fn catalog(cmd: &mut Command, name: &str, set: bool) -> bool {
             cmd.failure.push("+MQTTPUB:FAIL".into());
             cmd.info_prefix = Some("+MQTTPUB:".into());
         }
+        // The ESP8266 AT firmware before ESP-AT ends a failed join with `FAIL`, not `ERROR`.
+        // Its error code comes as `+CWJAP:<n>` whichever form was sent.
+        "+CWJAP" | "+CWJAP_CUR" | "+CWJAP_DEF" if set => {
+            cmd.failure.push("FAIL".into());
+            cmd.info_prefix = Some("+CWJAP".into());
+        }
         "+MQTTLONGCLIENTID" | "+MQTTLONGUSERNAME" | "+MQTTLONGPASSWORD" if set => {
             cmd.prompt = raw_prompt(true, param_len(&line, 0));
         }
-        "+CIPSEND" | "+CIPSENDEX" if set => {
-            cmd.prompt = raw_prompt(true, param_len(&line, 0));
+        // CIPSEND[EX]=<len> or =<link>,<len> (UDP adds host and port after the length);
+        // CIPSENDL (ESP-AT 3.x, long data) takes the same forms. `OK`, then `>`.
+        "+CIPSEND" | "+CIPSENDEX" | "+CIPSENDL" if set => {
+            let len = if crate::command::params(&line).len() >= 3 {
+                param_at(&line, 1)
+            } else {
+                param_len(&line, 0)
+            };
+            cmd.prompt = raw_prompt(true, len);
         }
         _ => return false,
     }
@@ -141,15 +158,26 @@ fn sysmfg(rest: &[u8]) -> Option<usize> {
     number(len)
 }
 
-/// `<len>:` or `<link>,<len>:` → len.
+/// `<len>:`, `<link>,<len>:`, and with `AT+CIPDINFO=1` `<len>,"<ip>",<port>:` or
+/// `<link>,<len>,"<ip>",<port>:` (quotes optional) → len.
 fn ipd(rest: &[u8]) -> Option<usize> {
     let rest = rest.strip_suffix(b":")?;
-    let len = match rest.iter().position(|&b| b == b',') {
-        Some(i) => {
-            number(&rest[..i])?;
-            &rest[i + 1..]
+    let fields: Vec<&[u8]> = rest.split(|&b| b == b',').collect();
+    let len = match fields.len() {
+        1 => fields[0],
+        2 => {
+            number(fields[0])?;
+            fields[1]
         }
-        None => rest,
+        3 => fields[0],
+        4 => {
+            number(fields[0])?;
+            fields[1]
+        }
+        _ => return None,
     };
+    if fields.len() >= 3 {
+        number(fields[fields.len() - 1])?;
+    }
     number(len)
 }

@@ -55,6 +55,10 @@ pub const DIALECT: Dialect = Dialect {
 
 fn catalog(cmd: &mut Command, name: &str, set: bool) -> bool {
     let line = cmd.line.clone();
+    if cmd.line.eq_ignore_ascii_case("AT+RESET") {
+        cmd.reboots = true;
+        return true;
+    }
     match name {
         "+FSWRITE" if set => {
             cmd.prompt = raw_prompt(false, param_at(&line, 2));
@@ -62,6 +66,14 @@ fn catalog(cmd: &mut Command, name: &str, set: bool) -> bool {
         }
         "+MPUBEX" if set => cmd.prompt = raw_prompt(false, param_len(&line, 0)),
         "+HTTPDATA" if set => cmd.prompt = line_prompt("DOWNLOAD", param_at(&line, 0)),
+        // FTPPUT=2,<len> answers `+FTPPUT: 2,<len>`, then takes the data.
+        "+FTPPUT" if set && param_at(&line, 0) == Some(2) => {
+            let len = param_at(&line, 1);
+            let shown = format!("+FTPPUT: 2,{}", len.unwrap_or(0));
+            cmd.prompt = line_prompt(&shown, len);
+        }
+        // CIFSR answers the IP address alone, without OK.
+        "+CIFSR" if !set => cmd.value_is_final = true,
         _ => return false,
     }
     true

@@ -51,9 +51,24 @@ fn catalog(cmd: &mut Command, name: &str, set: bool) -> bool {
         "+QHTTPURL" | "+QHTTPPOST" if set => {
             cmd.prompt = line_prompt("CONNECT", param_at(&line, 0))
         }
-        "+QMTPUBEX" | "+QMTPUB" | "+QISEND" if set && params(&line).len() >= 6 => {
-            cmd.prompt = raw_prompt(false, param_len(&line, 0));
-        }
+        // QMTPUB[EX]=<id>,<msgid>,<qos>,<retain>,"<topic>"[,<len>]: `> `, then exactly len
+        // bytes, or (no length) data ended by Ctrl-Z. The old form with the message as a
+        // quoted sixth parameter has no prompt.
+        "+QMTPUBEX" | "+QMTPUB" if set => match params(&line).len() {
+            5 => cmd.prompt = raw_prompt(false, None),
+            6 if param_len(&line, 0).is_some() => {
+                cmd.prompt = raw_prompt(false, param_len(&line, 0))
+            }
+            _ => return false,
+        },
+        // QISEND=<id>[,<len>[,"<ip>",<port>]]: `> `, then len bytes (or data ended by Ctrl-Z
+        // without a length). `AT+QISEND=<id>,0` queries what was sent: no prompt.
+        "+QISEND" if set => match param_at(&line, 1) {
+            Some(0) => return false,
+            Some(len) => cmd.prompt = raw_prompt(false, Some(len)),
+            None if params(&line).len() == 1 => cmd.prompt = raw_prompt(false, None),
+            None => return false,
+        },
         _ => return false,
     }
     true

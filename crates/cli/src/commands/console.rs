@@ -92,6 +92,8 @@ fn render(ev: &TraceEvent) -> Option<String> {
                 RxClass::Echo => "<< echo",
                 RxClass::Prompt => "<< prompt",
                 RxClass::Final => "<< final",
+                RxClass::LateInfo => "<< late",
+                RxClass::LateFinal => "<< late final",
                 _ => "<<",
             };
             format!("{} {mark} {text}", stamp(at))

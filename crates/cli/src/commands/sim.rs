@@ -20,6 +20,10 @@ pub struct SimArgs {
     /// Firmware time per command (e.g. 2ms).
     #[arg(long, default_value = "0ms", value_parser = crate::units::parse_duration)]
     pub latency: Duration,
+    /// How long a reboot takes (`AT+RST`, `AT+CFUN=1,1`, a fault): the module hears nothing,
+    /// then sends its boot banner.
+    #[arg(long, default_value = "0ms", value_parser = crate::units::parse_duration)]
+    pub boot_time: Duration,
     /// Keep the module's partitions, NVS entries and files as plain files in DIR (loaded
     /// again at the next start, like flash).
     #[arg(long, value_name = "DIR")]
@@ -55,7 +59,8 @@ pub struct SimArgs {
     /// Inject a fault on the first command starting with PREFIX, written KIND@PREFIX (repeat):
     /// reset_mid (restart mid-answer), reboot_after (answer, then restart), garble (noise
     /// instead of the answer), silent (no answer), busy:N (N `busy p...` first), truncate:N
-    /// (only N bytes of the answer).
+    /// (only N bytes of the answer), drop_prompt (the `>`/`CONNECT` is lost but the module
+    /// still waits for the data).
     #[arg(long, value_name = "KIND@PREFIX")]
     pub fault: Vec<String>,
     /// The broker's policy lacks Receive: publishes are acknowledged but never come back.
@@ -160,6 +165,7 @@ pub async fn run(args: SimArgs) -> Result<(), Failure> {
         baud: args.baud,
         latency: args.latency,
         boot_banner: false,
+        boot_time: args.boot_time,
     };
     let control = SimControl::default();
     control.faults(|f| f.triggers = triggers);

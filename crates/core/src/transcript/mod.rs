@@ -10,7 +10,9 @@
 //! ```
 //!
 //! atprov writes timestamps as comment lines `#t=<seconds since the session began>` before each
-//! host line, so any reader of the format can skip them.
+//! host line, so any reader of the format can skip them, and says what its engine did on its
+//! own in `# atprov: ...` comments: a host line right after `# atprov: sending sentinel`,
+//! `... filler bytes ...` or `... ESC ...` was the engine's, not the caller's.
 
 pub mod replay;
 mod writer;
@@ -28,6 +30,9 @@ pub enum Entry {
         line: String,
         /// Its line number in the file.
         lineno: usize,
+        /// The engine sent it on its own (a resync sentinel, filler, ESC), as the comment
+        /// before it says.
+        sentinel: bool,
     },
     /// `<< line` or `~~ line`: a line the device sent.
     Device {
@@ -84,12 +89,22 @@ impl Transcript {
     /// Parses transcript text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Transcript, ParseError> {
         let mut t = Transcript::default();
+        let mut engine_own = false;
         for (i, raw) in text.lines().enumerate() {
             let lineno = i + 1;
             let line = raw.strip_suffix('\r').unwrap_or(raw);
             if let Some(h) = line.strip_prefix('#') {
-                t.header.push(h.trim_start().to_string());
-            } else if line.trim().is_empty() {
+                let h = h.trim_start();
+                if let Some(note) = h.strip_prefix("atprov: ") {
+                    engine_own = note.starts_with("sending sentinel")
+                        || note.contains("filler bytes")
+                        || note.contains("sending ESC");
+                }
+                t.header.push(h.to_string());
+                continue;
+            }
+            let sentinel = std::mem::take(&mut engine_own);
+            if line.trim().is_empty() {
                 continue;
             } else if let Some(rest) = line.strip_prefix(">>") {
                 let Some(cmd) = rest.strip_prefix(' ').filter(|c| !c.is_empty()) else {
@@ -103,6 +118,7 @@ impl Transcript {
                 t.entries.push(Entry::Host {
                     line: cmd.to_string(),
                     lineno,
+                    sentinel,
                 });
             } else if let Some(rest) = line.strip_prefix("<<") {
                 let text = match rest {

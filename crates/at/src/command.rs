@@ -86,6 +86,9 @@ pub struct Command {
     /// The command answers one bare value and no `OK` (SIMCom/Luat `AT+CIFSR`): that line is
     /// its final.
     pub value_is_final: bool,
+    /// Time for the prompt, when shorter than [`Command::timeout`] (which then counts from
+    /// the prompt): a lost `>` is noticed in seconds even when the data may take minutes.
+    pub prompt_timeout: Option<Duration>,
 }
 
 impl Command {
@@ -108,6 +111,7 @@ impl Command {
             data_mode: false,
             reboots: false,
             value_is_final: false,
+            prompt_timeout: None,
         };
         apply_catalog(&mut cmd);
         // Whoever typed the line, its secret parameters are never shown.
@@ -122,15 +126,22 @@ impl Command {
         self
     }
 
+    /// Sets the time for the prompt (the final's timeout then counts from the prompt).
+    pub fn prompt_within(mut self, t: Duration) -> Self {
+        self.prompt_timeout = Some(t);
+        self
+    }
+
     /// Sets the bytes sent after the prompt. A command without a known prompt gets a raw `>`.
     pub fn payload(mut self, data: impl Into<Vec<u8>>) -> Self {
         let data = data.into();
         match &mut self.prompt {
             Some(p) => p.payload = Some(data),
+            // Unknown to the catalog: a bare `>`, or ESP-AT's `OK` then `>`.
             None => {
                 self.prompt = Some(PromptPhase {
                     kind: PromptKind::Raw,
-                    after_ok: false,
+                    after_ok: true,
                     announced_len: Some(data.len()),
                     payload: Some(data),
                 })

@@ -274,6 +274,8 @@ struct Current {
     secret_payload: bool,
     /// The command restarts the module.
     reboots: bool,
+    /// The deadline is the prompt's; it becomes the final's when the prompt comes.
+    waiting_prompt: bool,
     /// A boot banner arrived while it ran.
     back_seen: bool,
 }
@@ -343,10 +345,9 @@ impl Actor {
                             break Err(e);
                         }
                         self.track_phase();
-                        self.prompt_check = self
-                            .session
-                            .unexpected_prompt_pending()
-                            .then(|| Instant::now() + self.config.quiet);
+                        self.prompt_check = (self.session.unexpected_prompt_pending()
+                            || self.session.idle_prompt_pending())
+                        .then(|| Instant::now() + self.config.quiet);
                         if let Err(e) = self.after_reboot_news().await {
                             break Err(e);
                         }
@@ -410,6 +411,12 @@ impl Actor {
             self.prompt_check = None;
             let mut outs = Vec::new();
             self.session.take_unexpected_prompt(&mut outs);
+            if self.session.take_idle_prompt(&mut outs) && self.config.resync {
+                // A command that ended with `OK` wants data after all, of a length nobody
+                // knows: the resync's sentinels fill it until the module answers again.
+                self.note("the module sent a prompt after its command ended: it waits for data; resynchronising before the next command");
+                self.dirty = true;
+            }
             return self.handle(outs).await;
         }
         // The boot window is over (a probe in flight ends first; its end sees the deadline).
@@ -579,13 +586,18 @@ impl Actor {
         let timeout = cmd.timeout;
         let secret_payload = cmd.secret_payload;
         let reboots = cmd.reboots && reply.is_some();
+        let first_wait = match (&cmd.prompt, cmd.prompt_timeout) {
+            (Some(_), Some(p)) => p,
+            _ => timeout,
+        };
         let bytes = self.session.begin(cmd);
         let sentinel = reply.is_none();
         let len = bytes.len();
         self.current = Some(Current {
             reply,
             started: now,
-            deadline: now + timeout,
+            deadline: now + first_wait,
+            waiting_prompt: first_wait != timeout,
             timeout,
             retry_at: None,
             in_completion: false,
@@ -610,6 +622,10 @@ impl Actor {
         let Some(c) = self.current.as_mut() else {
             return;
         };
+        if c.waiting_prompt && self.session.phase() != Some(Phase::Prompt) {
+            c.waiting_prompt = false;
+            c.deadline = Instant::now() + c.timeout;
+        }
         if !c.in_completion && self.session.phase() == Some(Phase::Completion) {
             c.in_completion = true;
             let t = self.session.completion_timeout().unwrap_or(c.timeout);

@@ -237,6 +237,23 @@ impl Session {
             && self.digester.pending_prompt().is_some()
     }
 
+    /// Whether the device left a raw prompt at the start of a line while no command is in
+    /// flight: a command that ended with `OK` wants data after all (ESP-AT's `OK` then `>`).
+    pub fn idle_prompt_pending(&self) -> bool {
+        self.inflight.is_none() && self.digester.pending_prompt().is_some()
+    }
+
+    /// Takes an idle pending prompt (see [`Session::idle_prompt_pending`]) as an unsolicited
+    /// record; returns whether there was one.
+    pub fn take_idle_prompt(&mut self, out: &mut Vec<Output>) -> bool {
+        if !self.idle_prompt_pending() {
+            return false;
+        }
+        let shown = self.digester.take_pending_prompt().expect("checked above");
+        self.unsolicited(shown.to_string(), false, None, out);
+        true
+    }
+
     /// Takes a pending raw prompt (after a quiet spell) as the prompt it is: a command with a
     /// payload gets its payload sent; one without ends as [`Status::WantsData`].
     pub fn take_unexpected_prompt(&mut self, out: &mut Vec<Output>) {

@@ -21,6 +21,14 @@ pub struct SendArgs {
     /// Keep going after a command fails (the exit code is still that of the first failure).
     #[arg(long)]
     pub keep_going: bool,
+    /// Data the last command sends after its prompt (`>`, `DOWNLOAD`, `CONNECT`), e.g.
+    /// `send 'AT+CMGS="+123"' --data $'hi\x1a'`. Without it, a command that gets a prompt
+    /// ends saying the module wants data.
+    #[arg(long, value_name = "TEXT", conflicts_with = "payload")]
+    pub data: Option<String>,
+    /// Like --data, the bytes of FILE.
+    #[arg(long, value_name = "FILE")]
+    pub payload: Option<std::path::PathBuf>,
     /// The commands, e.g. AT AT+GMR 'AT+CWMODE?'.
     #[arg(required = true, value_name = "CMD")]
     pub commands: Vec<String>,
@@ -35,16 +43,24 @@ pub async fn run(args: SendArgs) -> Result<(), Failure> {
             )));
         }
     }
+    let data = match (&args.data, &args.payload) {
+        (Some(d), _) => Some(d.as_bytes().to_vec()),
+        (None, Some(p)) => {
+            Some(std::fs::read(p).map_err(|e| Failure::unreadable(p.display(), &e))?)
+        }
+        (None, None) => None,
+    };
     let link = args.port.link().open(None).await?;
     let mut unsolicited = link.engine.subscribe();
     let mut first_failure: Option<Failure> = None;
     let mut scrubber = crate::at::redact::Scrubber::new();
-    for line in &args.commands {
-        let resp = match link
-            .engine
-            .run(Command::new(line.clone()).timeout(args.timeout))
-            .await
-        {
+    let last = args.commands.len() - 1;
+    for (i, line) in args.commands.iter().enumerate() {
+        let mut cmd = Command::new(line.clone()).timeout(args.timeout);
+        if let Some(d) = data.as_ref().filter(|_| i == last) {
+            cmd = cmd.payload(d.clone());
+        }
+        let resp = match link.engine.run(cmd).await {
             Ok(r) => r,
             Err(e) => {
                 first_failure.get_or_insert(e.into());

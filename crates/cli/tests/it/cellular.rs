@@ -855,3 +855,62 @@ fn creds_erase_removes_what_provision_wrote_on_each_family_and_asks_first() {
         assert!(!out.contains("\"unchanged\""), "{emulator}: {out}");
     }
 }
+
+#[test]
+fn a_restart_at_every_step_of_the_quectel_flow_is_a_module_reset() {
+    let b = Bundle::new();
+    let job = b.arg("aws.toml");
+    crate::provision::a_restart_at_every_step_is_a_module_reset(
+        "quectel",
+        &["--profile", "quectel", "--job", &job],
+    );
+}
+
+#[test]
+fn a_restart_at_every_step_of_the_air780ep_flow_is_a_module_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = rsa_job(
+        dir.path(),
+        "[mqtt]\nhost = \"abc-ats.iot.eu-west-1.amazonaws.com\"\n",
+    );
+    crate::provision::a_restart_at_every_step_is_a_module_reset(
+        "air780ep",
+        &["--profile", "air780ep", "--job", &job],
+    );
+}
+
+/// A `CONNECT`/`>` lost at a file upload: noticed within seconds, paid with filler, the module
+/// answers `AT` again, and a rerun rewrites and verifies.
+fn lost_prompt_then_rerun(emulator: &str, prefix: &str) {
+    let b = Bundle::new();
+    let dir = tempfile::tempdir().unwrap();
+    let fault = format!("drop_prompt@{prefix}");
+    let sim = SimProcess::start(emulator, &["--fault", &fault]);
+    let job = if emulator == "air780ep" {
+        rsa_job(
+            dir.path(),
+            "[mqtt]\nhost = \"abc-ats.iot.eu-west-1.amazonaws.com\"\n",
+        )
+    } else {
+        b.arg("aws.toml")
+    };
+    let (code, _, err) = provision_with(emulator, &sim, &job, &[]);
+    assert_eq!(code, 6, "{err}");
+    let line = crate::provision::last_line(&err);
+    assert!(
+        line.contains("never asked for the data") && line.contains("it answers AT again"),
+        "{err}"
+    );
+    let (code, _, err) = provision_with(emulator, &sim, &job, &[]);
+    assert_eq!(code, 0, "the rerun repairs the unit: {err}");
+}
+
+#[test]
+fn a_lost_prompt_at_qfupl_is_recovered_and_a_rerun_repairs_the_unit() {
+    lost_prompt_then_rerun("quectel", "AT+QFUPL=");
+}
+
+#[test]
+fn a_lost_prompt_at_fswrite_is_recovered_and_a_rerun_repairs_the_unit() {
+    lost_prompt_then_rerun("air780ep", "AT+FSWRITE=");
+}

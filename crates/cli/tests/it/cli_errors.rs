@@ -453,3 +453,28 @@ fn atprov_toml_gives_defaults_that_the_environment_and_flags_override() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn a_prompt_the_catalog_does_not_know_says_the_module_wants_data() {
+    // AT+HTTPCPOST is not in atprov's catalog: `OK`, then `>`.
+    let sim = crate::common::SimProcess::start("esp32-at", &[]);
+    let (code, _, err) = crate::common::atprov(&[
+        "send",
+        "--port",
+        &sim.path,
+        r#"AT+HTTPCPOST="http://h/p",5"#,
+        "AT",
+    ]);
+    assert_eq!(code, 7, "{err}");
+    assert!(err.contains("the module wants data"), "{err}");
+    let (code, out, err) = crate::common::atprov(&[
+        "send",
+        "--port",
+        &sim.path,
+        r#"AT+HTTPCPOST="http://h/p",5"#,
+        "--data",
+        "hello",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("SEND OK"), "{out}");
+}

@@ -145,3 +145,42 @@ async fn flash_and_nvs_survive_a_reset_but_echo_does_not() {
     assert!(r.echo, "echo is back on after a reboot");
     assert_eq!(r.payloads[0].data, b"key");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_restart_with_ten_seconds_of_silence_is_waited_for() {
+    // A Quectel module takes seconds to boot after AT+CFUN=1,1 and hears nothing meanwhile.
+    let sim = SimProcess::start("quectel", &["--boot-time", "10s"]);
+    let port = port::open(
+        &Selector::Path(sim.path.clone().into()),
+        &SerialOptions::default(),
+    )
+    .await
+    .unwrap();
+    let config = EngineConfig {
+        boot_window: Duration::from_secs(30),
+        ..EngineConfig::default()
+    };
+    let (e, _task) = Engine::start(port, config, None);
+    let mut urcs = e.subscribe();
+    let r = e.send("AT+CFUN=1,1").await.unwrap();
+    assert_eq!(r.status, Status::Ok, "{}", r.summary());
+    assert!(r.elapsed >= Duration::from_secs(10), "{:?}", r.elapsed);
+    let mut saw_rdy = false;
+    while let Ok(u) = urcs.try_recv() {
+        saw_rdy |= u.line == "RDY";
+    }
+    assert!(saw_rdy, "the banner was delivered");
+    // Back: the next command is answered at once.
+    let next = e.send("AT").await.unwrap();
+    assert!(next.is_ok() && next.elapsed < Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unexpected_restart_mid_command_is_a_reset_and_the_session_recovers() {
+    let sim = SimProcess::start("esp32-at", &["--fault", "reset_mid@AT+GMR"]);
+    let e = engine(&sim).await;
+    let r = e.send("AT+GMR").await.unwrap();
+    assert_eq!(r.status, Status::Reset, "{}", r.summary());
+    let next = e.send("AT").await.unwrap();
+    assert!(next.is_ok(), "{}", next.summary());
+}

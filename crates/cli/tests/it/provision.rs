@@ -47,7 +47,7 @@ fn provision(sim: &SimProcess, extra: &[&str]) -> (i32, String, String) {
     atprov(&args)
 }
 
-fn last_line(s: &str) -> &str {
+pub(crate) fn last_line(s: &str) -> &str {
     s.lines().last().unwrap_or("")
 }
 
@@ -756,4 +756,87 @@ fn mosquitto_style_flag_names_work() {
     assert!(t.contains(r#""thing-7""#), "{t}");
     assert!(t.contains("AT+MQTTCONN=0,\"broker.test\""), "{t}");
     assert!(t.contains("lab/240ac4123456/hello"), "{t}");
+}
+
+/// A `>` lost on the wire at a payload command: the module still waits for the announced
+/// bytes. atprov notices within seconds, pays them with filler so that the module leaves its
+/// data phase, checks that it answers `AT`, and says so; a rerun then rewrites and verifies.
+fn lost_prompt_then_rerun(emulator: &str, prefix: &str) {
+    let b = Bundle::new();
+    let fault = format!("drop_prompt@{prefix}");
+    let sim = SimProcess::start(emulator, &["--fault", &fault]);
+    let (code, _, err) = provision(&sim, &["--job", &b.job()]);
+    assert_eq!(code, 6, "{err}");
+    let line = last_line(&err);
+    assert!(
+        line.contains("never asked for the data") && line.contains("it answers AT again"),
+        "{err}"
+    );
+    let (code, _, err) = provision(&sim, &["--job", &b.job()]);
+    assert_eq!(code, 0, "the rerun repairs the unit: {err}");
+}
+
+#[test]
+fn a_lost_prompt_at_sysmfg_is_recovered_and_a_rerun_repairs_the_unit() {
+    lost_prompt_then_rerun("esp32-at", "AT+SYSMFG=2,\"mqtt_cert\"");
+}
+
+#[test]
+fn a_lost_prompt_at_sysflash_is_recovered_and_a_rerun_repairs_the_unit() {
+    lost_prompt_then_rerun("esp32-at-v2", "AT+SYSFLASH=1,\"mqtt_key\"");
+}
+
+/// The distinct commands (up to `=`/`?`) a successful provision of `emulator` sends, from its
+/// transcript: the places a module may restart.
+pub(crate) fn commands_of_a_run(emulator: &str, args: &[&str]) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("run.txt");
+    let sim = SimProcess::start(emulator, &[]);
+    let mut all = vec!["provision", "--port", &sim.path, "--transcript"];
+    let ts = t.display().to_string();
+    all.push(&ts);
+    all.extend_from_slice(args);
+    let (code, _, err) = atprov(&all);
+    assert_eq!(code, 0, "{err}");
+    let mut out: Vec<String> = Vec::new();
+    for l in std::fs::read_to_string(&t).unwrap().lines() {
+        let Some(cmd) = l.strip_prefix(">> AT") else {
+            continue;
+        };
+        let name = format!("AT{}", cmd.split(['=', '?']).next().unwrap());
+        let prefix = if cmd.contains('=') {
+            format!("{name}=")
+        } else {
+            name
+        };
+        if prefix != "AT" && !out.contains(&prefix) {
+            out.push(prefix);
+        }
+    }
+    out
+}
+
+/// A restart under any command of the flow is a module reset (exit 9), never a cloud or
+/// network failure.
+pub(crate) fn a_restart_at_every_step_is_a_module_reset(emulator: &str, args: &[&str]) {
+    let commands = commands_of_a_run(emulator, args);
+    assert!(commands.len() >= 8, "{commands:?}");
+    let mut wrong = Vec::new();
+    for prefix in &commands {
+        let fault = format!("reset_mid@{prefix}");
+        let sim = SimProcess::start(emulator, &["--fault", &fault]);
+        let mut all = vec!["provision", "--port", &sim.path];
+        all.extend_from_slice(args);
+        let (code, _, err) = atprov(&all);
+        if code != 9 {
+            wrong.push(format!("{prefix}: exit {code}: {}", last_line(&err)));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn a_restart_at_every_step_of_the_esp32_flow_is_a_module_reset() {
+    let b = Bundle::new();
+    a_restart_at_every_step_is_a_module_reset("esp32-at", &["--job", &b.job()]);
 }

@@ -37,6 +37,13 @@ pub async fn profile_name(engine: &Engine) -> Result<(&'static str, String), Fai
         async move {
             match engine.run(cmd).await {
                 Ok(r) if r.is_ok() => Ok(r.info),
+                Ok(r) if r.status == crate::at::Status::Reset => Err(Failure::new(
+                    Code::ModuleReset,
+                    format!(
+                        "the module restarted during `{}`; check its power supply, then run the command again",
+                        r.command
+                    ),
+                )),
                 Ok(_) => Ok(Vec::new()),
                 Err(e) => Err(Failure::from(e)),
             }

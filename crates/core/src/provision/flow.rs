@@ -119,7 +119,10 @@ impl Device {
                     }
                     reports.push(report(StepResult::Ok, None));
                 }
-                Err(f) if step.optional && f.code != Code::PortLost => {
+                // An optional step may fail; a lost port or a restart ends the flow all the same.
+                Err(f)
+                    if step.optional && !matches!(f.code, Code::PortLost | Code::ModuleReset) =>
+                {
                     tracing::warn!("{} (optional step, going on)", f.message);
                     reports.push(report(StepResult::Warning, Some(f.message)));
                 }
@@ -194,7 +197,12 @@ impl Device {
                 let prefixes: Vec<&str> = step.completes_on.iter().map(String::as_str).collect();
                 cmd = cmd.completes_on(&prefixes, self.timeout(step)?);
             }
+            let reboots = cmd.reboots;
             let resp = self.engine.run(cmd).await?;
+            if reboots && resp.is_ok() {
+                // The restart was the point: its banner is no news.
+                self.forget_restarts();
+            }
             self.backlog.extend(resp.urcs.iter().cloned());
             if !resp.is_ok() {
                 let retryable = matches!(resp.status, Status::Error { .. } | Status::Busy);
@@ -203,7 +211,25 @@ impl Device {
                     tokio::time::sleep(step.retry_delay).await;
                     continue;
                 }
+                if let Some(f) = self.after_no_answer(step, &resp).await {
+                    return Err(f);
+                }
                 return Err(self.explain(step, Some(&resp), &resp.summary(), step.fail));
+            }
+            // A restart seen while the command ran (it still answered after booting): the
+            // module lost its session all the same.
+            if let Some(banner) = resp
+                .urcs
+                .iter()
+                .find(|u| self.grammar.is_reset_sign(&u.line) && !resp_expected_reboot(&resp))
+            {
+                return Err(Failure::new(
+                    Code::ModuleReset,
+                    format!(
+                        "{}: the module restarted (`{}`) during `{}` and lost its session; check its power supply, then run the command again",
+                        step.name, banner.line, resp.command
+                    ),
+                ));
             }
             self.capture(step, &resp);
             if let Some(expect) = &step.expect {
@@ -367,6 +393,57 @@ impl Device {
         }
     }
 
+    /// After a command that got no answer (or a lost prompt): ask the module `AT` (the engine
+    /// first resynchronises, patiently for the boot window) to tell a restart (exit 9) from a
+    /// module that merely did not answer, and to say whether the module answers again.
+    async fn after_no_answer(&mut self, step: &Step, resp: &Response) -> Option<Failure> {
+        let timed_out = matches!(resp.status, Status::Timeout { .. } | Status::Reset);
+        if !timed_out
+            || resp.status
+                == (Status::Timeout {
+                    phase: crate::at::Phase::Completion,
+                })
+        {
+            return None;
+        }
+        let probe = self
+            .engine
+            .run(Command::new("AT").timeout(Duration::from_secs(2)))
+            .await;
+        let answers = probe.as_ref().is_ok_and(|r| r.is_ok());
+        let state = if answers {
+            "it answers AT again"
+        } else {
+            "it does not answer AT"
+        };
+        if let Some(banner) = self
+            .restarted()
+            .or_else(|| (resp.status == Status::Reset).then(|| "a boot banner".to_string()))
+        {
+            return Some(Failure::new(
+                Code::ModuleReset,
+                format!(
+                    "{}: the module restarted (`{banner}`) during `{}` and lost its session; {state}; check its power supply, then run the command again",
+                    step.name, resp.command
+                ),
+            ));
+        }
+        if resp.status
+            == (Status::Timeout {
+                phase: crate::at::Phase::Prompt,
+            })
+        {
+            return Some(Failure::new(
+                Code::NoAnswer,
+                format!(
+                    "{}: `{}`: the module never asked for the data (no prompt within {:.1?}); atprov sent the announced length as filler so that it leaves its data phase; {state}; run the command again to write it properly",
+                    step.name, resp.command, resp.elapsed
+                ),
+            ));
+        }
+        None
+    }
+
     /// A boot banner received since the flow began (the module reset between commands).
     fn restarted(&mut self) -> Option<String> {
         while let Ok(u) = self.urcs.try_recv() {
@@ -375,7 +452,7 @@ impl Device {
         let i = self
             .backlog
             .iter()
-            .position(|u| self.grammar.is_boot_banner(&u.line))?;
+            .position(|u| self.grammar.is_reset_sign(&u.line))?;
         Some(self.backlog.remove(i).line)
     }
 
@@ -468,4 +545,9 @@ fn show(d: Duration) -> String {
     } else {
         format!("{} ms", d.as_millis())
     }
+}
+
+/// Whether the command was one that restarts the module on purpose (`AT+RST`).
+fn resp_expected_reboot(resp: &Response) -> bool {
+    Command::new(resp.command.clone()).reboots
 }

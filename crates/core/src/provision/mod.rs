@@ -350,9 +350,10 @@ impl<'a> Provisioning<'a> {
             Ok((steps, summary)) => (true, steps, summary),
             Err((f, steps)) => {
                 let line = f.message.clone();
-                if stage == Stage::Cleanup {
+                // Cleanup is best effort, but a restart anywhere is news (a power problem).
+                if stage == Stage::Cleanup && f.code != Code::ModuleReset {
                     tracing::warn!("cleanup: {line}");
-                } else {
+                } else if self.failure.is_none() {
                     self.failure = Some(f);
                 }
                 (false, steps, line)

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use super::{Action, Generation, Item, ItemReport, StoreInfo, mismatch, must};
+use super::{Action, Generation, Item, ItemReport, PROMPT_WITHIN, StoreInfo, mismatch, must};
 use crate::at::{Command, Engine};
 use crate::error::{Code, Failure};
 use crate::pki::Credentials;
@@ -21,6 +21,13 @@ use crate::profile::Store;
 /// Finds out the store generation: `AT+SYSMFG?`, else `AT+SYSFLASH?` and its partitions.
 pub async fn probe(engine: &Engine, store: &Store) -> Result<StoreInfo, Failure> {
     let resp = engine.run(Command::new("AT+SYSMFG?")).await?;
+    // Only an answer says the firmware lacks SYSMFG; a restart or silence says nothing.
+    if matches!(
+        resp.status,
+        crate::at::Status::Reset | crate::at::Status::Timeout { .. }
+    ) {
+        return Err(super::failure(engine, &resp, "identify the store").await);
+    }
     if resp.is_ok() {
         let slots = resp
             .info
@@ -213,6 +220,7 @@ async fn write_nvs(
         content.len()
     ))
     .payload(content.to_vec())
+    .prompt_within(PROMPT_WITHIN)
     .timeout(Duration::from_secs(10));
     if secret {
         cmd = cmd.secret_payload();
@@ -276,6 +284,7 @@ async fn write_partition(
             part.len()
         ))
         .payload(part.to_vec())
+        .prompt_within(PROMPT_WITHIN)
         .timeout(Duration::from_secs(10));
         if secret {
             cmd = cmd.secret_payload();

@@ -53,7 +53,8 @@ pub async fn write(
         for (i, part) in bytes.chunks(chunk).enumerate() {
             let mode = u8::from(i > 0);
             let mut cmd = Command::new(format!("AT+FSWRITE={name:?},{mode},{},15", part.len()))
-                .payload(part.to_vec());
+                .payload(part.to_vec())
+                .prompt_within(super::PROMPT_WITHIN);
             if item == Item::Key {
                 cmd = cmd.secret_payload();
             }

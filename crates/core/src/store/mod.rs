@@ -164,24 +164,52 @@ pub(crate) fn items<'a>(
     ]
 }
 
+/// Time for a write's prompt (`>`, `CONNECT`): modules answer at once, so a lost prompt is
+/// noticed quickly even where the data itself may take long.
+pub(crate) const PROMPT_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Runs a store command; anything but OK is a failure naming the slot.
 pub(crate) async fn must(engine: &Engine, cmd: Command, what: &str) -> Result<Response, Failure> {
     let resp = engine.run(cmd).await?;
     if resp.is_ok() {
         return Ok(resp);
     }
+    Err(failure(engine, &resp, what).await)
+}
+
+/// The failure of a store command that did not end with OK, saying whether the store may hold
+/// a partial write and, after no answer, whether the module answers `AT` again.
+pub(crate) async fn failure(engine: &Engine, resp: &Response, what: &str) -> Failure {
     let code = crate::error::code_for_status(&resp.status);
+    let lost_prompt = resp.status
+        == (crate::at::Status::Timeout {
+            phase: crate::at::Phase::Prompt,
+        });
+    // After no answer, ask `AT` (the engine resynchronises first, patiently for the boot
+    // window, and has paid a lost prompt's data with filler) and say where the module is.
+    let state = if code == Code::NoAnswer {
+        let probe = engine
+            .run(Command::new("AT").timeout(std::time::Duration::from_secs(2)))
+            .await;
+        if probe.is_ok_and(|r| r.is_ok()) {
+            "; it answers AT again"
+        } else {
+            "; it does not answer AT"
+        }
+    } else {
+        ""
+    };
     let advice = match code {
         Code::ModuleReset => {
             "; the store may hold a partial write: run flash again (it rewrites and verifies)"
         }
+        Code::NoAnswer if lost_prompt => {
+            "; the module never asked for the data, atprov sent the announced length as filler so that it leaves its data phase: run flash again (it rewrites and verifies)"
+        }
         Code::NoAnswer => "; the store may hold a partial write: run flash again",
         _ => "",
     };
-    Err(Failure::new(
-        code,
-        format!("{what}: {}{advice}", resp.summary()),
-    ))
+    Failure::new(code, format!("{what}: {}{advice}{state}", resp.summary()))
 }
 
 /// A read-back that differs from what was written.

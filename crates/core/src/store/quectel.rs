@@ -105,6 +105,7 @@ async fn upload(engine: &Engine, file: &str, bytes: &[u8], secret: bool) -> Resu
     let resp = loop {
         let mut cmd = Command::new(line.clone())
             .payload(bytes.to_vec())
+            .prompt_within(super::PROMPT_WITHIN)
             .timeout(Duration::from_secs(30));
         if secret {
             cmd = cmd.secret_payload();
@@ -120,13 +121,7 @@ async fn upload(engine: &Engine, file: &str, bytes: &[u8], secret: bool) -> Resu
             continue;
         }
         if !resp.is_ok() {
-            return Err(Failure::new(
-                crate::error::code_for_status(&resp.status),
-                format!(
-                    "uploading {file}: {}; the file may be partial: run flash again",
-                    resp.summary()
-                ),
-            ));
+            return Err(super::failure(engine, &resp, &format!("uploading {file}")).await);
         }
         break resp;
     };

@@ -148,8 +148,17 @@ pub struct Esp32 {
 
 #[derive(Debug)]
 enum PendingWrite {
-    Flash { partition: String, offset: usize },
-    Nvs { ns: String, key: String, kind: u8 },
+    Flash {
+        partition: String,
+        offset: usize,
+    },
+    Nvs {
+        ns: String,
+        key: String,
+        kind: u8,
+    },
+    /// An HTTP body (`AT+HTTPCPOST`): taken, answered `SEND OK`, dropped.
+    Discard,
 }
 
 const OK: &[u8] = b"\r\nOK\r\n";
@@ -501,6 +510,20 @@ impl Model for Esp32 {
                     Step::Reboot,
                 ];
             }
+            _ if upper.starts_with("AT+HTTPCPOST=") => {
+                // OK, `>`, the body, then SEND OK (the emulator has no HTTP server to post to:
+                // the body is taken and dropped).
+                let len = crate::params(line)
+                    .get(1)
+                    .and_then(|p| p.parse::<usize>().ok());
+                return match len {
+                    Some(len) => {
+                        self.pending = Some(PendingWrite::Discard);
+                        ok_then_prompt(len)
+                    }
+                    None => self.error(0x0108_0000),
+                };
+            }
             "AT+SYSLOG?" => {
                 return vec![
                     Step::Send(format!("+SYSLOG:{}\r\n", u8::from(self.syslog)).into_bytes()),
@@ -598,6 +621,7 @@ impl Model for Esp32 {
                 self.flash.nvs_set(ns, key, kind, data);
                 vec![Step::Delay(self.timing.write), Step::Final(OK.to_vec())]
             }
+            Some(PendingWrite::Discard) => vec![Step::Final(b"\r\nSEND OK\r\n".to_vec())],
             None => {
                 let cx = mqtt_context!(self, "");
                 match self.mqtt.payload(data, &cx) {

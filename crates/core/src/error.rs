@@ -111,7 +111,9 @@ impl Code {
             Code::Credentials => {
                 "the credentials are unusable (pki check failed, or no certificate can be made from them)"
             }
-            Code::VerifyMismatch => "what was read back differs from what was written",
+            Code::VerifyMismatch => {
+                "what was read back (or replayed) differs from what was written (or recorded)"
+            }
             Code::Network => "network bring-up failed (Wi-Fi, cellular, time sync)",
             Code::Connect => "the MQTT/TLS connection was refused or failed",
             Code::Smoke => "the smoke-test message did not come back",

@@ -914,3 +914,25 @@ fn a_lost_prompt_at_qfupl_is_recovered_and_a_rerun_repairs_the_unit() {
 fn a_lost_prompt_at_fswrite_is_recovered_and_a_rerun_repairs_the_unit() {
     lost_prompt_then_rerun("air780ep", "AT+FSWRITE=");
 }
+
+#[test]
+fn a_provision_transcript_replays_as_recorded_quectel_and_air780ep() {
+    for emulator in ["quectel", "air780ep"] {
+        let b = Bundle::new();
+        let dir = tempfile::tempdir().unwrap();
+        let job = if emulator == "air780ep" {
+            rsa_job(
+                dir.path(),
+                "[mqtt]\nhost = \"abc-ats.iot.eu-west-1.amazonaws.com\"\n",
+            )
+        } else {
+            b.arg("aws.toml")
+        };
+        let t = dir.path().join("run.txt");
+        let sim = SimProcess::start(emulator, &[]);
+        let ts = t.display().to_string();
+        let (code, _, err) = provision_with(emulator, &sim, &job, &["--transcript", &ts]);
+        assert_eq!(code, 0, "{err}");
+        crate::transcript_roundtrip::replays_as_recorded(&t);
+    }
+}

@@ -840,3 +840,17 @@ fn a_restart_at_every_step_of_the_esp32_flow_is_a_module_reset() {
     let b = Bundle::new();
     a_restart_at_every_step_is_a_module_reset("esp32-at", &["--job", &b.job()]);
 }
+
+#[test]
+fn a_provision_transcript_replays_as_recorded_v3_and_v2() {
+    for emulator in ["esp32-at", "esp32-at-v2"] {
+        let b = Bundle::new();
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("run.txt");
+        let sim = SimProcess::start(emulator, &[]);
+        let ts = t.display().to_string();
+        let (code, _, err) = provision(&sim, &["--job", &b.job(), "--transcript", &ts]);
+        assert_eq!(code, 0, "{err}");
+        crate::transcript_roundtrip::replays_as_recorded(&t);
+    }
+}

@@ -101,3 +101,51 @@ async fn secrets_are_redacted_in_transcripts() {
     assert!(text.contains("secret, not shown>"), "{text}");
     assert!(text.contains(">> AT+CWMODE? (as shown)"), "{text}");
 }
+
+/// A transcript written by `atprov provision --transcript` replays as recorded: every host
+/// line is sent again exactly (payloads after their prompts, secret ones by length), no
+/// command that was answered in the recording times out in the replay, and the rows follow
+/// the recording's commands one for one.
+pub(crate) fn replays_as_recorded(path: &std::path::Path) {
+    let t = Transcript::load(path).unwrap();
+    let recorded: Vec<String> = t
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            atprov_core::transcript::Entry::Host { line, .. } => Some(line.clone()),
+            _ => None,
+        })
+        .collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let replayed = rt
+        .block_on(atprov_core::transcript::replay::replay_report(
+            &t,
+            Duration::from_secs(30),
+        ))
+        .unwrap();
+    assert!(
+        replayed.differed.is_empty(),
+        "{}: {:?}",
+        path.display(),
+        replayed.differed
+    );
+    let mut rows = replayed.rows.iter().filter_map(|r| match r {
+        Row::Command {
+            command, payload, ..
+        } => Some((command, payload)),
+        _ => None,
+    });
+    let mut commands = 0;
+    for line in &recorded {
+        if line.starts_with('<') || !line.starts_with("AT") && !line.starts_with("at") {
+            // A payload (shown with its command's row) or the engine's own filler.
+            continue;
+        }
+        let (command, _) = rows
+            .next()
+            .unwrap_or_else(|| panic!("{}: no row for `{line}`", path.display()));
+        assert_eq!(command, line, "{}", path.display());
+        commands += 1;
+    }
+    assert!(commands >= 10, "{}: {commands} commands", path.display());
+}

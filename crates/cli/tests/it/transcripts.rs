@@ -183,7 +183,7 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_transcript_matches_the_answer_key() {
     let mut all = check_corpus(&shared(), 10);
-    all.extend(check_corpus(&own(), 30));
+    all.extend(check_corpus(&own(), 40));
     let mut failures = Vec::new();
     let total = all.len();
     for (dir, s) in all {
@@ -252,5 +252,26 @@ async fn every_transcript_matches_the_answer_key() {
         "{} of {total} transcripts differ from their keys:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+}
+
+#[test]
+fn replaying_a_reboot_capture_gives_one_record_per_command() {
+    // BG96: AT+CFUN=1,1, POWERED DOWN, ten polls nobody answers, RDY, then answers again.
+    let file = own().join("quectel/101-bg96-cfun-reset-powered-down-rdy-poll.txt");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let commands = text.lines().filter(|l| l.starts_with(">> ")).count();
+    let (code, out, err) = crate::common::atprov(&["replay", "--json", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v.get("command").is_some())
+        .collect();
+    assert_eq!(rows.len(), commands, "{out}");
+    let unanswered = rows.iter().filter(|r| r["timeout"] == true).count();
+    assert!(
+        unanswered >= 9,
+        "the polls during the restart time out: {out}"
     );
 }

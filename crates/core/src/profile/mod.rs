@@ -140,6 +140,10 @@ pub struct Serial {
     pub baud: u32,
     /// Time a command may take unless its step says otherwise.
     pub timeout: Dur,
+    /// How long the module may take to answer again after a restart: commands that restart
+    /// it (`AT+RST`, `AT+CFUN=1,1`) wait this long, and after a timeout the engine keeps
+    /// trying for this long before it declares the module dead.
+    pub boot_window: Dur,
 }
 
 impl Default for Serial {
@@ -147,6 +151,7 @@ impl Default for Serial {
         Serial {
             baud: 115_200,
             timeout: Dur(Duration::from_secs(5)),
+            boot_window: Dur(Duration::from_secs(10)),
         }
     }
 }
@@ -566,6 +571,7 @@ impl Profile {
     pub fn engine_config(&self) -> crate::at::EngineConfig {
         crate::at::EngineConfig {
             grammar: std::sync::Arc::new(self.engine_grammar()),
+            boot_window: self.serial.boot_window.0,
             ..crate::at::EngineConfig::default()
         }
     }

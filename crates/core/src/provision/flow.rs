@@ -489,6 +489,10 @@ impl Device {
                 Status::Timeout {
                     phase: crate::at::Phase::Completion,
                 } => {}
+                // The module's own state, not the network's or the cloud's.
+                Status::Busy | Status::WantsData => {
+                    return Failure::new(Code::AtError, format!("{}: {what}", step.name));
+                }
                 Status::Timeout { .. } => {
                     return Failure::new(
                         Code::NoAnswer,

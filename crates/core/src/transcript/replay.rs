@@ -45,8 +45,9 @@ pub struct Exchange {
     pub unrecorded_payload: Option<(usize, Vec<String>)>,
     /// The prompt is raw (`>`): send it without a line ending.
     pub raw_prompt: bool,
-    /// The prompt was a whole line (`DOWNLOAD`, `CONNECT`): a recorded payload after it is a
-    /// row of its own in the report; after a raw `>` it belongs to the command's row.
+    /// The prompt was a whole line that ends the command's row (`DOWNLOAD`): a recorded
+    /// payload after it is a row of its own in the report; after a raw `>` or Quectel's
+    /// `CONNECT` it belongs to the command's row.
     pub line_prompt: bool,
 }
 
@@ -212,7 +213,9 @@ impl Script {
                         let glued = match seen {
                             SeenPrompt::Line => {
                                 ex.before_prompt.push(line.clone());
-                                ex.line_prompt = true;
+                                // Quectel's `CONNECT` is a data phase inside the command (one
+                                // row); `DOWNLOAD` and the like end the command's own row.
+                                ex.line_prompt = line.trim_end() != "CONNECT";
                                 None
                             }
                             SeenPrompt::Raw(glued) => {
@@ -551,7 +554,7 @@ impl Row {
 pub struct Replayed {
     /// One row per recorded host command, and the unsolicited lines, in wire order.
     pub rows: Vec<Row>,
-    /// Commands that got an answer in the recording and none in the replay, as
+    /// Commands with a final result in the recording and none in the replay, as
     /// `#N COMMAND` (1-based among the commands).
     pub differed: Vec<String>,
 }
@@ -563,7 +566,7 @@ impl Replayed {
         Some(Failure::new(
             Code::VerifyMismatch,
             format!(
-                "the replay differs from the recording at {} command(s), first {first}: it got an answer in the recording and none in the replay",
+                "the replay differs from the recording at {} command(s), first {first}: the recording shows a final result for it, the replay none",
                 self.differed.len()
             ),
         ))
@@ -684,17 +687,19 @@ async fn replay_script(script: Script, timeout: Duration) -> Replayed {
     Replayed { rows, differed }
 }
 
-/// Commands that timed out in the replay although the recording shows device lines for them.
+/// Commands that timed out in the replay although the recording shows a final result after
+/// them.
 fn differences(script: &Script, rows: &[Row], splits: &[(bool, bool)]) -> Vec<String> {
     let answered: Vec<bool> = script
         .exchanges
         .iter()
         .filter(|e| !e.payload_of_previous && !e.is_raw_write())
         .map(|e| {
-            e.before_prompt.iter().any(|l| !l.trim().is_empty())
+            let is_final = |l: &String| crate::at::classify::final_code(l.trim_end()).is_some();
+            e.before_prompt.iter().any(is_final)
                 || e.unrecorded_payload
                     .as_ref()
-                    .is_some_and(|(_, after)| after.iter().any(|l| !l.trim().is_empty()))
+                    .is_some_and(|(_, after)| after.iter().any(is_final))
         })
         .collect();
     let mut out = Vec::new();

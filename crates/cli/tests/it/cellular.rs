@@ -856,6 +856,18 @@ fn creds_erase_removes_what_provision_wrote_on_each_family_and_asks_first() {
     }
 }
 
+/// An AWS job the emulator takes: the Air780EP's TLS stack wants an RSA key.
+fn aws_job_for(emulator: &str, b: &Bundle, dir: &std::path::Path) -> String {
+    if emulator == "air780ep" {
+        rsa_job(
+            dir,
+            "[mqtt]\nhost = \"abc-ats.iot.eu-west-1.amazonaws.com\"\n",
+        )
+    } else {
+        b.arg("aws.toml")
+    }
+}
+
 #[test]
 fn a_restart_at_every_step_of_the_quectel_flow_is_a_module_reset() {
     let b = Bundle::new();
@@ -869,10 +881,7 @@ fn a_restart_at_every_step_of_the_quectel_flow_is_a_module_reset() {
 #[test]
 fn a_restart_at_every_step_of_the_air780ep_flow_is_a_module_reset() {
     let dir = tempfile::tempdir().unwrap();
-    let job = rsa_job(
-        dir.path(),
-        "[mqtt]\nhost = \"abc-ats.iot.eu-west-1.amazonaws.com\"\n",
-    );
+    let job = aws_job_for("air780ep", &Bundle::new(), dir.path());
     crate::provision::a_restart_at_every_step_is_a_module_reset(
         "air780ep",
         &["--profile", "air780ep", "--job", &job],
@@ -886,14 +895,7 @@ fn lost_prompt_then_rerun(emulator: &str, prefix: &str) {
     let dir = tempfile::tempdir().unwrap();
     let fault = format!("drop_prompt@{prefix}");
     let sim = SimProcess::start(emulator, &["--fault", &fault]);
-    let job = if emulator == "air780ep" {
-        rsa_job(
-            dir.path(),
-            "[mqtt]\nhost = \"abc-ats.iot.eu-west-1.amazonaws.com\"\n",
-        )
-    } else {
-        b.arg("aws.toml")
-    };
+    let job = aws_job_for(emulator, &b, dir.path());
     let (code, _, err) = provision_with(emulator, &sim, &job, &[]);
     assert_eq!(code, 6, "{err}");
     let line = crate::provision::last_line(&err);
@@ -920,14 +922,7 @@ fn a_provision_transcript_replays_as_recorded_quectel_and_air780ep() {
     for emulator in ["quectel", "air780ep"] {
         let b = Bundle::new();
         let dir = tempfile::tempdir().unwrap();
-        let job = if emulator == "air780ep" {
-            rsa_job(
-                dir.path(),
-                "[mqtt]\nhost = \"abc-ats.iot.eu-west-1.amazonaws.com\"\n",
-            )
-        } else {
-            b.arg("aws.toml")
-        };
+        let job = aws_job_for(emulator, &b, dir.path());
         let t = dir.path().join("run.txt");
         let sim = SimProcess::start(emulator, &[]);
         let ts = t.display().to_string();

@@ -184,3 +184,14 @@ async fn an_unexpected_restart_mid_command_is_a_reset_and_the_session_recovers()
     let next = e.send("AT").await.unwrap();
     assert!(next.is_ok(), "{}", next.summary());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_that_answers_only_busy_gives_no_result() {
+    // A wedged firmware: every try of the command gets `busy p...`, more than atprov retries.
+    let sim = SimProcess::start("esp32-at", &["--fault", "busy:50@AT+GMR"]);
+    let e = engine(&sim).await;
+    let r = e.send("AT+GMR").await.unwrap();
+    assert_eq!(r.status, Status::Busy, "{}", r.summary());
+    assert!(r.final_line.is_none(), "`busy p...` is not its result");
+    assert!(r.busy_retries >= 1);
+}

@@ -931,3 +931,91 @@ fn a_provision_transcript_replays_as_recorded_quectel_and_air780ep() {
         crate::transcript_roundtrip::replays_as_recorded(&t);
     }
 }
+
+/// openssl's SHA-256 fingerprint of a PEM certificate (colon-separated upper-case hex).
+fn openssl_fingerprint(pem: &std::path::Path) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(pem)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.trim().rsplit('=').next().unwrap().to_string()
+}
+
+/// Provisions each emulator, then: a second run writes nothing (compared first, like
+/// ESP-AT); `creds list` reads back what each slot holds (fingerprints as openssl computes
+/// them, the key by its size only); `creds erase --yes` empties them, and `creds list` says so.
+#[test]
+fn creds_list_and_erase_and_a_second_run_that_writes_nothing_on_every_family() {
+    let b = Bundle::new();
+    let dir = tempfile::tempdir().unwrap();
+    for emulator in ["esp32-at", "esp32-at-v2", "quectel", "air780ep"] {
+        let sim = SimProcess::start(emulator, &[]);
+        let (job, ca, cert) = match emulator {
+            "air780ep" => {
+                let rsa =
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rsa");
+                (
+                    aws_job_for(emulator, &b, dir.path()),
+                    rsa.join("ca.pem"),
+                    rsa.join("dev.pem"),
+                )
+            }
+            "quectel" => (b.arg("aws.toml"), b.path("ca.pem"), b.path("dev.pem")),
+            _ => {
+                let job = dir.path().join("esp.toml");
+                std::fs::write(
+                    &job,
+                    format!(
+                        "[credentials]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\
+                         [wifi]\nssid = \"atprov-lab\"\npassword = \"correct horse battery\"\n\
+                         [mqtt]\nhost = \"broker.test\"\n",
+                        b.arg("ca.pem"),
+                        b.arg("dev.pem"),
+                        b.arg("dev.key")
+                    ),
+                )
+                .unwrap();
+                (
+                    job.display().to_string(),
+                    b.path("ca.pem"),
+                    b.path("dev.pem"),
+                )
+            }
+        };
+        let run = || atprov(&["provision", "--port", &sim.path, "--job", &job, "--json"]);
+        let (code, _, err) = run();
+        assert_eq!(code, 0, "{emulator}: {err}");
+        let (code, out, err) = run();
+        assert_eq!(code, 0, "{emulator}: {err}");
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        for item in report["credentials"]["items"].as_array().unwrap() {
+            assert_eq!(item["action"], "unchanged", "{emulator}: {item}");
+        }
+
+        let (code, out, err) = atprov(&["creds", "list", "--port", &sim.path, "--json"]);
+        assert_eq!(code, 0, "{emulator}: {err}");
+        let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let slots = listed["slots"].as_array().unwrap();
+        assert_eq!(slots.len(), 3, "{emulator}: {out}");
+        let fp = |i: usize| slots[i]["certificates"][0]["sha256_fingerprint"].clone();
+        assert_eq!(fp(0), openssl_fingerprint(&ca), "{emulator}: {out}");
+        assert_eq!(fp(1), openssl_fingerprint(&cert), "{emulator}: {out}");
+        assert_eq!(slots[2]["item"], "key");
+        assert_eq!(slots[2]["present"], true, "{emulator}: {out}");
+        assert!(
+            !out.contains("PRIVATE KEY"),
+            "{emulator}: the key was shown"
+        );
+
+        let (code, _, err) = atprov(&["creds", "erase", "--port", &sim.path, "--yes"]);
+        assert_eq!(code, 0, "{emulator}: {err}");
+        let (code, out, err) = atprov(&["creds", "list", "--port", &sim.path, "--json"]);
+        assert_eq!(code, 0, "{emulator}: {err}");
+        let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+        for slot in listed["slots"].as_array().unwrap() {
+            assert_eq!(slot["present"], false, "{emulator}: {out}");
+        }
+    }
+}

@@ -434,6 +434,17 @@ impl<'a> Provisioning<'a> {
         store::erase(&self.device.engine, &self.device.profile.store, &info).await
     }
 
+    /// Reads back what the module's credential slots hold (after identify), for `creds list`.
+    pub async fn read_credentials(&mut self) -> Result<Vec<store::Held>, Failure> {
+        let Some(info) = self.report.store.clone() else {
+            return Err(Failure::new(
+                Code::AtError,
+                "the module's store was never probed".to_string(),
+            ));
+        };
+        store::read(&self.device.engine, &self.device.profile.store, &info).await
+    }
+
     /// Ends the job with a failure found outside the module (e.g. no credential left).
     pub fn fail(&mut self, failure: Failure) {
         if self.failure.is_none() {

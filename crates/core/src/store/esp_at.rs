@@ -188,6 +188,43 @@ pub async fn erase(engine: &Engine, info: &StoreInfo, slots: &[&str]) -> Result<
     Ok(())
 }
 
+/// What a slot holds: the NVS blob, or the first item of the partition's AtPKI bin; `None`
+/// when it is empty (an absent key, an erased partition).
+pub(crate) async fn read(
+    engine: &Engine,
+    store: &Store,
+    info: &StoreInfo,
+    slot: &str,
+    secret: bool,
+) -> Result<Option<Vec<u8>>, Failure> {
+    if info.generation != Generation::Partitions {
+        return read_nvs(engine, slot, secret).await;
+    }
+    let chunk = store.chunk.max(1);
+    let header = read_partition(engine, slot, 8, false, chunk).await?;
+    if header[..2] != atpki::MAGIC {
+        return Ok(None);
+    }
+    let body = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    let size = info
+        .sizes
+        .iter()
+        .find(|(n, _)| n == slot)
+        .map_or(usize::MAX, |(_, s)| *s);
+    if 8 + body > size {
+        return Err(Failure::new(
+            Code::VerifyMismatch,
+            format!(
+                "read {slot}: its PKI bin header announces {body} bytes, more than the partition holds"
+            ),
+        ));
+    }
+    let bin = read_partition(engine, slot, 8 + body, secret, chunk).await?;
+    let items = atpki::decode(&bin)
+        .map_err(|e| Failure::new(Code::VerifyMismatch, format!("read {slot}: {e}")))?;
+    Ok(items.into_iter().next().map(|i| i.content))
+}
+
 async fn read_nvs(engine: &Engine, slot: &str, secret: bool) -> Result<Option<Vec<u8>>, Failure> {
     let mut cmd = Command::new(format!("AT+SYSMFG=1,\"{slot}\",\"{slot}\""));
     if secret {

@@ -38,6 +38,7 @@ pub async fn write(
     engine: &Engine,
     store: &Store,
     creds: &Credentials,
+    force: bool,
     on_item: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Vec<ItemReport>, Failure> {
     let items = super::items(store, creds);
@@ -45,6 +46,20 @@ pub async fn write(
     let mut out = Vec::new();
     for (item, name, bytes) in items {
         on_item(name);
+        // Already there: the same size and the same lines read back (Luat has no checksum).
+        if !force
+            && read(engine, name).await?.is_some_and(|(size, text)| {
+                size == bytes.len() && super::text_lines(&text) == super::text_lines(bytes)
+            })
+        {
+            out.push(ItemReport {
+                item,
+                slot: name.to_string(),
+                bytes: bytes.len(),
+                action: Action::Unchanged,
+            });
+            continue;
+        }
         // A missing file answers ERROR: nothing to delete.
         engine
             .run(Command::new(format!("AT+FSDEL={name:?}")))
@@ -82,4 +97,32 @@ pub async fn write(
         });
     }
     Ok(out)
+}
+
+/// Reads a file back: `AT+FSFLSIZE`, then `AT+FSREAD` of that many bytes, as text lines
+/// (a secret response: it may be the key): the size the module reports and the lines joined
+/// with `\n`. `None` when the file does not exist.
+pub(crate) async fn read(engine: &Engine, name: &str) -> Result<Option<(usize, Vec<u8>)>, Failure> {
+    let size = engine
+        .run(Command::new(format!("AT+FSFLSIZE={name:?}")))
+        .await?;
+    if !size.is_ok() {
+        return Ok(None);
+    }
+    let Some(len) = size
+        .value("+FSFLSIZE:")
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    else {
+        return Ok(None);
+    };
+    let mut lines = Vec::new();
+    let mut from = 0;
+    while from < len {
+        let n = (len - from).min(MAX_WRITE);
+        let cmd = Command::new(format!("AT+FSREAD={name:?},{from},{n},0")).secret_response();
+        let resp = must(engine, cmd, name).await?;
+        lines.extend(resp.info);
+        from += n;
+    }
+    Ok(Some((len, lines.join("\n").into_bytes())))
 }

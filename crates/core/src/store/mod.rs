@@ -136,9 +136,65 @@ pub async fn write(
 ) -> Result<Vec<ItemReport>, Failure> {
     match store.kind {
         StoreKind::EspAt => esp_at::write(engine, store, info, creds, force, on_item).await,
-        StoreKind::QuectelUfs => quectel::write(engine, store, creds, on_item).await,
-        StoreKind::LuatFs => luat::write(engine, store, creds, on_item).await,
+        StoreKind::QuectelUfs => quectel::write(engine, store, creds, force, on_item).await,
+        StoreKind::LuatFs => luat::write(engine, store, creds, force, on_item).await,
     }
+}
+
+/// What one slot holds, read back from the module.
+#[derive(Debug, Clone)]
+pub struct Held {
+    /// Which credential the slot is for.
+    pub item: Item,
+    /// The slot (namespace/key, partition or file).
+    pub slot: String,
+    /// Its content; `None` when the slot is empty. For a file read back as text lines (Luat,
+    /// Quectel) the lines joined with `\n`.
+    pub content: Option<Vec<u8>>,
+}
+
+/// Reads back what the three slots hold, for `creds list`. The key travels as a secret
+/// response (traces show its length only).
+pub async fn read(engine: &Engine, store: &Store, info: &StoreInfo) -> Result<Vec<Held>, Failure> {
+    let mut out = Vec::new();
+    for (item, slot) in [
+        (Item::Ca, &store.ca),
+        (Item::Cert, &store.cert),
+        (Item::Key, &store.key),
+    ] {
+        let secret = item == Item::Key;
+        let (slot, content) = match store.kind {
+            StoreKind::EspAt => (
+                slot.clone(),
+                esp_at::read(engine, store, info, slot, secret).await?,
+            ),
+            StoreKind::QuectelUfs => {
+                let file = quectel::ufs(slot);
+                let held = quectel::download(engine, &file).await?.map(|d| d.text);
+                (file, held)
+            }
+            StoreKind::LuatFs => (
+                slot.clone(),
+                luat::read(engine, slot).await?.map(|(_, text)| text),
+            ),
+        };
+        out.push(Held {
+            item,
+            slot,
+            content,
+        });
+    }
+    Ok(out)
+}
+
+/// The lines of a text file as a module shows them (empty lines dropped, line ends removed):
+/// what a read-back of a PEM file can be compared with.
+pub(crate) fn text_lines(bytes: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(bytes)
+        .split('\n')
+        .map(|l| l.trim_end_matches(['\r', ' ', '\t']).to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 /// Erases the three credentials and reads back that they are gone: what a unit must pass

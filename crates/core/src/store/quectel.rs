@@ -31,7 +31,7 @@ pub async fn probe(engine: &Engine) -> Result<StoreInfo, Failure> {
     })
 }
 
-fn ufs(name: &str) -> String {
+pub(crate) fn ufs(name: &str) -> String {
     if name.contains(':') {
         name.to_string()
     } else {
@@ -44,6 +44,7 @@ pub async fn write(
     engine: &Engine,
     store: &Store,
     creds: &Credentials,
+    force: bool,
     on_item: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Vec<ItemReport>, Failure> {
     let items = super::items(store, creds);
@@ -51,15 +52,85 @@ pub async fn write(
     for (item, name, bytes) in items {
         let file = ufs(name);
         on_item(&file);
-        upload(engine, &file, bytes, item == Item::Key).await?;
+        // Already there, byte for byte (size and checksum): nothing to write.
+        let same = !force
+            && download(engine, &file)
+                .await?
+                .is_some_and(|d| d.size == bytes.len() && d.checksum == qfupl_checksum(bytes));
+        let action = if same {
+            Action::Unchanged
+        } else {
+            upload(engine, &file, bytes, item == Item::Key).await?;
+            Action::Written
+        };
         out.push(ItemReport {
             item,
             slot: file,
             bytes: bytes.len(),
-            action: Action::Written,
+            action,
         });
     }
     Ok(out)
+}
+
+/// A file read back with `AT+QFDWL`.
+pub(crate) struct Downloaded {
+    /// The size the module reports.
+    pub size: usize,
+    /// The XOR-16 checksum the module reports.
+    pub checksum: u16,
+    /// The file's text lines joined with `\n` (PEM files).
+    pub text: Vec<u8>,
+}
+
+/// Downloads a file (`CONNECT`, its bytes, `+QFDWL: <size>,<checksum>`, `OK`); `None` when it
+/// does not exist. Read as a secret response: it may be the key.
+pub(crate) async fn download(engine: &Engine, file: &str) -> Result<Option<Downloaded>, Failure> {
+    let cmd = Command::new(format!("AT+QFDWL={file:?}"))
+        .secret_response()
+        .timeout(Duration::from_secs(30));
+    let resp = engine.run(cmd).await?;
+    if let crate::at::Status::Error { .. } = resp.status {
+        return Ok(None);
+    }
+    if !resp.is_ok() {
+        return Err(super::failure(engine, &resp, &format!("reading {file}")).await);
+    }
+    let mut lines: Vec<&str> = resp
+        .info
+        .iter()
+        .map(String::as_str)
+        .skip_while(|l| *l == "CONNECT")
+        .collect();
+    // The summary line ends the data; a file without a final line end has it glued on.
+    let summary = lines.pop().unwrap_or_default();
+    let (data_tail, report) = match summary.find("+QFDWL: ") {
+        Some(i) => (&summary[..i], &summary[i + "+QFDWL: ".len()..]),
+        None => {
+            return Err(Failure::new(
+                Code::AtError,
+                format!("reading {file}: no `+QFDWL: <size>,<checksum>` line"),
+            ));
+        }
+    };
+    if !data_tail.is_empty() {
+        lines.push(data_tail);
+    }
+    let (size, sum) = report.split_once(',').unwrap_or((report, ""));
+    let (Ok(size), Ok(checksum)) = (
+        size.trim().parse::<usize>(),
+        u16::from_str_radix(sum.trim(), 16),
+    ) else {
+        return Err(Failure::new(
+            Code::AtError,
+            format!("reading {file}: `+QFDWL: {report}` is not <size>,<checksum>"),
+        ));
+    };
+    Ok(Some(Downloaded {
+        size,
+        checksum,
+        text: lines.join("\n").into_bytes(),
+    }))
 }
 
 /// Deletes the three files and checks `AT+QFLST` no longer lists them.

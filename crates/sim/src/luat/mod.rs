@@ -194,6 +194,18 @@ impl Luat {
                     _ => cme(63),
                 }
             }
+            // Read: the raw bytes from an offset, then OK.
+            "AT+FSREAD" if p.len() >= 3 => match self.files.get(&file) {
+                Some(b) => {
+                    let from = p[1].trim().parse::<usize>().unwrap_or(0).min(b.len());
+                    let len = p[2].trim().parse::<usize>().unwrap_or(0);
+                    let to = from.saturating_add(len).min(b.len());
+                    let mut bytes = b"\r\n".to_vec();
+                    bytes.extend_from_slice(&b[from..to]);
+                    vec![Step::Send(bytes), Step::Final(OK.to_vec())]
+                }
+                None => cme(62),
+            },
             "AT+FSFLSIZE" => match self.files.get(&file) {
                 Some(b) => info(&[format!("+FSFLSIZE: {}", b.len())]),
                 None => cme(62),

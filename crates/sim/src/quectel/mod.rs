@@ -245,6 +245,19 @@ impl Quectel {
                 }
                 info(&lines)
             }
+            // Download: CONNECT, the file's bytes, then its size and checksum (FILE AT manual).
+            "AT+QFDWL" if !p.is_empty() => {
+                let n = Self::ufs_name(p[0]);
+                let Some(data) = self.files.get(&n) else {
+                    return Some(cme(405));
+                };
+                let mut bytes = b"\r\nCONNECT\r\n".to_vec();
+                bytes.extend_from_slice(data);
+                bytes.extend_from_slice(
+                    format!("\r\n+QFDWL: {},{}\r\n", data.len(), qfupl_hex(data)).as_bytes(),
+                );
+                vec![Step::Send(bytes), Step::Final(OK.to_vec())]
+            }
             "AT+QFDEL" if !p.is_empty() => {
                 let n = Self::ufs_name(p[0]);
                 if n == "UFS:*" {

@@ -45,7 +45,10 @@ pub enum PkiCommand {
     },
     /// Describe a certificate, chain, key or PKI bin.
     Inspect {
+        /// The file: PEM or DER certificates and keys, a PKI bin or a padded partition image
+        /// (any other file gets its size, `+QFUPL` checksum and hashes).
         file: PathBuf,
+        /// One JSON object on stdout.
         #[arg(long)]
         json: bool,
     },
@@ -68,6 +71,7 @@ pub enum PkiCommand {
         /// esp32-at-v2 for ESP-AT 2.x's 8 KiB PKI partitions.
         #[arg(long)]
         profile: Option<String>,
+        /// One JSON object on stdout (every problem found).
         #[arg(long)]
         json: bool,
     },

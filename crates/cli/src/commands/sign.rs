@@ -47,6 +47,7 @@ pub struct AwsAuthorizerArgs {
     /// The RSA private key whose public half the authorizer holds (PEM or DER, PKCS#1 or #8).
     #[arg(long, value_name = "FILE")]
     pub signing_key: PathBuf,
+    /// One JSON object on stdout (`username` and its parts).
     #[arg(long)]
     pub json: bool,
 }
@@ -64,8 +65,10 @@ pub enum Register {
 
 #[derive(Debug, clap::Args)]
 pub struct AliyunArgs {
+    /// The product's ProductKey, from the Aliyun IoT console.
     #[arg(long)]
     pub product_key: String,
+    /// The device's DeviceName, from the Aliyun IoT console.
     #[arg(long)]
     pub device_name: String,
     /// File holding the device secret (first line), or - for standard input; or set
@@ -107,6 +110,8 @@ pub struct AliyunArgs {
     /// Region of the HTTPS registration endpoint.
     #[arg(long, default_value = "cn-shanghai")]
     pub region: String,
+    /// One JSON object on stdout (`mqttClientId`, `mqttUsername`, `mqttPassword`, or the
+    /// registration request).
     #[arg(long)]
     pub json: bool,
 }

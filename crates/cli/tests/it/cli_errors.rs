@@ -478,3 +478,68 @@ fn a_prompt_the_catalog_does_not_know_says_the_module_wants_data() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("SEND OK"), "{out}");
 }
+
+/// Lines of a child's stream, read on a thread of their own.
+fn lines_of(stream: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stream)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits (generously: a shared 2-core machine) for a line containing `needle`.
+fn wait_for(rx: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+    loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no line with `{needle}`"));
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+#[test]
+fn the_console_reconnects_when_the_port_comes_back() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("ttyMODULE");
+    let l = link.to_str().unwrap();
+    let sim = SimProcess::start("esp32-at", &["--link", l]);
+    let mut console = std::process::Command::new(env!("CARGO_BIN_EXE_atprov"))
+        .args(["console", "--port", l, "--timestamps", "iso"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = lines_of(console.stdout.take().unwrap());
+    let err = lines_of(console.stderr.take().unwrap());
+    let mut stdin = console.stdin.take().unwrap();
+    stdin.write_all(b"AT\n").unwrap();
+    let ok = wait_for(&out, "<< final OK");
+    // ISO 8601 UTC stamps: 2026-12-03T09:58:01.123Z
+    let stamp = ok.split_whitespace().next().unwrap();
+    assert!(
+        stamp.len() == 24 && stamp.as_bytes()[10] == b'T' && stamp.ends_with('Z'),
+        "{ok}"
+    );
+    // The module goes away (its PTY closes) and comes back under the same name.
+    drop(sim);
+    wait_for(&err, "went away");
+    let _back = SimProcess::start("esp32-at", &["--link", l]);
+    wait_for(&err, "reconnected");
+    stdin.write_all(b"AT+GMR\n").unwrap();
+    wait_for(&out, "<< final OK");
+    drop(stdin);
+    assert!(console.wait().unwrap().success());
+}

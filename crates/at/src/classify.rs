@@ -82,10 +82,10 @@ pub fn is_busy(line: &str) -> bool {
 }
 
 /// A boot banner: the module has just (re)started and takes commands again. `ready` is
-/// ESP-AT's, `RDY` the cellular one (Quectel, Luat, SIMCom), `APP RDY` what Quectel's UNISOC
-/// modules (EC200U, EG915U) add when their application side is up.
+/// ESP-AT's, `RDY` the cellular one (Quectel, Luat, SIMCom). (Quectel's UNISOC modules add
+/// `APP RDY` later in the same boot: a URC, not a second restart.)
 pub fn is_boot_banner(line: &str) -> bool {
-    matches!(line, "ready" | "RDY" | "APP RDY")
+    matches!(line, "ready" | "RDY")
 }
 
 /// A sign that the module is restarting, before its banner: the ESP32 ROM's first lines
@@ -316,7 +316,8 @@ mod tests {
         assert!(!is_known_urc("OK"));
         assert!(!is_known_urc("+MQTTCONN:0,4,1,\"\",\"\",\"\",0"));
         assert!(!is_known_urc("x,CLOSED"));
-        assert!(is_boot_banner("ready") && is_boot_banner("RDY") && is_boot_banner("APP RDY"));
+        assert!(is_boot_banner("ready") && is_boot_banner("RDY") && !is_boot_banner("APP RDY"));
+        assert!(is_known_urc("APP RDY") && !is_reset_sign("APP RDY"));
         for l in [
             "ets Jun  8 2016 00:22:57",
             "ets Jan 8 2013,rst cause:2, boot mode:(3,6)",

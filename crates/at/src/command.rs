@@ -89,6 +89,10 @@ pub struct Command {
     /// Time for the prompt, when shorter than [`Command::timeout`] (which then counts from
     /// the prompt): a lost `>` is noticed in seconds even when the data may take minutes.
     pub prompt_timeout: Option<Duration>,
+    /// Without a payload, answer the prompt with the announced length of filler bytes (a
+    /// replay of a capture that left the data out). Otherwise a prompt with no payload ends
+    /// the command as wanting data.
+    pub filler_payload: bool,
 }
 
 impl Command {
@@ -112,6 +116,7 @@ impl Command {
             reboots: false,
             value_is_final: false,
             prompt_timeout: None,
+            filler_payload: false,
         };
         apply_catalog(&mut cmd);
         // Whoever typed the line, its secret parameters are never shown.
@@ -199,6 +204,13 @@ impl Command {
     /// [`Command::reboots`]).
     pub fn expect_reboot(mut self) -> Self {
         self.reboots = true;
+        self
+    }
+
+    /// Answers a prompt with filler of the announced length when no payload is given
+    /// ([`Command::filler_payload`]).
+    pub fn filler_payload(mut self) -> Self {
+        self.filler_payload = true;
         self
     }
 

@@ -218,6 +218,7 @@ impl Engine {
             resync_started: None,
             rebooting: None,
             prompt_check: None,
+            last_command: None,
             rx_scrubber: Default::default(),
             tx_scrubber: Default::default(),
         };
@@ -317,6 +318,8 @@ struct Actor {
     rebooting: Option<Rebooting>,
     /// When to take a raw prompt nobody armed as a prompt (the line stayed unfinished).
     prompt_check: Option<Instant>,
+    /// The last caller's command, as shown (for messages about what followed it).
+    last_command: Option<String>,
     /// Secrets hidden from trace events, per direction (a key may span many records).
     rx_scrubber: super::redact::Scrubber,
     tx_scrubber: super::redact::Scrubber,
@@ -330,7 +333,8 @@ impl Actor {
             let idle = self.current.is_none()
                 && self.drain.is_none()
                 && self.pending.is_none()
-                && self.rebooting.is_none();
+                && self.rebooting.is_none()
+                && self.prompt_check.is_none();
             tokio::select! {
                 biased;
                 read = self.port.read(&mut buf) => match read {
@@ -396,7 +400,8 @@ impl Actor {
         if let Some(d) = &self.drain {
             consider(d.quiet_until.min(d.hard_until));
         }
-        if let Some(r) = &self.rebooting {
+        // (A probe in flight ends first; its end sees the deadline.)
+        if let Some(r) = self.rebooting.as_ref().filter(|_| self.current.is_none()) {
             consider(r.deadline);
         }
         if let Some(p) = self.prompt_check {
@@ -414,10 +419,16 @@ impl Actor {
             if self.session.take_idle_prompt(&mut outs) && self.config.resync {
                 // A command that ended with `OK` wants data after all, of a length nobody
                 // knows: the resync's sentinels fill it until the module answers again.
+                let after = self.last_command.clone().unwrap_or_default();
+                tracing::warn!(
+                    "the module wants data: it sent a `>` after `{after}` ended with OK; give the data with the command (send --data/--payload, a step's payload); resynchronising"
+                );
                 self.note("the module sent a prompt after its command ended: it waits for data; resynchronising before the next command");
                 self.dirty = true;
             }
-            return self.handle(outs).await;
+            self.handle(outs).await?;
+            self.track_phase();
+            return Ok(());
         }
         // The boot window is over (a probe in flight ends first; its end sees the deadline).
         if self.rebooting.as_ref().is_some_and(|r| now >= r.deadline) && self.current.is_none() {
@@ -592,6 +603,9 @@ impl Actor {
         };
         let bytes = self.session.begin(cmd);
         let sentinel = reply.is_none();
+        if !sentinel {
+            self.last_command = Some(shown.clone());
+        }
         let len = bytes.len();
         self.current = Some(Current {
             reply,
@@ -769,6 +783,9 @@ impl Actor {
                 self.reboot_probe_done(answered).await?;
             }
             None => {
+                if resp.status == Status::WantsData && self.config.resync {
+                    self.write(&[0x1b]).await?;
+                }
                 // The sentinel: its own OK makes the session clean again.
                 if resp.status == Status::Ok {
                     self.dirty = false;

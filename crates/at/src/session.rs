@@ -294,7 +294,8 @@ impl Session {
     pub fn expire(&mut self, elapsed: Duration) -> Option<Response> {
         let f = self.inflight.take()?;
         self.digester.arm_prompt(false);
-        self.unfinished = true;
+        // A command ended by a restart is not running any more.
+        self.unfinished = !f.reset_seen;
         if self.nesting && f.stage == Stage::Final && self.lingering.is_none() && !f.reset_seen {
             self.lingering = Some(f.clone());
             self.lingering_confirmed = false;
@@ -357,6 +358,11 @@ impl Session {
         f.prompt_done = true;
         f.echo_possible = false;
         f.resp.prompt = Some(text);
+        if phase.payload.is_none() && !f.cmd.filler_payload {
+            // Nothing to send: say so (the engine then cancels the data phase).
+            self.finish(Status::WantsData, out);
+            return;
+        }
         out.push(Output::SendPayload(payload_bytes(&f.cmd)));
     }
 
@@ -402,6 +408,9 @@ impl Session {
 
     fn on_line(&mut self, raw: &[u8], out: &mut Vec<Output>) {
         let text = escape(raw);
+        if self.inflight.is_none() && self.take_late_line(&text, out) {
+            return;
+        }
         let Some(f) = self.inflight.as_mut() else {
             if self.grammar.is_reset_sign(&text) {
                 out.push(Output::Reset {
@@ -409,6 +418,7 @@ impl Session {
                 });
                 self.unfinished = false;
                 self.lingering = None;
+                self.lingering_confirmed = false;
             }
             let known = self.grammar.is_known_urc(&text) || self.grammar.is_reset_sign(&text);
             self.unsolicited(text, known, None, out);
@@ -429,6 +439,7 @@ impl Session {
                 out.push(Output::Reset {
                     back: self.grammar.is_boot_banner(&text),
                 });
+                f.reset_seen = !f.cmd.reboots;
             }
             let known = self.grammar.is_known_urc(&text) || self.grammar.is_reset_sign(&text);
             self.unsolicited(text, known, None, out);
@@ -485,38 +496,12 @@ impl Session {
 
         // An earlier command still running in the module (see `set_nesting`) takes the lines
         // that are neither this command's rejection nor unsolicited.
-        if f.stage == Stage::Final
-            && self.lingering_confirmed
-            && !self.grammar.is_busy(&text)
-            && !self.grammar.is_known_urc(&text)
-            && let Some(l) = self.lingering.as_mut()
-        {
-            let code = if l.cmd.success.contains(&text) {
-                Some(FinalCode::Ok)
-            } else if l.cmd.failure.contains(&text) {
-                Some(FinalCode::Failed)
-            } else {
-                self.grammar.final_code(&text)
-            };
-            let class = if code.is_some() {
-                RxClass::LateFinal
-            } else {
-                RxClass::LateInfo
-            };
-            out.push(Output::Rx {
-                text: text.clone(),
-                class,
-                secret: l.cmd.secret_response,
-            });
-            if code.is_some() {
-                self.lingering = None;
-                self.lingering_confirmed = false;
-                self.unfinished = false;
-            } else {
-                l.resp.info.push(text);
-            }
+        if f.stage == Stage::Final && self.take_late_line(&text, out) {
             return;
         }
+        let Some(f) = self.inflight.as_mut() else {
+            return;
+        };
 
         if f.stage == Stage::Final {
             // 4. busy p...: a rejection of a command sent while another ran; otherwise the
@@ -566,7 +551,9 @@ impl Session {
             // 5. Finals: the command's own, then the standard ones.
             let code = if f.cmd.success.contains(&text)
                 || (f.cmd.data_mode && classify::is_connect_result(&text))
-                || (f.cmd.value_is_final && !is_foreign(&self.grammar, &text))
+                || (f.cmd.value_is_final
+                    && !is_foreign(&self.grammar, &text)
+                    && self.grammar.final_code(&text).is_none())
             {
                 Some(FinalCode::Ok)
             } else if f.cmd.failure.contains(&text) {
@@ -610,6 +597,46 @@ impl Session {
         // 8. Everything else is unsolicited.
         let known = self.grammar.is_known_urc(&text);
         self.unsolicited(text, known, None, out);
+    }
+
+    /// Gives a line to the lingering command (see [`Session::set_nesting`]) when the module
+    /// has shown it still runs it; returns whether it took the line.
+    fn take_late_line(&mut self, text: &str, out: &mut Vec<Output>) -> bool {
+        if !self.lingering_confirmed
+            || self.grammar.is_busy(text)
+            || self.grammar.is_known_urc(text)
+            || self.grammar.is_reset_sign(text)
+        {
+            return false;
+        }
+        let Some(l) = self.lingering.as_mut() else {
+            return false;
+        };
+        let code = if l.cmd.success.iter().any(|s| s == text) {
+            Some(FinalCode::Ok)
+        } else if l.cmd.failure.iter().any(|s| s == text) {
+            Some(FinalCode::Failed)
+        } else {
+            self.grammar.final_code(text)
+        };
+        let class = if code.is_some() {
+            RxClass::LateFinal
+        } else {
+            RxClass::LateInfo
+        };
+        out.push(Output::Rx {
+            text: text.to_string(),
+            class,
+            secret: l.cmd.secret_response,
+        });
+        if code.is_some() {
+            self.lingering = None;
+            self.lingering_confirmed = false;
+            self.unfinished = false;
+        } else {
+            l.resp.info.push(text.to_string());
+        }
+        true
     }
 
     fn on_final(&mut self, text: String, code: FinalCode, out: &mut Vec<Output>) {
@@ -662,6 +689,8 @@ impl Session {
         // A rejection leaves the earlier command running.
         if !matches!(status, Status::WantsData | Status::Busy) {
             self.unfinished = false;
+            self.lingering = None;
+            self.lingering_confirmed = false;
         }
         let mut resp = f.resp;
         if !matches!(status, Status::Ok) && resp.details.is_empty() {

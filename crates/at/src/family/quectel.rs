@@ -10,7 +10,7 @@ use crate::digest::{PayloadHeader, PayloadStyle, number};
 /// The Quectel dialect.
 pub const DIALECT: Dialect = Dialect {
     name: "Quectel",
-    urc_lines: &["POWERED DOWN"],
+    urc_lines: &["POWERED DOWN", "APP RDY"],
     urc_prefixes: &[
         "+QUSIM:",
         "+QIND:",

@@ -465,8 +465,13 @@ fn a_prompt_the_catalog_does_not_know_says_the_module_wants_data() {
         r#"AT+HTTPCPOST="http://h/p",5"#,
         "AT",
     ]);
-    assert_eq!(code, 7, "{err}");
-    assert!(err.contains("the module wants data"), "{err}");
+    // Its `OK` came first; the `>` after it is named, the module is brought back (the next
+    // command is answered) and nothing was sent as data.
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("the module wants data") && err.contains("AT+HTTPCPOST"),
+        "{err}"
+    );
     let (code, out, err) = crate::common::atprov(&[
         "send",
         "--port",
@@ -542,4 +547,22 @@ fn the_console_reconnects_when_the_port_comes_back() {
     wait_for(&out, "<< final OK");
     drop(stdin);
     assert!(console.wait().unwrap().success());
+}
+
+#[test]
+fn a_known_prompt_without_data_says_so_and_the_module_is_brought_back() {
+    // AT+SYSMFG=2 of a binary item answers `OK`, then `>`, and waits for 5 bytes.
+    let sim = crate::common::SimProcess::start("esp32-at", &[]);
+    let (code, out, err) = crate::common::atprov(&[
+        "send",
+        "--keep-going",
+        "--port",
+        &sim.path,
+        r#"AT+SYSMFG=2,"mqtt_ca","mqtt_ca",8,5"#,
+        "AT+GMR",
+    ]);
+    assert_eq!(code, 7, "{err}");
+    assert!(err.contains("the module wants data"), "{err}");
+    // The data phase was left (ESC, then sentinels as filler) and the module answers again.
+    assert!(out.contains("AT version:"), "{out}");
 }

@@ -199,11 +199,11 @@ impl Device {
             }
             let reboots = cmd.reboots;
             let resp = self.engine.run(cmd).await?;
+            self.backlog.extend(resp.urcs.iter().cloned());
             if reboots && resp.is_ok() {
                 // The restart was the point: its banner is no news.
                 self.forget_restarts();
             }
-            self.backlog.extend(resp.urcs.iter().cloned());
             if !resp.is_ok() {
                 let retryable = matches!(resp.status, Status::Error { .. } | Status::Busy);
                 if retryable && attempt < step.retries {

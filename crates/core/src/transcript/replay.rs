@@ -637,9 +637,11 @@ async fn replay_script(script: Script, timeout: Duration) -> Replayed {
             }
             continue;
         }
+        // A capture that left the data out: the device waits for the announced bytes.
         let mut cmd = Command::new(ex.host.clone())
             .timeout(timeout)
-            .no_busy_retry();
+            .no_busy_retry()
+            .filler_payload();
         let recorded = script
             .exchanges
             .get(i)
@@ -826,11 +828,14 @@ pub fn rows_from_trace(events: &[TraceEvent], splits: &[(bool, bool)]) -> Vec<Ro
                 {
                     *timeout = matches!(response.status, Status::Timeout { .. });
                     *status = response.status.word();
-                    if *timeout && lingering.is_none() {
-                        lingering = open;
-                    }
-                    if response.status == Status::Reset {
-                        lingering = None;
+                    // As the session keeps it: the oldest command that timed out waiting for
+                    // its final, until a later command ends normally or the module restarts.
+                    match response.status {
+                        Status::Timeout {
+                            phase: crate::at::Phase::Final | crate::at::Phase::Prompt,
+                        } if lingering.is_none() => lingering = open,
+                        Status::Timeout { .. } | Status::Busy | Status::WantsData => {}
+                        _ => lingering = None,
                     }
                     if response.final_line.is_none() {
                         *final_line = None;

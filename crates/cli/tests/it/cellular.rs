@@ -1019,3 +1019,45 @@ fn creds_list_and_erase_and_a_second_run_that_writes_nothing_on_every_family() {
         }
     }
 }
+
+#[test]
+fn aliyun_with_a_device_secret_over_server_only_tls_needs_the_ca_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let rsa = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rsa");
+    let job = dir.path().join("aliyun.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[credentials]\nca = \"{}\"\n\
+             [mqtt]\nhost = \"k1hipglLdjU.iot-as-mqtt.cn-shanghai.aliyuncs.com\"\nport = 1883\n\
+             [aliyun]\nproduct_key = \"k1hipglLdjU\"\ndevice_name = \"{{imei}}\"\n\
+             device_secret = \"fef32adf6dad46c2c7cbf335d3a7b021\"\n[smoke]\ntimeout = \"2s\"\n",
+            rsa.join("ca.pem").display()
+        ),
+    )
+    .unwrap();
+    let job = job.display().to_string();
+    let state = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(
+        "air780ep",
+        &[
+            "--state",
+            state.path().to_str().unwrap(),
+            "--module",
+            "aliyun=k1hipglLdjU:868488076506128:fef32adf6dad46c2c7cbf335d3a7b021",
+        ],
+    );
+    // Mutual TLS (the default) still asks for the device certificate and key, by name.
+    let (code, _, err) = luat(&sim, &job, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(last_line(&err).contains("cert, key"), "{err}");
+    // Server-only TLS: the CA is all it takes, and all that is written.
+    let (code, out, err) = luat(&sim, &job, &["--set", "tls.seclevel=1"]);
+    assert_eq!(code, 0, "{err}\n{out}");
+    assert!(out.contains("smoke: the message came back"), "{out}");
+    let files: Vec<String> = std::fs::read_dir(state.path().join("fs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files.len(), 1, "only the CA: {files:?}");
+}

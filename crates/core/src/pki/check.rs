@@ -126,6 +126,41 @@ pub fn check(
     check_bundle(Bundle::load(ca, cert, key, device_ca), target, now_unix)
 }
 
+/// Server-only TLS: the server CA alone (a CA certificate, valid now, within the module's
+/// limits). The credentials then hold no device certificate or key, and stores skip them.
+pub fn check_server_ca(
+    ca: &Path,
+    target: Option<Target>,
+    now_unix: i64,
+) -> Result<Credentials, Problems> {
+    let mut problems = Vec::new();
+    let loaded = match load(ca) {
+        Ok(l) => l,
+        Err(e) => return Err(Problems(vec![e.to_string()])),
+    };
+    check_ca_file(
+        &loaded,
+        "server CA",
+        "the module verifies the broker with it: give the root CA that signed the broker's certificate",
+        now_unix,
+        &mut problems,
+    );
+    if let Some(target) = target {
+        let (max, what) = target.max_item();
+        if loaded.bytes.len() > max {
+            problems.push(format!(
+                "{}: {} bytes, more than {max} ({what})",
+                loaded.name,
+                loaded.bytes.len()
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Problems(problems));
+    }
+    Ok(Credentials::new(loaded.bytes, Vec::new(), Vec::new()))
+}
+
 /// Checks a loaded bundle.
 pub fn check_bundle(
     bundle: Bundle,

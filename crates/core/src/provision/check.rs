@@ -145,6 +145,22 @@ fn credentials_for(
     job: &Job,
     target: Option<crate::pki::check::Target>,
 ) -> Result<Credentials, Failure> {
+    // Server-only TLS (Aliyun's device secret over TLS): the CA alone, when the job gives no
+    // device certificate and key.
+    let c = &job.credentials;
+    if job.server_only_tls()
+        && c.cert.is_none()
+        && c.key.is_none()
+        && let Some(ca) = c.ca.as_deref()
+    {
+        if let Err(e) = std::fs::metadata(ca) {
+            let mut f = Failure::unreadable(ca.display(), &e);
+            f.message += " (the job's credentials.ca; nothing was written to the module)";
+            return Err(f);
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        return crate::pki::check::check_server_ca(ca, target, now).map_err(problems_failure);
+    }
     let (ca, cert, key) = job.credential_paths()?;
     let device_ca_path = job.credentials.device_ca.as_deref();
     for (role, path) in [("ca", Some(ca)), ("cert", Some(cert)), ("key", Some(key))]
@@ -162,24 +178,25 @@ fn credentials_for(
     }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let device_ca = job.credentials.device_ca.as_deref();
-    crate::pki::check::check(ca, cert, key, device_ca, target, now).map_err(
-        |crate::pki::check::Problems(problems)| {
-            Failure::new(
-                Code::Credentials,
+    crate::pki::check::check(ca, cert, key, device_ca, target, now).map_err(problems_failure)
+}
+
+/// The first problem of a credential check, as the one line of an exit 10.
+fn problems_failure(crate::pki::check::Problems(problems): crate::pki::check::Problems) -> Failure {
+    Failure::new(
+        Code::Credentials,
+        format!(
+            "{}{}; nothing was written to the module",
+            problems[0],
+            if problems.len() > 1 {
                 format!(
-                    "{}{}; nothing was written to the module",
-                    problems[0],
-                    if problems.len() > 1 {
-                        format!(
-                            " (and {} more problems: run atprov pki check)",
-                            problems.len() - 1
-                        )
-                    } else {
-                        String::new()
-                    }
-                ),
-            )
-        },
+                    " (and {} more problems: run atprov pki check)",
+                    problems.len() - 1
+                )
+            } else {
+                String::new()
+            }
+        ),
     )
 }
 

@@ -420,6 +420,16 @@ impl Job {
         })
     }
 
+    /// Whether the job chose server-only TLS (`tls.seclevel` 0 or 1, a cellular profile's
+    /// setting): the module then needs the server CA alone, no device certificate or key
+    /// (Aliyun's device-secret sign-in over TLS).
+    pub fn server_only_tls(&self) -> bool {
+        matches!(
+            self.values.get("tls.seclevel"),
+            Some(JobValue::Template(t)) if matches!(t.source().trim(), "0" | "1")
+        )
+    }
+
     /// The credential paths, or one line saying which is missing.
     pub fn credential_paths(&self) -> Result<(&Path, &Path, &Path), JobError> {
         let c = &self.credentials;
@@ -428,7 +438,8 @@ impl Job {
             _ => Err(JobError::MissingCredentials(
                 [("ca", &c.ca), ("cert", &c.cert), ("key", &c.key)]
                     .iter()
-                    .filter(|(_, p)| p.is_none())
+                    // Server-only TLS needs the CA alone.
+                    .filter(|(n, p)| p.is_none() && (*n == "ca" || !self.server_only_tls()))
                     .map(|(n, _)| *n)
                     .collect::<Vec<_>>()
                     .join(", "),

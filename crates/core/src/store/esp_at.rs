@@ -88,14 +88,16 @@ pub async fn write(
     force: bool,
     on_item: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Vec<ItemReport>, Failure> {
-    let items = super::items(store, creds).map(|(item, slot, bytes)| {
-        let kind = match item {
-            Item::Ca => ItemType::Ca,
-            Item::Cert => ItemType::Cert,
-            Item::Key => ItemType::Key,
-        };
-        (item, slot, bytes, kind)
-    });
+    let items = super::items(store, creds)
+        .into_iter()
+        .map(|(item, slot, bytes)| {
+            let kind = match item {
+                Item::Ca => ItemType::Ca,
+                Item::Cert => ItemType::Cert,
+                Item::Key => ItemType::Key,
+            };
+            (item, slot, bytes, kind)
+        });
     let legacy = info.generation == Generation::Partitions;
     // Legacy: every bin must fit before anything is touched.
     let mut contents = Vec::new();

@@ -208,16 +208,20 @@ pub async fn erase(engine: &Engine, store: &Store, info: &StoreInfo) -> Result<(
     }
 }
 
-/// The three credentials with their item names and the slots the profile gives them.
+/// The credentials to write, with their item names and the slots the profile gives them.
+/// Server-only TLS has no device certificate or key: those are left out.
 pub(crate) fn items<'a>(
     store: &'a Store,
     creds: &'a Credentials,
-) -> [(Item, &'a str, &'a [u8]); 3] {
+) -> Vec<(Item, &'a str, &'a [u8])> {
     [
-        (Item::Ca, &store.ca, &creds.ca),
-        (Item::Cert, &store.cert, &creds.cert),
-        (Item::Key, &store.key, creds.key()),
+        (Item::Ca, store.ca.as_str(), creds.ca.as_slice()),
+        (Item::Cert, store.cert.as_str(), creds.cert.as_slice()),
+        (Item::Key, store.key.as_str(), creds.key()),
     ]
+    .into_iter()
+    .filter(|(item, _, bytes)| *item == Item::Ca || !bytes.is_empty())
+    .collect()
 }
 
 /// Time for a write's prompt (`>`, `CONNECT`): modules answer at once, so a lost prompt is

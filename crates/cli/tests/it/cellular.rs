@@ -1051,8 +1051,15 @@ fn aliyun_with_a_device_secret_over_server_only_tls_needs_the_ca_alone() {
     let (code, _, err) = luat(&sim, &job, &[]);
     assert_eq!(code, 2, "{err}");
     assert!(last_line(&err).contains("cert, key"), "{err}");
-    // Server-only TLS: the CA is all it takes, and all that is written.
-    let (code, out, err) = luat(&sim, &job, &["--set", "tls.seclevel=1"]);
+    // Server-only TLS (here from the job's [tls]): the CA is all it takes, and all that is
+    // written.
+    let job = {
+        let text = std::fs::read_to_string(&job).unwrap() + "[tls]\nseclevel = 1\n";
+        let path = dir.path().join("aliyun-tls1.toml");
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let (code, out, err) = luat(&sim, &job, &[]);
     assert_eq!(code, 0, "{err}\n{out}");
     assert!(out.contains("smoke: the message came back"), "{out}");
     let files: Vec<String> = std::fs::read_dir(state.path().join("fs"))

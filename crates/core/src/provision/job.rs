@@ -77,6 +77,9 @@ pub struct JobFile {
     #[serde(default)]
     /// `[time]`.
     pub time: Time,
+    #[serde(default)]
+    /// `[tls]`.
+    pub tls: Tls,
     /// Aliyun IoT Platform one-device-one-secret: the MQTT client id, username and password are
     /// derived from these at run time (after identify, so names may use `{imei}`).
     pub aliyun: Option<Aliyun>,
@@ -201,6 +204,15 @@ pub struct Time {
     pub within: Option<String>,
 }
 
+/// A job's `[tls]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// What the module checks (cellular profiles): 0 nothing, 1 the server against the CA
+    /// (server-only TLS: no device certificate or key needed), 2 mutual TLS (the default).
+    pub seclevel: Option<u8>,
+}
+
 /// Job settings given as flags; they override the job file.
 #[derive(Debug, Clone, Default)]
 pub struct JobSettings {
@@ -321,6 +333,7 @@ impl Job {
         put("smoke.timeout", f.smoke.timeout.clone());
         put("time.server", f.time.server.clone());
         put("time.min_year", f.time.min_year.map(|p| p.to_string()));
+        put("tls.seclevel", f.tls.seclevel.map(|p| p.to_string()));
         put("time.within", f.time.within.clone());
         put("wifi.ssid", args.wifi_ssid.clone());
         put("mqtt.host", args.mqtt_host.clone());

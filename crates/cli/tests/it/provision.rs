@@ -854,3 +854,70 @@ fn a_provision_transcript_replays_as_recorded_v3_and_v2() {
         crate::transcript_roundtrip::replays_as_recorded(&t);
     }
 }
+
+/// The README's code block after `heading`, with shell line continuations joined.
+fn readme_block(heading: &str, lang: &str) -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let after = &readme[readme.find(heading).expect(heading)..];
+    let fence = format!("```{lang}\n");
+    let start = after.find(&fence).unwrap() + fence.len();
+    let body = &after[start..];
+    body[..body.find("```").unwrap()].replace("\\\n", " ")
+}
+
+/// The README's promises are the product's: its example command, against an emulated ESP32
+/// with openssl-made credentials in place of the files it names.
+#[test]
+fn the_readme_provisioning_example_runs_against_an_emulator() {
+    let b = Bundle::new();
+    let sim = SimProcess::start("esp32-at", &[]);
+    let block = readme_block("## Provisioning a real ESP32", "sh");
+    let mut args: Vec<String> = block
+        .split_whitespace()
+        .map(|a| a.trim_matches('\'').to_string())
+        .collect();
+    assert_eq!(args.remove(0), "atprov");
+    for a in args.iter_mut() {
+        *a = match a.as_str() {
+            "/dev/ttyUSB0" => sim.path.clone(),
+            "AmazonRootCA1.pem" => b.path("ca.pem").display().to_string(),
+            "device.pem.crt" => b.path("dev.pem").display().to_string(),
+            "private.pem.key" => b.path("dev.key").display().to_string(),
+            "lab" => "atprov-lab".into(),
+            other => other.to_string(),
+        };
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atprov"))
+        .args(&args)
+        .env("WIFI_PASSWORD", "correct horse battery")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{args:?}\n{err}");
+}
+
+/// The README's job file, as written there (credentials swapped for openssl-made ones).
+#[test]
+fn the_readme_job_file_is_a_valid_job() {
+    let b = Bundle::new();
+    let sim = SimProcess::start("esp32-at", &[]);
+    let job = readme_block("or with the same settings in a job file", "toml")
+        .replace("AmazonRootCA1.pem", &b.path("ca.pem").display().to_string())
+        .replace("device.pem.crt", &b.path("dev.pem").display().to_string())
+        .replace("private.pem.key", &b.path("dev.key").display().to_string())
+        .replace("ssid = \"lab\"", "ssid = \"atprov-lab\"");
+    let path = b.path("readme-job.toml");
+    std::fs::write(&path, job).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atprov"))
+        .args(["provision", "--port", &sim.path, "--job"])
+        .arg(&path)
+        .env("WIFI_PASSWORD", "correct horse battery")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}

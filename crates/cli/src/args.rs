@@ -9,8 +9,10 @@ use atprov_core::provision::job::JobSettings;
 /// Where the module is and how to talk to it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PortArgs {
-    /// Port selector: /dev/ttyUSB0, COM7, usb:VID:PID[:SERIAL], tcp://HOST:PORT, sim:NAME, replay:FILE.
-    #[arg(short, long, env = "ATPROV_PORT")]
+    /// Port selector: /dev/ttyUSB0, COM7, usb:VID:PID[:SERIAL], tcp://HOST:PORT, sim:NAME,
+    /// replay:FILE, or `auto`: the one serial port whose USB ids look like a module or an
+    /// ESP32 board (asked on a terminal when there are several, like espflash).
+    #[arg(short, long, env = "ATPROV_PORT", default_value = "auto")]
     pub port: String,
     /// Baud rate (default: the profile's, else 115200).
     #[arg(long, env = "ATPROV_BAUD", value_parser = crate::units::parse_baud)]
@@ -28,6 +30,21 @@ pub struct PortArgs {
 }
 
 impl PortArgs {
+    /// Resolves `--port auto` to the port that looks like the module (see [`choose_port`]).
+    pub fn resolve_auto(&mut self) -> Result<(), atprov_core::error::Failure> {
+        if self.port != "auto" {
+            return Ok(());
+        }
+        let ports = atprov_core::port::list_ports()?;
+        let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+        self.port = choose_port(&ports, interactive, &mut || {
+            let mut answer = String::new();
+            let _ = std::io::stdin().read_line(&mut answer);
+            answer
+        })?;
+        Ok(())
+    }
+
     /// The library's port settings.
     pub fn link(&self) -> atprov_core::link::PortArgs {
         atprov_core::link::PortArgs {
@@ -166,5 +183,105 @@ impl JobArgs {
             smoke_topic: self.smoke_topic.clone(),
             sets: self.sets.clone(),
         }
+    }
+}
+
+/// Picks the port for `--port auto`: the one whose USB ids look like a module or an ESP32
+/// board (said on stderr); with several, asks on a terminal (`ask` reads the answer) and
+/// otherwise names them; with none, says how to find it.
+pub fn choose_port(
+    ports: &[atprov_core::port::PortInfo],
+    interactive: bool,
+    ask: &mut dyn FnMut() -> String,
+) -> Result<String, atprov_core::error::Failure> {
+    use atprov_core::error::{Code, Failure};
+    let candidates: Vec<&atprov_core::port::PortInfo> =
+        ports.iter().filter(|p| p.likely.is_some()).collect();
+    let shown =
+        |p: &atprov_core::port::PortInfo| format!("{} ({})", p.path, p.likely.unwrap_or("unknown"));
+    match candidates.as_slice() {
+        [] => Err(Failure::new(
+            Code::PortNotFound,
+            format!(
+                "no serial port looks like a module ({} port(s) found; `atprov ports` lists them): give --port",
+                ports.len()
+            ),
+        )),
+        [one] => {
+            eprintln!("atprov: using {}; --port to choose another", shown(one));
+            Ok(one.path.clone())
+        }
+        several if interactive => {
+            eprintln!("atprov: several ports could be the module:");
+            for (i, p) in several.iter().enumerate() {
+                eprintln!("  {}. {}", i + 1, shown(p));
+            }
+            eprint!("which one? [1-{}] ", several.len());
+            let answer = ask();
+            match answer.trim().parse::<usize>() {
+                Ok(n) if (1..=several.len()).contains(&n) => Ok(several[n - 1].path.clone()),
+                _ => Err(Failure::usage(format!(
+                    "`{}` is not one of 1-{}: nothing was opened; give --port",
+                    answer.trim(),
+                    several.len()
+                ))),
+            }
+        }
+        several => Err(Failure::usage(format!(
+            "several ports could be the module: {}; choose one with --port",
+            several
+                .iter()
+                .map(|p| shown(p))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::choose_port;
+    use atprov_core::port::PortInfo;
+
+    fn port(path: &str, likely: Option<&'static str>) -> PortInfo {
+        PortInfo {
+            path: path.into(),
+            kind: "usb",
+            vid: None,
+            pid: None,
+            serial_number: None,
+            manufacturer: None,
+            product: None,
+            likely,
+        }
+    }
+
+    #[test]
+    fn auto_picks_the_one_module_asks_among_several_and_names_them_otherwise() {
+        let never = &mut || -> String { panic!("asked") };
+        let one = [
+            port("/dev/ttyS0", None),
+            port("/dev/ttyUSB0", Some("Quectel module")),
+        ];
+        assert_eq!(choose_port(&one, false, never).unwrap(), "/dev/ttyUSB0");
+        let none = [port("/dev/ttyS0", None)];
+        let e = choose_port(&none, true, never).unwrap_err();
+        assert_eq!(e.code.number(), 3);
+        assert!(e.message.contains("atprov ports"), "{}", e.message);
+        let two = [
+            port("/dev/ttyACM0", Some("Quectel module")),
+            port("/dev/ttyUSB0", Some("CP210x USB-UART (ESP32 dev board?)")),
+        ];
+        let e = choose_port(&two, false, never).unwrap_err();
+        assert!(
+            e.message.contains("/dev/ttyACM0") && e.message.contains("/dev/ttyUSB0"),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            choose_port(&two, true, &mut || "2\n".into()).unwrap(),
+            "/dev/ttyUSB0"
+        );
+        assert!(choose_port(&two, true, &mut || "7\n".into()).is_err());
     }
 }

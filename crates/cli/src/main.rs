@@ -105,9 +105,32 @@ impl Command {
     }
 }
 
+impl Command {
+    /// The port settings of a command that opens one module's port.
+    fn port_args_mut(&mut self) -> Option<&mut args::PortArgs> {
+        match self {
+            Command::Identify(a)
+            | Command::Flash(a)
+            | Command::Connect(a)
+            | Command::Smoke(a)
+            | Command::Provision(a) => Some(&mut a.port),
+            Command::Send(a) => Some(&mut a.port),
+            Command::Console(a) => Some(&mut a.port),
+            Command::Creds(a) => match &mut a.command {
+                commands::creds::CredsCommand::List(l) => Some(&mut l.port),
+                commands::creds::CredsCommand::Erase(e) => Some(&mut e.port),
+            },
+            _ => None,
+        }
+    }
+}
+
 /// Runs the parsed command line.
-async fn run(cli: Cli) -> Result<(), Failure> {
+async fn run(mut cli: Cli) -> Result<(), Failure> {
     use atprov_core::provision::Goal;
+    if let Some(port) = cli.command.port_args_mut() {
+        port.resolve_auto()?;
+    }
     match cli.command {
         #[cfg(feature = "sim")]
         Command::Demo(a) => commands::demo::run(a).await,

@@ -566,3 +566,23 @@ fn a_known_prompt_without_data_says_so_and_the_module_is_brought_back() {
     // The data phase was left (ESC, then sentinels as filler) and the module answers again.
     assert!(out.contains("AT version:"), "{out}");
 }
+
+#[test]
+fn without_a_port_atprov_looks_for_the_module_and_says_how_to_choose() {
+    // This machine has no USB serial port that looks like a module.
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atprov"))
+        .arg("identify")
+        .current_dir(dir.path())
+        .env_remove("ATPROV_PORT")
+        .env("XDG_CONFIG_HOME", dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("no serial port looks like a module") && err.contains("--port"),
+        "{err}"
+    );
+}

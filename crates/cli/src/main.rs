@@ -46,7 +46,7 @@ pub enum Command {
     #[cfg(feature = "sim")]
     Demo(commands::demo::DemoArgs),
     /// Identify the module: firmware, chip, MAC, credential store.
-    Identify(commands::provision::DeviceArgs),
+    Identify(commands::provision::IdentifyArgs),
     /// Check the credentials, write them to the module's store and verify them.
     Flash(commands::provision::DeviceArgs),
     /// Join the network, sync the clock and connect MQTT over TLS.
@@ -109,11 +109,10 @@ impl Command {
     /// The port settings of a command that opens one module's port.
     fn port_args_mut(&mut self) -> Option<&mut args::PortArgs> {
         match self {
-            Command::Identify(a)
-            | Command::Flash(a)
-            | Command::Connect(a)
-            | Command::Smoke(a)
-            | Command::Provision(a) => Some(&mut a.port),
+            Command::Identify(a) => Some(&mut a.port),
+            Command::Flash(a) | Command::Connect(a) | Command::Smoke(a) | Command::Provision(a) => {
+                Some(&mut a.port)
+            }
             Command::Send(a) => Some(&mut a.port),
             Command::Console(a) => Some(&mut a.port),
             Command::Creds(a) => match &mut a.command {
@@ -134,7 +133,7 @@ async fn run(mut cli: Cli) -> Result<(), Failure> {
     match cli.command {
         #[cfg(feature = "sim")]
         Command::Demo(a) => commands::demo::run(a).await,
-        Command::Identify(a) => commands::provision::run(a, Goal::Identify).await,
+        Command::Identify(a) => commands::provision::run(a.into(), Goal::Identify).await,
         Command::Flash(a) => commands::provision::run(a, Goal::Flash).await,
         Command::Connect(a) => commands::provision::run(a, Goal::Connect).await,
         Command::Smoke(a) => commands::provision::run(a, Goal::Smoke).await,

@@ -29,6 +29,38 @@ pub struct DeviceArgs {
     pub json: bool,
 }
 
+/// `atprov identify`: only what identify uses (the job file may name the unit: `unit_id`).
+#[derive(Debug, clap::Args)]
+pub struct IdentifyArgs {
+    #[command(flatten)]
+    pub port: PortArgs,
+    /// Device profile: a built-in name (see `atprov profiles`) or a TOML file. Without it the
+    /// module is asked (`ATI`, `AT+GMR`) and the fitting built-in profile is used.
+    #[arg(long, env = "ATPROV_PROFILE")]
+    pub profile: Option<String>,
+    /// Job file (TOML): only its `unit_id` (how the unit is named) matters here.
+    #[arg(long, env = "ATPROV_JOB", value_name = "FILE")]
+    pub job: Option<std::path::PathBuf>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl From<IdentifyArgs> for DeviceArgs {
+    fn from(a: IdentifyArgs) -> DeviceArgs {
+        DeviceArgs {
+            port: a.port,
+            profile: a.profile,
+            job: JobArgs {
+                job: a.job,
+                ..JobArgs::default()
+            },
+            force: false,
+            json: a.json,
+        }
+    }
+}
+
 pub async fn run(args: DeviceArgs, goal: Goal) -> Result<(), Failure> {
     let prepared = prepare(&args, goal).await;
     let (profile, job, credentials, link) = match prepared {

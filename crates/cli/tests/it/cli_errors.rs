@@ -586,3 +586,25 @@ fn without_a_port_atprov_looks_for_the_module_and_says_how_to_choose() {
         "{err}"
     );
 }
+
+#[test]
+fn identify_help_shows_only_what_identify_uses() {
+    let (code, out, _) = crate::common::atprov(&["identify", "--help"]);
+    assert_eq!(code, 0);
+    for unused in [
+        "--ca",
+        "--cert",
+        "--wifi-ssid",
+        "--mqtt-host",
+        "--force",
+        "--set",
+    ] {
+        assert!(
+            !out.contains(unused),
+            "identify --help offers {unused}:\n{out}"
+        );
+    }
+    for used in ["--port", "--profile", "--baud", "--json"] {
+        assert!(out.contains(used), "{used} missing:\n{out}");
+    }
+}

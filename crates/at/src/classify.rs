@@ -49,7 +49,9 @@ pub fn final_code(line: &str) -> Option<FinalCode> {
     Some(match line {
         "OK" | "SEND OK" | "SET OK" => FinalCode::Ok,
         "ERROR" => FinalCode::Error,
-        "COMMAND NOT SUPPORT" => FinalCode::NotSupported,
+        "COMMAND NOT SUPPORT" | "TOO MANY PARAMETERS" => FinalCode::NotSupported,
+        // u-blox: a command aborted by a character sent meanwhile.
+        "ABORTED" => FinalCode::Error,
         "SEND FAIL" => FinalCode::SendFail,
         "NO CARRIER" | "BUSY" | "NO ANSWER" | "NO DIALTONE" | "MODEM ERROR" => {
             FinalCode::CallFailed {
@@ -63,6 +65,12 @@ pub fn final_code(line: &str) -> Option<FinalCode> {
             } else if let Some(rest) = line.strip_prefix("+CMS ERROR:") {
                 let (code, text) = code_and_text(rest);
                 FinalCode::Cms { code, text }
+            } else if line
+                .strip_prefix("ERROR: ")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            {
+                // Luat's HTTP and some SIMCom commands: `ERROR: <n>`.
+                FinalCode::Error
             } else {
                 return None;
             }
@@ -291,6 +299,9 @@ mod tests {
             Some(FinalCode::NotSupported)
         );
         assert_eq!(final_code("SEND FAIL"), Some(FinalCode::SendFail));
+        assert_eq!(final_code("ERROR: 12"), Some(FinalCode::Error));
+        assert_eq!(final_code("ERROR: bad"), None);
+        assert_eq!(final_code("ABORTED"), Some(FinalCode::Error));
         for l in ["NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE"] {
             assert!(matches!(final_code(l), Some(FinalCode::CallFailed { .. })));
         }

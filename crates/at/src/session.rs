@@ -447,7 +447,8 @@ impl Session {
         }
 
         // 1. Echo: the line we sent, once, before anything of the command's own.
-        if f.echo_possible && raw == f.cmd.line.as_bytes() {
+        // (The digester drops trailing spaces; a command typed with one echoes without it.)
+        if f.echo_possible && text.trim_end() == f.cmd.line.trim_end() && !text.is_empty() {
             f.echo_possible = false;
             f.resp.echo = true;
             let shown = f.cmd.display().to_string();

@@ -61,6 +61,10 @@ fn catalog(cmd: &mut Command, name: &str, set: bool) -> bool {
             }
             _ => return false,
         },
+        // QIOPEN in transparent access mode (last parameter 2) answers CONNECT, or ERROR.
+        "+QIOPEN" if set && params(&line).last() == Some(&"2") && params(&line).len() >= 6 => {
+            cmd.data_mode = true;
+        }
         // QISEND=<id>[,<len>[,"<ip>",<port>]]: `> `, then len bytes (or data ended by Ctrl-Z
         // without a length). `AT+QISEND=<id>,0` queries what was sent: no prompt.
         "+QISEND" if set => match param_at(&line, 1) {

@@ -439,3 +439,120 @@ fn a_generated_pool_makes_one_certificate_per_unit_from_the_manufacturer_ca() {
         );
     }
 }
+
+/// Two factory processes ("two PCs", three stations each) share one SQLite journal and one
+/// pool: the second starts while the first has an attempt running and must leave it alone
+/// (the first renews its lease); no credential goes to two units, every unit passes, and no
+/// attempt is marked interrupted.
+#[test]
+fn two_factory_processes_share_one_journal_and_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = make_pool(dir.path(), 12);
+    let shared = |config: std::path::PathBuf| {
+        let text = std::fs::read_to_string(&config)
+            .unwrap()
+            .replace(
+                "journal = \"journal.db\"",
+                &format!("journal = \"{}\"", dir.path().join("journal.db").display()),
+            )
+            .replace(
+                "manifest = \"pool/manifest.csv\"",
+                &format!("manifest = \"{}\"", pool.join("manifest.csv").display()),
+            )
+            .replace(
+                "ca = \"pool/ca.pem\"",
+                &format!("ca = \"{}\"", pool.join("ca.pem").display()),
+            );
+        std::fs::write(&config, text).unwrap();
+        config
+    };
+    let pc = |n: usize| {
+        let d = dir.path().join(format!("pc{n}"));
+        std::fs::create_dir_all(&d).unwrap();
+        let conveyor = Conveyor::numbered(&d, 1 + 3 * (n - 1), 3, 2, &[]);
+        let config = shared(write_config(&d, &conveyor, ""));
+        (conveyor, config)
+    };
+    let (mut c1, config1) = pc(1);
+    let (mut c2, config2) = pc(2);
+    c1.fill();
+    c2.fill();
+    let mut f1 = Factory::start(&config1, &[]);
+    // Wait until the first PC has a unit's credential committed: an attempt is running.
+    let mut early = Vec::new();
+    loop {
+        let ev = f1
+            .next(Duration::from_secs(60))
+            .expect("the first PC starts a unit");
+        let allocated = ev["event"] == "credential_allocated";
+        early.push(ev);
+        if allocated {
+            break;
+        }
+    }
+    /// The operator of one PC: swaps units after each verdict and stops the line (as
+    /// systemd would) once its own six units have their verdicts.
+    fn run_pc(
+        f: &mut Factory,
+        c: &mut Conveyor,
+        mut seen: Vec<serde_json::Value>,
+    ) -> Vec<serde_json::Value> {
+        let mut verdicts = 0;
+        for ev in seen.clone() {
+            react(c, &ev, false);
+        }
+        while let Some(ev) = f.next(Duration::from_secs(120)) {
+            react(c, &ev, false);
+            if matches!(ev["event"].as_str(), Some("unit_passed" | "unit_failed")) {
+                verdicts += 1;
+                if verdicts == 6 {
+                    f.terminate();
+                }
+            }
+            seen.push(ev);
+        }
+        seen
+    }
+    let mut f2 = Factory::start(&config2, &[]);
+    let second = std::thread::spawn(move || {
+        let events = run_pc(&mut f2, &mut c2, Vec::new());
+        let (code, stderr) = f2.wait();
+        (code, stderr, events, c2)
+    });
+    let events1 = run_pc(&mut f1, &mut c1, early);
+    let (code1, stderr1) = f1.wait();
+    let (code2, stderr2, events2, c2) = second.join().unwrap();
+    assert_eq!(code1, 0, "{stderr1}");
+    assert_eq!(code2, 0, "{stderr2}");
+    for ev in events1.iter().chain(&events2) {
+        assert_ne!(ev["event"], "unit_failed", "{ev}");
+        if ev["event"] == "factory_started" {
+            assert_eq!(ev["interrupted_attempts"], 0, "{ev}");
+        }
+    }
+    let rows = report(&dir.path().join("journal.db"));
+    assert!(
+        rows.iter().all(|r| r["result"] != "interrupted"),
+        "{rows:?}"
+    );
+    let mut owners: BTreeMap<String, String> = BTreeMap::new();
+    let mut passed = BTreeSet::new();
+    for r in &rows {
+        if let (Some(unit), Some(sha)) = (r["unit_id"].as_str(), r["cert_sha256"].as_str())
+            && let Some(other) = owners.insert(sha.to_string(), unit.to_string())
+        {
+            assert_eq!(other, unit, "certificate {sha} went to {other} and {unit}");
+        }
+        if r["result"] == "pass" {
+            passed.insert(r["unit_id"].as_str().unwrap().to_string());
+        }
+    }
+    let plugged: BTreeSet<String> = c1
+        .plugged
+        .iter()
+        .chain(&c2.plugged)
+        .map(|u| u.unit_id())
+        .collect();
+    assert_eq!(plugged.len(), 12);
+    assert_eq!(passed, plugged, "every unit of both PCs passed");
+}

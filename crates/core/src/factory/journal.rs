@@ -3,9 +3,13 @@
 //! disk (WAL, `synchronous=FULL`) before a single byte of the credential reaches a module.
 //!
 //! Stations see only the [`Journal`] trait; [`SqliteJournal`] is the one implementation today
-//! (a local file shared by every station of one PC). A database server for several PCs would
-//! be a second implementation of the same trait. Nothing secret is stored: key *paths*, never
-//! key bytes.
+//! (a local file shared by every station of one PC, and by several factory processes on it).
+//! An attempt belongs to the process that opened it: a lease its owner renews with heartbeats.
+//! At start a process recovers (marks interrupted) only attempts whose owner is gone: its
+//! lease expired, or its process no longer exists on this machine. Schema changes are
+//! versioned migrations (`PRAGMA user_version`). A database server for several PCs would be a
+//! second implementation of the same trait. Nothing secret is stored: key *paths*, never key
+//! bytes.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -176,6 +180,10 @@ pub trait Journal: Send + Sync {
     fn register_pool(&self, entries: &[PoolRecord]) -> Result<PoolStatus, JournalError>;
     /// Marks attempts a crash left running as interrupted; returns how many.
     fn recover(&self) -> Result<u64, JournalError>;
+    /// Renews the lease of this process's running attempts (call at least every
+    /// [`LEASE`] / 3): attempts whose lease expired belong to a process that died, and only
+    /// those are recovered by another process sharing the journal.
+    fn heartbeat(&self) -> Result<(), JournalError>;
     /// An attempt begins on a station (the unit is not known yet).
     fn begin_attempt(&self, station: &str, port: &str, profile: &str) -> Result<i64, JournalError>;
     /// Names the unit of an attempt and gives it its credential: the one it already holds,
@@ -248,10 +256,25 @@ CREATE TABLE IF NOT EXISTS assignments (
 );
 ";
 
+/// How long an attempt's owner may stay silent before the attempt counts as interrupted: a
+/// factory process renews its attempts' leases every [`LEASE`] / 3.
+pub const LEASE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Schema changes after the first version, in order; `PRAGMA user_version` says how many a
+/// journal has. Each is applied once, in one transaction with the version bump.
+const MIGRATIONS: &[&str] = &[
+    // 1: attempts belong to the process that opened them (a lease renewed by heartbeats), so
+    // several factory processes can share one journal.
+    "ALTER TABLE attempts ADD COLUMN owner TEXT;
+     ALTER TABLE attempts ADD COLUMN heartbeat TEXT;",
+];
+
 /// The journal in a local SQLite file.
 pub struct SqliteJournal {
     path: String,
     conn: Mutex<Connection>,
+    /// This process, as attempts name their owner: host, process id and start time.
+    owner: String,
 }
 
 use crate::factory::utc_millis as now;
@@ -287,9 +310,15 @@ impl SqliteJournal {
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        let mut conn = conn;
+        migrate(&mut conn).map_err(err)?;
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "host".into());
         Ok(SqliteJournal {
             path: shown,
             conn: Mutex::new(conn),
+            owner: format!("{host}:{}:{}", std::process::id(), now()),
         })
     }
 
@@ -307,6 +336,49 @@ impl SqliteJournal {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut conn).map_err(|e| self.err(e))
     }
+}
+
+/// Applies the migrations a journal lacks (see [`MIGRATIONS`]).
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, m) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        tx.execute_batch(m)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+    }
+    tx.commit()
+}
+
+/// Whether an attempt's owner (`host:pid:started`, not this journal) ran on this host and is
+/// gone: its process no longer exists, or it is this process's earlier journal.
+fn owner_gone(owner: &str, this_host: &str) -> bool {
+    let mut parts = owner.splitn(3, ':');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<i32>() else {
+        return false;
+    };
+    if host != this_host || pid <= 0 {
+        return false;
+    }
+    if pid as u32 == std::process::id() {
+        return true;
+    }
+    // SAFETY: signal 0 only asks whether the process exists.
+    let alive = unsafe { libc::kill(pid, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    !alive
+}
+
+/// `utc_millis` of `ago` before now: timestamps compare as text.
+fn millis_ago(ago: std::time::Duration) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    (time::OffsetDateTime::now_utc() - ago)
+        .format(&format)
+        .unwrap_or_default()
 }
 
 fn status(conn: &Connection) -> rusqlite::Result<PoolStatus> {
@@ -420,28 +492,61 @@ impl Journal for SqliteJournal {
     }
 
     fn recover(&self) -> Result<u64, JournalError> {
+        // Only attempts whose owner is gone: its lease expired, or it ran on this machine and
+        // its process no longer exists. Another live process's attempts are its own business.
+        let expired = millis_ago(LEASE);
+        let host = self.owner.split(':').next().unwrap_or_default().to_string();
         self.with(|conn| {
-            let n = conn.execute(
-                "UPDATE attempts SET result = 'interrupted', finished_at = ?1,
-                     reason = 'atprov stopped during this attempt (crash, kill or power loss)'
-                 WHERE result = 'running'",
-                [now()],
-            )?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let running: Vec<(i64, Option<String>, Option<String>)> = {
+                let mut q =
+                    tx.prepare("SELECT id, owner, heartbeat FROM attempts WHERE result = 'running'")?;
+                q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<rusqlite::Result<_>>()?
+            };
+            let mut n = 0;
+            for (id, owner, heartbeat) in running {
+                let lease_over = heartbeat.as_deref().is_none_or(|h| h < expired.as_str());
+                let gone_here = owner
+                    .as_deref()
+                    .is_some_and(|o| o != self.owner && owner_gone(o, &host));
+                if lease_over || gone_here {
+                    n += tx.execute(
+                        "UPDATE attempts SET result = 'interrupted', finished_at = ?1,
+                             reason = 'atprov stopped during this attempt (crash, kill or power loss)'
+                         WHERE id = ?2",
+                        params![now(), id],
+                    )?;
+                }
+            }
+            tx.commit()?;
             Ok(n as u64)
+        })
+    }
+
+    fn heartbeat(&self) -> Result<(), JournalError> {
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE attempts SET heartbeat = ?1 WHERE owner = ?2 AND result = 'running'",
+                params![now(), self.owner],
+            )?;
+            Ok(())
         })
     }
 
     fn begin_attempt(&self, station: &str, port: &str, profile: &str) -> Result<i64, JournalError> {
         self.with(|conn| {
+            let at = now();
             conn.execute(
-                "INSERT INTO attempts (station, port, started_at, tool, profile)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO attempts (station, port, started_at, tool, profile, owner, heartbeat)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?3)",
                 params![
                     station,
                     port,
-                    now(),
+                    at,
                     format!("atprov {}", env!("CARGO_PKG_VERSION")),
-                    profile
+                    profile,
+                    self.owner
                 ],
             )?;
             Ok(conn.last_insert_rowid())
@@ -763,6 +868,44 @@ mod tests {
         let given = j.allocate(d, &unit("aa:02")).unwrap();
         assert!(!given.again);
         assert_eq!(j.pool_status().unwrap().assigned, 1);
+    }
+
+    #[test]
+    fn another_live_process_keeps_its_attempts_until_its_lease_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = journal(&dir);
+        let a = j.begin_attempt("s1", "p", "x").unwrap();
+        // The attempt as another PC's process owns it, with a fresh lease.
+        j.with(|c| {
+            c.execute(
+                "UPDATE attempts SET owner = 'other-pc:4242:t', heartbeat = ?1 WHERE id = ?2",
+                params![now(), a],
+            )
+        })
+        .unwrap();
+        assert_eq!(j.recover().unwrap(), 0, "a live lease is left alone");
+        j.with(|c| {
+            c.execute(
+                "UPDATE attempts SET heartbeat = '2000-01-01T00:00:00.000Z' WHERE id = ?1",
+                [a],
+            )
+        })
+        .unwrap();
+        assert_eq!(j.recover().unwrap(), 1, "an expired lease is recovered");
+        // A journal upgraded from before leases (no owner, no heartbeat) recovers as before.
+        let b = j.begin_attempt("s1", "p", "x").unwrap();
+        j.with(|c| {
+            c.execute(
+                "UPDATE attempts SET owner = NULL, heartbeat = NULL WHERE id = ?1",
+                [b],
+            )
+        })
+        .unwrap();
+        assert_eq!(j.recover().unwrap(), 1);
+        let version: i64 = j
+            .with(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(version as usize, MIGRATIONS.len());
     }
 
     #[test]

@@ -185,6 +185,24 @@ pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, 
         );
         line.stop.send_replace(true);
     }
+    // Renew this process's attempts' leases, so that another factory process sharing the
+    // journal never takes them for interrupted.
+    let heartbeat = {
+        let journal = line.journal.clone();
+        let observer = observer.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(journal::LEASE / 3);
+            loop {
+                every.tick().await;
+                if let Err(e) = journal.heartbeat() {
+                    observer.say(
+                        "",
+                        &format!("journal: cannot renew the attempts' leases: {e}"),
+                    );
+                }
+            }
+        })
+    };
     let mut tasks = tokio::task::JoinSet::new();
     for s in &config.stations {
         tasks.spawn(station::run(line.clone(), s.clone()));
@@ -220,6 +238,7 @@ pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, 
         }
     }
     stopper.abort();
+    heartbeat.abort();
     tracing::debug!("every station stopped");
     summary.passed = line
         .journal

@@ -61,7 +61,18 @@ impl Conveyor {
     /// `stations` stations named s1, s2 ... with `units_each` units queued at each; units get
     /// MACs 24:0a:c4:00:SS:UU and state directories under `dir`.
     pub fn new(dir: &Path, stations: usize, units_each: usize, sim_args: &[&str]) -> Conveyor {
-        let bays = (1..=stations)
+        Conveyor::numbered(dir, 1, stations, units_each, sim_args)
+    }
+
+    /// Like [`Conveyor::new`], stations numbered from `first` (a second PC's line).
+    pub fn numbered(
+        dir: &Path,
+        first: usize,
+        stations: usize,
+        units_each: usize,
+        sim_args: &[&str],
+    ) -> Conveyor {
+        let bays = (first..first + stations)
             .map(|s| Bay {
                 name: format!("s{s}"),
                 link: dir.join(format!("tty-s{s}")),

@@ -155,6 +155,25 @@ fn sync_dir(dir: &Path) {
     }
 }
 
+/// `path` made absolute (against the working folder) with `.` and `..` resolved lexically
+/// (symlinks are not followed): how paths that outlive the run (a journal's pool paths) are
+/// stored.
+pub fn absolute(path: &std::path::Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = std::path::PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,5 +238,12 @@ mod tests {
         }
         assert_eq!(safe_component("866834041644845"), Ok("866834041644845"));
         assert_eq!(safe_component("thing-1.a"), Ok("thing-1.a"));
+    }
+
+    #[test]
+    fn absolute_paths_resolve_dots_lexically() {
+        let p = super::absolute(std::path::Path::new("/a/b/../c/./d"));
+        assert_eq!(p, std::path::PathBuf::from("/a/c/d"));
+        assert!(super::absolute(std::path::Path::new("x/../y")).is_absolute());
     }
 }

@@ -556,3 +556,72 @@ fn two_factory_processes_share_one_journal_and_pool() {
     assert_eq!(plugged.len(), 12);
     assert_eq!(passed, plugged, "every unit of both PCs passed");
 }
+
+/// A path to `p` relative to the test's working folder (another folder than the config's).
+fn relative_from_cwd(p: &Path) -> std::path::PathBuf {
+    let cwd = std::env::current_dir().unwrap();
+    let up = cwd.components().count() - 1;
+    let mut rel = std::path::PathBuf::new();
+    for _ in 0..up {
+        rel.push("..");
+    }
+    rel.join(p.strip_prefix("/").unwrap())
+}
+
+/// A pool file that cannot be read stops the unit with one line and leaves the credential
+/// alone (it is not rejected); fixed, the next run uses it. The config is given by a relative
+/// path from another folder, and the journal's paths do not depend on that folder.
+#[test]
+fn an_unreadable_pool_file_is_a_station_error_not_a_rejection() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = make_pool(dir.path(), 1);
+    let mut conveyor = Conveyor::new(dir.path(), 1, 2, &[]);
+    let config = write_config(dir.path(), &conveyor, "");
+    let cert = pool.join("thing-001.crt");
+    let kept = std::fs::read(&cert).unwrap();
+    let relative = relative_from_cwd(&config);
+    let mut factory = Factory::start(&relative, &["--batch", "1"]);
+    // Registered at start; the file goes away before the first unit arrives.
+    while let Some(ev) = factory.next(Duration::from_secs(60)) {
+        if ev["event"] == "waiting" {
+            break;
+        }
+    }
+    std::fs::remove_file(&cert).unwrap();
+    conveyor.fill();
+    let mut failed = None;
+    while let Some(ev) = factory.next(Duration::from_secs(60)) {
+        if ev["event"] == "unit_failed" {
+            failed = Some(ev.clone());
+            factory.terminate();
+        }
+    }
+    let (_, stderr) = factory.wait();
+    let failed = failed.unwrap_or_else(|| panic!("no unit failed: {stderr}"));
+    let why = failed.to_string();
+    assert!(
+        why.contains("thing-001.crt") && why.contains("not rejected"),
+        "{why}\n{stderr}"
+    );
+    let journal = dir.path().join("journal.db");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atprov"))
+        .args(["factory", "report", "--json", "--journal"])
+        .arg(&journal)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // Fixed, the same credential goes out and the unit passes.
+    std::fs::write(&cert, kept).unwrap();
+    let mut factory = Factory::start(&relative, &["--batch", "1"]);
+    let events = operate(&mut factory, &mut conveyor);
+    let (code, stderr) = factory.wait();
+    assert_eq!(code, 0, "{stderr}");
+    let passed = events.iter().find(|e| e["event"] == "unit_passed");
+    assert!(passed.is_some(), "{events:?}");
+    let rows = report(&journal);
+    assert!(
+        rows.iter()
+            .any(|r| r["result"] == "pass" && r["thing_name"] == "thing-001"),
+        "{rows:?}"
+    );
+}

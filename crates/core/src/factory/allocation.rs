@@ -88,6 +88,18 @@ pub(super) async fn credential_for(
                 }
             },
         };
+        // A file that cannot be read says nothing against the credential: the station stops
+        // with one line and the credential stays the unit's, to be fixed and retried.
+        for path in [&allocation.record.cert, &allocation.record.key] {
+            if let Err(e) = std::fs::metadata(path) {
+                let mut f = Failure::unreadable(path.display(), &e);
+                f.message += &format!(
+                    " (credential {} of the pool; not rejected: fix the file or its path, then run again)",
+                    allocation.record.thing_name
+                );
+                return Err(f);
+            }
+        }
         match pool::load_credentials(
             &allocation.record,
             &line.ca,

@@ -210,7 +210,10 @@ impl FactoryConfig {
         let file: ConfigFile =
             toml::from_str(text).map_err(|e| InputError::from_toml(&shown, text, &e))?;
 
-        let base = path.parent().unwrap_or(Path::new("."));
+        // Paths in the config are relative to the config file, made absolute so that nothing
+        // (the journal's pool paths least of all) depends on the folder atprov ran in.
+        let config_path = crate::files::absolute(path);
+        let base = config_path.parent().unwrap_or(Path::new("."));
         let abs = |p: &Path| -> PathBuf {
             if p.is_absolute() {
                 p.to_path_buf()

@@ -41,7 +41,9 @@ pub fn load_manifest(path: &Path) -> Result<Vec<PoolRecord>, PoolError> {
     let shown = path.display();
     let text = std::fs::read_to_string(path)
         .map_err(|e| PoolError::Manifest(format!("{shown}: cannot read it: {e}")))?;
-    let base = path.parent().unwrap_or(Path::new("."));
+    // Absolute: the journal stores these paths, which must not depend on the working folder.
+    let manifest = crate::files::absolute(path);
+    let base = manifest.parent().unwrap_or(Path::new("."));
     let entries: Vec<(usize, String, PathBuf, PathBuf)> = if text.trim_start().starts_with('[') {
         let list: Vec<JsonEntry> = serde_json::from_str(&text)
             .map_err(|e| PoolError::Manifest(format!("{shown}: {e}")))?;

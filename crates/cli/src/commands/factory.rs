@@ -1,4 +1,5 @@
-//! `atprov factory --config factory.toml` and `atprov factory report --journal F`.
+//! `atprov factory --config factory.toml`, `atprov factory report --journal F` and
+//! `atprov factory pool status|add|release|revoke --journal F`.
 
 use std::path::PathBuf;
 
@@ -31,6 +32,51 @@ pub enum FactoryCommand {
     /// Every attempt in a journal: unit, thing name, certificate fingerprint, station, times,
     /// stage durations, result and reason.
     Report(ReportArgs),
+    /// The credential pool in a journal: status, add a manifest, release a rejected
+    /// credential, revoke a leaked one (every change recorded with who and when).
+    Pool(PoolArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PoolArgs {
+    /// The journal (SQLite file).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub journal: Option<PathBuf>,
+    #[command(subcommand)]
+    pub action: PoolAction,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PoolAction {
+    /// Counts, every credential with its state and unit, and the changes made by hand.
+    Status {
+        /// JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add the credentials of a manifest (`thing_name,certificate,key`; paths relative to it).
+    Add {
+        /// The manifest (CSV).
+        #[arg(long, value_name = "FILE")]
+        manifest: PathBuf,
+    },
+    /// Put a rejected credential back into the pool once the cause is fixed.
+    Release {
+        /// The credential's thing name.
+        thing_name: String,
+        /// Why (recorded).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Revoke a credential (leaked): it is never issued again, and a unit holding it is
+    /// stopped at the station.
+    Revoke {
+        /// The credential's thing name.
+        thing_name: String,
+        /// Why (recorded).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -47,8 +93,10 @@ pub struct ReportArgs {
 }
 
 pub async fn run(args: FactoryArgs) -> Result<(), Failure> {
-    if let Some(FactoryCommand::Report(r)) = args.command {
-        return print_report(r);
+    match args.command {
+        Some(FactoryCommand::Report(r)) => return print_report(r),
+        Some(FactoryCommand::Pool(p)) => return pool(p),
+        None => {}
     }
     let Some(path) = args.config else {
         return Err(Failure::usage(
@@ -116,6 +164,94 @@ fn print_report(args: ReportArgs) -> Result<(), Failure> {
         print!("{}", report::table(&rows));
     }
     Ok(())
+}
+
+/// Who changes the pool by hand: `user@host`.
+fn who() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    format!("{user}@{host}")
+}
+
+fn pool(args: PoolArgs) -> Result<(), Failure> {
+    let journal_failure =
+        |e: crate::factory::journal::JournalError| Failure::new(Code::Journal, e.to_string());
+    let Some(path) = args.journal else {
+        return Err(Failure::usage(
+            "atprov factory pool needs --journal FILE (the factory's journal)",
+        ));
+    };
+    let journal = open_existing(&path).map_err(journal_failure)?;
+    match args.action {
+        PoolAction::Status { json } => {
+            let status = journal.pool_status().map_err(journal_failure)?;
+            let entries = journal.pool_entries().map_err(journal_failure)?;
+            let changes = journal.pool_changes().map_err(journal_failure)?;
+            if json {
+                crate::render::json_pretty(&serde_json::json!({
+                    "status": status, "credentials": entries, "changes": changes,
+                }));
+                return Ok(());
+            }
+            println!(
+                "{} free, {} assigned, {} rejected, {} revoked",
+                status.free, status.assigned, status.rejected, status.revoked
+            );
+            for e in &entries {
+                let state = if e.revoked_at.is_some() {
+                    format!("{} (revoked)", e.state)
+                } else {
+                    e.state.clone()
+                };
+                println!(
+                    "  {:<24} {:<20} {:<20} {}",
+                    e.thing_name,
+                    state,
+                    e.unit.as_deref().unwrap_or("-"),
+                    e.note.as_deref().unwrap_or("")
+                );
+            }
+            for c in &changes {
+                println!("  {} {} {} {}: {}", c.at, c.who, c.action, c.what, c.reason);
+            }
+            Ok(())
+        }
+        PoolAction::Add { manifest } => {
+            let records = crate::factory::pool::load_manifest(&manifest)?;
+            let before = journal.pool_status().map_err(journal_failure)?;
+            let after = journal.register_pool(&records).map_err(journal_failure)?;
+            let added = (after.free + after.assigned + after.rejected + after.revoked)
+                .saturating_sub(before.free + before.assigned + before.rejected + before.revoked);
+            journal
+                .record_change(
+                    &who(),
+                    "added",
+                    &format!("{added} credential(s)"),
+                    &manifest.display().to_string(),
+                )
+                .map_err(journal_failure)?;
+            println!("added {added} credential(s); {} free now", after.free);
+            Ok(())
+        }
+        PoolAction::Release { thing_name, reason } => {
+            journal
+                .release(&thing_name, &who(), &reason)
+                .map_err(journal_failure)?;
+            println!("{thing_name} is back in the pool");
+            Ok(())
+        }
+        PoolAction::Revoke { thing_name, reason } => {
+            journal
+                .revoke(&thing_name, &who(), &reason)
+                .map_err(journal_failure)?;
+            println!("{thing_name} is revoked: it is never issued again");
+            Ok(())
+        }
+    }
 }
 
 async fn shutdown_signal() {

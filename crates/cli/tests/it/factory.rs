@@ -625,3 +625,109 @@ fn an_unreadable_pool_file_is_a_station_error_not_a_rejection() {
         "{rows:?}"
     );
 }
+
+fn pool_cmd(journal: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["factory", "pool", "--journal", journal.to_str().unwrap()];
+    all.extend_from_slice(args);
+    crate::common::atprov(&all)
+}
+
+/// `factory pool status|add|release|revoke`: what the journal holds, changes recorded with
+/// who and when; a revoked credential is never issued, and a unit holding one is stopped.
+#[test]
+fn the_pool_is_managed_by_hand_and_every_change_is_recorded() {
+    use atprov_core::pki::generate::{self, KeyKind};
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal.db");
+    let unit = crate::common::line::Unit::new(dir.path(), "24:0a:c4:00:01:01", &[]);
+    let (verdicts, code, stderr) = one_station(dir.path(), 2, vec![unit.clone()], |_, _| {});
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(verdicts[0]["event"], "unit_passed");
+
+    let status = |j: &Path| {
+        let (code, out, err) = pool_cmd(j, &["status", "--json"]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let s = status(&journal);
+    assert_eq!(
+        (s["status"]["assigned"].clone(), s["status"]["free"].clone()),
+        (1.into(), 1.into())
+    );
+
+    // A leaked credential is revoked: the pool has nothing left to give.
+    let (code, _, err) = pool_cmd(
+        &journal,
+        &["revoke", "thing-002", "--reason", "key posted in a ticket"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let s = status(&journal);
+    assert_eq!(s["status"]["free"], 0);
+    assert_eq!(s["status"]["revoked"], 1);
+    // Only a rejected credential goes back; a revoked one does not.
+    let (code, _, err) = pool_cmd(&journal, &["release", "thing-002", "--reason", "oops"]);
+    assert_eq!(code, 15, "{err}");
+    assert!(err.contains("only a rejected credential"), "{err}");
+
+    // More credentials from a new manifest.
+    let more = dir.path().join("more");
+    std::fs::create_dir_all(&more).unwrap();
+    let ca = generate::ca("another CA", 10).unwrap();
+    let dev = generate::device(
+        &ca.cert_pem,
+        &ca.key_pem,
+        "thing-101",
+        10,
+        KeyKind::P256,
+        None,
+    )
+    .unwrap();
+    std::fs::write(more.join("thing-101.crt"), &dev.cert_pem).unwrap();
+    std::fs::write(more.join("thing-101.key"), &dev.key_pem).unwrap();
+    std::fs::write(
+        more.join("manifest.csv"),
+        "thing_name,certificate,key\nthing-101,thing-101.crt,thing-101.key\n",
+    )
+    .unwrap();
+    let m = more.join("manifest.csv");
+    let (code, out, err) = pool_cmd(&journal, &["add", "--manifest", m.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("added 1 credential"), "{out}");
+    let s = status(&journal);
+    assert_eq!(s["status"]["free"], 1);
+    let changes: Vec<String> = s["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{} {} {}", c["action"], c["what"], c["who"]))
+        .collect();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert!(changes[0].contains("revoked") && changes[0].contains("thing-002"));
+    assert!(changes[1].contains("added") && changes[0].contains('@'));
+
+    // The unit's own credential is revoked: when it comes back, it is stopped, not rewritten.
+    let (code, _, err) = pool_cmd(
+        &journal,
+        &["revoke", "thing-001", "--reason", "unit stolen"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let mut conveyor = Conveyor::new(dir.path(), 1, 0, &[]);
+    let config = write_config(dir.path(), &conveyor, "");
+    conveyor.plug("s1", unit);
+    let mut factory = Factory::start(&config, &[]);
+    let mut verdict = None;
+    while let Some(ev) = factory.next(Duration::from_secs(60)) {
+        if matches!(ev["event"].as_str(), Some("unit_passed" | "unit_failed")) {
+            verdict = Some(ev);
+            factory.terminate();
+        }
+    }
+    let (_, stderr) = factory.wait();
+    let verdict = verdict.unwrap_or_else(|| panic!("no verdict: {stderr}"));
+    assert_eq!(verdict["event"], "unit_failed", "{stderr}");
+    let why = verdict.to_string();
+    assert!(
+        why.contains("thing-001") && why.contains("revoked"),
+        "{why}"
+    );
+}

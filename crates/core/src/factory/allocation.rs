@@ -48,6 +48,14 @@ pub(super) async fn credential_for(
         let allocation = match got {
             Ok(a) => a,
             Err(AllocateError::Journal(e)) => return Err(journal_failure(e)),
+            Err(AllocateError::Revoked { thing_name }) => {
+                return Err(Failure::new(
+                    Code::Credentials,
+                    format!(
+                        "this unit holds credential {thing_name}, which was revoked: it is not written again; take the unit off the line (atprov factory pool status)"
+                    ),
+                ));
+            }
             Err(AllocateError::Exhausted { assigned, rejected }) => match &line.source {
                 Source::Manifest => {
                     return Err(Failure::new(

@@ -81,6 +81,11 @@ pub enum AllocateError {
         /// Credentials that failed their check.
         rejected: u64,
     },
+    /// The unit holds a credential that was revoked: it must not be written again.
+    Revoked {
+        /// The credential's thing name.
+        thing_name: String,
+    },
     /// The journal failed.
     Journal(JournalError),
 }
@@ -128,6 +133,41 @@ pub struct PoolStatus {
     pub assigned: u64,
     /// Credentials that failed their check.
     pub rejected: u64,
+    /// Credentials revoked (leaked): never issued again; a unit holding one is flagged.
+    pub revoked: u64,
+}
+
+/// One credential of the pool as the journal knows it (`atprov factory pool status`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolEntry {
+    /// The thing name.
+    pub thing_name: String,
+    /// `free`, `assigned` or `rejected`.
+    pub state: String,
+    /// The unit holding it, when assigned.
+    pub unit: Option<String>,
+    /// Why it was rejected or revoked.
+    pub note: Option<String>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<String>,
+    /// The certificate file.
+    pub cert: String,
+}
+
+/// A change made to the pool by hand (`atprov factory pool add|release|revoke`): who, when,
+/// what.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolChange {
+    /// When (UTC).
+    pub at: String,
+    /// Who (user@host).
+    pub who: String,
+    /// `added`, `released` or `revoked`.
+    pub action: String,
+    /// The credential, or how many were added.
+    pub what: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// One attempt, joined with its unit and credential: a row of `atprov factory report`.
@@ -204,6 +244,22 @@ pub trait Journal: Send + Sync {
     fn units_passed(&self) -> Result<u64, JournalError>;
     /// Counts of free, assigned and rejected credentials.
     fn pool_status(&self) -> Result<PoolStatus, JournalError>;
+    /// Every credential of the pool with its state.
+    fn pool_entries(&self) -> Result<Vec<PoolEntry>, JournalError>;
+    /// Puts a `rejected` credential back into the pool (its cause was fixed); recorded.
+    fn release(&self, thing_name: &str, who: &str, reason: &str) -> Result<(), JournalError>;
+    /// Revokes a credential (leaked): never issued again; recorded.
+    fn revoke(&self, thing_name: &str, who: &str, reason: &str) -> Result<(), JournalError>;
+    /// Records a change made to the pool by hand.
+    fn record_change(
+        &self,
+        who: &str,
+        action: &str,
+        what: &str,
+        reason: &str,
+    ) -> Result<(), JournalError>;
+    /// Every recorded change to the pool, oldest first.
+    fn pool_changes(&self) -> Result<Vec<PoolChange>, JournalError>;
     /// Every attempt, oldest first.
     fn report(&self) -> Result<Vec<ReportRow>, JournalError>;
 }
@@ -267,6 +323,16 @@ const MIGRATIONS: &[&str] = &[
     // several factory processes can share one journal.
     "ALTER TABLE attempts ADD COLUMN owner TEXT;
      ALTER TABLE attempts ADD COLUMN heartbeat TEXT;",
+    // 2: revoked credentials, and who changed the pool by hand, when and why.
+    "ALTER TABLE credentials ADD COLUMN revoked_at TEXT;
+     CREATE TABLE pool_changes (
+         id     INTEGER PRIMARY KEY,
+         at     TEXT NOT NULL,
+         who    TEXT NOT NULL,
+         action TEXT NOT NULL,
+         what   TEXT NOT NULL,
+         reason TEXT NOT NULL
+     );",
 ];
 
 /// The journal in a local SQLite file.
@@ -319,6 +385,24 @@ impl SqliteJournal {
             path: shown,
             conn: Mutex::new(conn),
             owner: format!("{host}:{}:{}", std::process::id(), now()),
+        })
+    }
+
+    /// A credential's state and revocation time, or an error naming the unknown thing name.
+    fn credential_state(&self, thing_name: &str) -> Result<(String, Option<String>), JournalError> {
+        let found = self.with(|conn| {
+            conn.query_row(
+                "SELECT state, revoked_at FROM credentials WHERE thing_name = ?1",
+                [thing_name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+        })?;
+        found.ok_or_else(|| JournalError {
+            path: self.path.clone(),
+            message: format!(
+                "no credential `{thing_name}` in the pool (atprov factory pool status lists them)"
+            ),
         })
     }
 
@@ -389,10 +473,21 @@ fn status(conn: &Connection) -> rusqlite::Result<PoolStatus> {
             |r| r.get::<_, i64>(0).map(|n| n as u64),
         )
     };
+    let revoked = conn.query_row(
+        "SELECT COUNT(*) FROM credentials WHERE revoked_at IS NOT NULL",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n as u64),
+    )?;
+    let free_revoked = conn.query_row(
+        "SELECT COUNT(*) FROM credentials WHERE state = 'free' AND revoked_at IS NOT NULL",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n as u64),
+    )?;
     Ok(PoolStatus {
-        free: count("free")?,
+        free: count("free")? - free_revoked,
         assigned: count("assigned")?,
         rejected: count("rejected")?,
+        revoked,
     })
 }
 
@@ -557,6 +652,7 @@ impl Journal for SqliteJournal {
         enum Got {
             Some(Allocation),
             Exhausted(PoolStatus),
+            Revoked(String),
         }
         let got = self.with(|conn| {
             let at = now();
@@ -569,13 +665,28 @@ impl Journal for SqliteJournal {
                     record_of,
                 )
                 .optional()?;
+            let revoked: Option<String> = tx
+                .query_row(
+                    "SELECT thing_name FROM credentials WHERE unit = ?1 AND revoked_at IS NOT NULL",
+                    [unit_row],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(thing_name) = revoked {
+                tx.execute(
+                    "UPDATE attempts SET unit = ?1 WHERE id = ?2",
+                    params![unit_row, attempt],
+                )?;
+                tx.commit()?;
+                return Ok(Got::Revoked(thing_name));
+            }
             let (credential, record, again) = match held {
                 Some((id, record)) => (id, record, true),
                 None => {
                     let free = tx
                         .query_row(
                             &format!(
-                                "SELECT {RECORD_COLUMNS} FROM credentials WHERE state = 'free' ORDER BY id LIMIT 1"
+                                "SELECT {RECORD_COLUMNS} FROM credentials WHERE state = 'free' AND revoked_at IS NULL ORDER BY id LIMIT 1"
                             ),
                             [],
                             record_of,
@@ -619,6 +730,7 @@ impl Journal for SqliteJournal {
                 assigned: s.assigned,
                 rejected: s.rejected,
             }),
+            Got::Revoked(thing_name) => Err(AllocateError::Revoked { thing_name }),
         }
     }
 
@@ -736,6 +848,111 @@ impl Journal for SqliteJournal {
 
     fn pool_status(&self) -> Result<PoolStatus, JournalError> {
         self.with(|conn| status(conn))
+    }
+
+    fn pool_entries(&self) -> Result<Vec<PoolEntry>, JournalError> {
+        self.with(|conn| {
+            let mut q = conn.prepare(
+                "SELECT c.thing_name, c.state, u.identity, c.note, c.revoked_at, c.cert_path
+                 FROM credentials c LEFT JOIN units u ON u.id = c.unit ORDER BY c.id",
+            )?;
+            q.query_map([], |r| {
+                Ok(PoolEntry {
+                    thing_name: r.get(0)?,
+                    state: r.get(1)?,
+                    unit: r.get(2)?,
+                    note: r.get(3)?,
+                    revoked_at: r.get(4)?,
+                    cert: r.get(5)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    fn release(&self, thing_name: &str, who: &str, reason: &str) -> Result<(), JournalError> {
+        let state = self.credential_state(thing_name)?;
+        if state.0 != "rejected" || state.1.is_some() {
+            return Err(JournalError {
+                path: self.path.clone(),
+                message: format!(
+                    "`{thing_name}` is {}: only a rejected credential goes back to the pool",
+                    if state.1.is_some() {
+                        "revoked".to_string()
+                    } else {
+                        state.0
+                    }
+                ),
+            });
+        }
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "UPDATE credentials SET state = 'free', note = NULL WHERE thing_name = ?1 AND state = 'rejected'",
+                [thing_name],
+            )?;
+            tx.execute(
+                "INSERT INTO pool_changes (at, who, action, what, reason) VALUES (?1, ?2, 'released', ?3, ?4)",
+                params![now(), who, thing_name, reason],
+            )?;
+            tx.commit()
+        })
+    }
+
+    fn revoke(&self, thing_name: &str, who: &str, reason: &str) -> Result<(), JournalError> {
+        let state = self.credential_state(thing_name)?;
+        if state.1.is_some() {
+            return Err(JournalError {
+                path: self.path.clone(),
+                message: format!("`{thing_name}` is already revoked"),
+            });
+        }
+        self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let at = now();
+            tx.execute(
+                "UPDATE credentials SET revoked_at = ?1, note = ?2 WHERE thing_name = ?3",
+                params![at, format!("revoked: {reason}"), thing_name],
+            )?;
+            tx.execute(
+                "INSERT INTO pool_changes (at, who, action, what, reason) VALUES (?1, ?2, 'revoked', ?3, ?4)",
+                params![at, who, thing_name, reason],
+            )?;
+            tx.commit()
+        })
+    }
+
+    fn record_change(
+        &self,
+        who: &str,
+        action: &str,
+        what: &str,
+        reason: &str,
+    ) -> Result<(), JournalError> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO pool_changes (at, who, action, what, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![now(), who, action, what, reason],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn pool_changes(&self) -> Result<Vec<PoolChange>, JournalError> {
+        self.with(|conn| {
+            let mut q =
+                conn.prepare("SELECT at, who, action, what, reason FROM pool_changes ORDER BY id")?;
+            q.query_map([], |r| {
+                Ok(PoolChange {
+                    at: r.get(0)?,
+                    who: r.get(1)?,
+                    action: r.get(2)?,
+                    what: r.get(3)?,
+                    reason: r.get(4)?,
+                })
+            })?
+            .collect()
+        })
     }
 
     fn report(&self) -> Result<Vec<ReportRow>, JournalError> {

@@ -58,6 +58,14 @@ pub fn final_code(line: &str) -> Option<FinalCode> {
                 reason: line.to_string(),
             }
         }
+        _ if line.strip_prefix("MODEM ERROR:").is_some_and(|n| {
+            n.trim().bytes().all(|b| b.is_ascii_digit()) && !n.trim().is_empty()
+        }) =>
+        {
+            FinalCode::CallFailed {
+                reason: line.to_string(),
+            }
+        }
         _ => {
             if let Some(rest) = line.strip_prefix("+CME ERROR:") {
                 let (code, text) = code_and_text(rest);
@@ -129,6 +137,7 @@ pub fn is_connect_result(line: &str) -> bool {
     line == "CONNECT"
         || line
             .strip_prefix("CONNECT ")
+            .or_else(|| line.strip_prefix("CONNECT: "))
             .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
 }
 

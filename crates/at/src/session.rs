@@ -114,6 +114,8 @@ struct InFlight {
     sent_while_busy: bool,
     /// A sign of a restart came while it ran: without a final soon, it ends as a reset.
     reset_seen: bool,
+    /// The module echoed the payload.
+    payload_echoed: bool,
     resp: Response,
 }
 
@@ -210,6 +212,7 @@ impl Session {
             prompt_done: false,
             sent_while_busy: self.unfinished,
             reset_seen: false,
+            payload_echoed: false,
             resp,
         });
         bytes
@@ -453,6 +456,13 @@ impl Session {
             f.resp.echo = true;
             let shown = f.cmd.display().to_string();
             rx(out, &shown, RxClass::Echo);
+            return;
+        }
+
+        // 1b. Modems in text mode echo the data typed after the prompt (with its Ctrl-Z).
+        if f.prompt_done && !f.payload_echoed && is_payload_echo(raw, &f.cmd) {
+            f.payload_echoed = true;
+            rx(out, &text, RxClass::Echo);
             return;
         }
 
@@ -736,6 +746,23 @@ impl Session {
         }
         out.push(Output::Urc(urc));
     }
+}
+
+/// Whether a line is the module's echo of the payload sent after the prompt (one line of
+/// data, Ctrl-Z or not).
+fn is_payload_echo(raw: &[u8], cmd: &Command) -> bool {
+    let Some(payload) = cmd.prompt.as_ref().and_then(|p| p.payload.as_deref()) else {
+        return false;
+    };
+    let trim = |b: &[u8]| -> Vec<u8> {
+        let mut v = b.to_vec();
+        while matches!(v.last(), Some(b'\r' | b'\n' | 0x1a | b' ')) {
+            v.pop();
+        }
+        v
+    };
+    let p = trim(payload);
+    !p.is_empty() && !p.contains(&b'\n') && trim(raw) == p
 }
 
 /// `>+MQTTPUB:OK`, `> OK`: a raw prompt and, glued to it, a line the module sent after the

@@ -193,6 +193,14 @@ impl Script {
                 Entry::Device { line, .. } => match current.as_mut() {
                     None => script.preamble.push(line.clone()),
                     Some((ex, cmd, prompt_seen)) => {
+                        // An empty line right after a prompt (`> ` then CRLF) means nothing.
+                        if *prompt_seen
+                            && line.trim().is_empty()
+                            && ex.unrecorded_payload.is_none()
+                            && cmd.is_some()
+                        {
+                            continue;
+                        }
                         if let Some((_, after)) = ex.unrecorded_payload.as_mut() {
                             after.push(line.clone());
                             continue;
@@ -228,7 +236,7 @@ impl Script {
                                 glued
                             }
                         };
-                        let next = next_host(&mut iter);
+                        let next = next_host_past_empty(&iter);
                         let payload_recorded = match (&glued, next) {
                             (_, None) => false,
                             (None, Some(_)) => true,
@@ -300,13 +308,16 @@ impl Script {
     }
 }
 
-fn next_host<'a>(
-    iter: &mut std::iter::Peekable<std::slice::Iter<'a, Entry>>,
+/// The next host line, past empty device lines (which mean nothing after a prompt).
+fn next_host_past_empty<'a>(
+    iter: &std::iter::Peekable<std::slice::Iter<'a, Entry>>,
 ) -> Option<&'a String> {
-    match iter.peek() {
-        Some(Entry::Host { line, .. }) => Some(line),
-        _ => None,
-    }
+    iter.clone()
+        .find(|e| !matches!(e, Entry::Device { line, .. } if line.trim().is_empty()))
+        .and_then(|e| match e {
+            Entry::Host { line, .. } => Some(line),
+            _ => None,
+        })
 }
 
 /// Opens a replay port on a transcript file.

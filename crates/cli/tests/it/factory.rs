@@ -731,3 +731,47 @@ fn the_pool_is_managed_by_hand_and_every_change_is_recorded() {
         "{why}"
     );
 }
+
+/// `events_table = true`: an MES reads the line's events from the journal with SQL, the same
+/// events the JSON-lines stream carries, with no secret in them.
+#[test]
+fn events_go_to_the_journal_for_an_mes() {
+    let dir = tempfile::tempdir().unwrap();
+    make_pool(dir.path(), 2);
+    let mut conveyor = Conveyor::new(dir.path(), 1, 1, &[]);
+    let config = write_config(dir.path(), &conveyor, "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("events_table = true\n{text}")).unwrap();
+    conveyor.fill();
+    let mut factory = Factory::start(&config, &["--batch", "1"]);
+    let streamed = operate(&mut factory, &mut conveyor);
+    let (code, stderr) = factory.wait();
+    assert_eq!(code, 0, "{stderr}");
+    let db = rusqlite::Connection::open(dir.path().join("journal.db")).unwrap();
+    let mut q = db
+        .prepare("SELECT station, event, data FROM events ORDER BY id")
+        .unwrap();
+    let rows: Vec<(String, String, String)> = q
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+    let streamed_names: Vec<&str> = streamed
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
+    assert_eq!(
+        names, streamed_names,
+        "the table holds the stream's events, in order"
+    );
+    let passed = rows
+        .iter()
+        .find(|r| r.1 == "unit_passed")
+        .expect("a verdict");
+    assert_eq!(passed.0, "s1");
+    let data: serde_json::Value = serde_json::from_str(&passed.2).unwrap();
+    assert_eq!(data["event"], "unit_passed");
+    let all: String = rows.iter().map(|r| r.2.as_str()).collect();
+    assert!(!all.contains("correct horse") && !all.contains("PRIVATE KEY"));
+}

@@ -17,6 +17,8 @@ struct ConfigFile {
     profile: Option<String>,
     job: Option<PathBuf>,
     journal: PathBuf,
+    #[serde(default)]
+    events_table: bool,
     log_dir: Option<PathBuf>,
     pool: PoolFile,
     #[serde(default)]
@@ -73,6 +75,8 @@ pub struct FactoryConfig {
     pub job: Option<PathBuf>,
     /// The journal (SQLite file).
     pub journal: PathBuf,
+    /// Also write every event into the journal's `events` table (for an MES).
+    pub events_table: bool,
     /// Where per-unit transcripts go.
     pub log_dir: Option<PathBuf>,
     /// Where credentials come from.
@@ -354,6 +358,7 @@ impl FactoryConfig {
             profile: file.profile.unwrap_or_else(|| "esp32-at".into()),
             job: file.job.as_deref().map(abs),
             journal: abs(&file.journal),
+            events_table: file.events_table,
             log_dir: file.log_dir.as_deref().map(abs),
             pool,
             policy,

@@ -135,6 +135,35 @@ pub trait Observer: Send + Sync {
     fn finish(&self, station: &str, text: &str);
 }
 
+/// An observer that also writes every event into the journal's `events` table (the MES
+/// hand-off), then passes everything on to `inner`.
+pub struct JournalEvents {
+    /// The application's observer.
+    pub inner: std::sync::Arc<dyn Observer>,
+    /// The journal the events go to.
+    pub journal: std::sync::Arc<dyn crate::factory::journal::Journal>,
+}
+
+impl Observer for JournalEvents {
+    fn event(&self, station: &str, event: &Event) {
+        let json = serde_json::to_value(event).unwrap_or_default();
+        let name = json["event"].as_str().unwrap_or("event").to_string();
+        if let Err(e) = self.journal.record_event(station, &name, &json.to_string()) {
+            tracing::error!("events table: {e}");
+        }
+        self.inner.event(station, event);
+    }
+    fn status(&self, station: &str, text: &str) {
+        self.inner.status(station, text);
+    }
+    fn say(&self, station: &str, text: &str) {
+        self.inner.say(station, text);
+    }
+    fn finish(&self, station: &str, text: &str) {
+        self.inner.finish(station, text);
+    }
+}
+
 /// An observer that ignores everything.
 pub struct Quiet;
 

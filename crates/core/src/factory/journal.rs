@@ -260,6 +260,9 @@ pub trait Journal: Send + Sync {
     ) -> Result<(), JournalError>;
     /// Every recorded change to the pool, oldest first.
     fn pool_changes(&self) -> Result<Vec<PoolChange>, JournalError>;
+    /// Appends one factory event to the `events` table (for an MES reading the journal with
+    /// SQL): when, which station, the event's name and its JSON.
+    fn record_event(&self, station: &str, event: &str, json: &str) -> Result<(), JournalError>;
     /// Every attempt, oldest first.
     fn report(&self) -> Result<Vec<ReportRow>, JournalError>;
 }
@@ -332,6 +335,14 @@ const MIGRATIONS: &[&str] = &[
          action TEXT NOT NULL,
          what   TEXT NOT NULL,
          reason TEXT NOT NULL
+     );",
+    // 3: the factory's events, for an MES that reads the journal with SQL.
+    "CREATE TABLE events (
+         id      INTEGER PRIMARY KEY,
+         at      TEXT NOT NULL,
+         station TEXT NOT NULL,
+         event   TEXT NOT NULL,
+         data    TEXT NOT NULL
      );",
 ];
 
@@ -933,6 +944,16 @@ impl Journal for SqliteJournal {
             conn.execute(
                 "INSERT INTO pool_changes (at, who, action, what, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![now(), who, action, what, reason],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn record_event(&self, station: &str, event: &str, json: &str) -> Result<(), JournalError> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO events (at, station, event, data) VALUES (?1, ?2, ?3, ?4)",
+                params![now(), station, event, json],
             )?;
             Ok(())
         })

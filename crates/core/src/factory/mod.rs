@@ -90,8 +90,10 @@ pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, 
             })?,
         )),
     };
-    let journal = SqliteJournal::open(&config.journal)
-        .map_err(|e| Failure::new(Code::Journal, e.to_string()))?;
+    let journal: Arc<dyn Journal> = Arc::new(
+        SqliteJournal::open(&config.journal)
+            .map_err(|e| Failure::new(Code::Journal, e.to_string()))?,
+    );
     let interrupted = journal
         .recover()
         .map_err(|e| Failure::new(Code::Journal, e.to_string()))?;
@@ -140,7 +142,15 @@ pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, 
     let passed_before = journal
         .units_passed()
         .map_err(|e| Failure::new(Code::Journal, e.to_string()))?;
-    let observer = options.observer.clone();
+    // With `events_table`, every event also goes into the journal (the MES hand-off).
+    let observer: Arc<dyn Observer> = if config.events_table {
+        Arc::new(events::JournalEvents {
+            inner: options.observer.clone(),
+            journal: journal.clone(),
+        })
+    } else {
+        options.observer.clone()
+    };
     observer.event(
         "",
         &Event::FactoryStarted {
@@ -166,7 +176,7 @@ pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, 
         config: config.clone(),
         profile,
         job,
-        journal: Arc::new(journal),
+        journal,
         ca,
         device_ca,
         source,

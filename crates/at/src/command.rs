@@ -61,6 +61,9 @@ pub struct Command {
     pub timeout: Duration,
     /// Lines starting with this belong to the command even when a URC shares the prefix.
     pub info_prefix: Option<String>,
+    /// The prefixes of the further commands of a concatenated line (`AT+CSQ;+CREG?` →
+    /// `+CREG:`): their lines belong to it too.
+    pub more_prefixes: Vec<String>,
     /// The prompt the command waits for before its payload, if any.
     pub prompt: Option<PromptPhase>,
     /// Command-specific success finals (`+MQTTPUB:OK`, `CONNECT` for `ATD`).
@@ -101,6 +104,7 @@ impl Command {
         let line = line.into();
         let mut cmd = Command {
             info_prefix: info_prefix_of(&line),
+            more_prefixes: concatenated_prefixes(&line),
             line,
             terminator: "\r\n",
             timeout: Duration::from_secs(5),
@@ -153,6 +157,14 @@ impl Command {
             }
         }
         self
+    }
+
+    /// Whether a line starts with one of the command's info prefixes.
+    pub fn owns(&self, line: &str) -> bool {
+        self.info_prefix
+            .iter()
+            .chain(&self.more_prefixes)
+            .any(|p| line.starts_with(p.as_str()))
     }
 
     /// Lines starting with `prefix` belong to this command even when a URC shares it.
@@ -239,6 +251,36 @@ pub fn info_prefix_of(line: &str) -> Option<String> {
     // Modules take commands in any case but answer in upper case (`at+creg?` → `+CREG:`).
     let name = command_name(line)?;
     Some(format!("{}:", name.to_ascii_uppercase()))
+}
+
+/// The info prefixes of the commands after the first in a concatenated line
+/// (`AT+CSQ;+CREG?;+COPS?` → `+CREG:`, `+COPS:`); `;` inside quotes does not split.
+fn concatenated_prefixes(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut quoted, mut start) = (false, None);
+    let mut pieces = Vec::new();
+    for (i, c) in line.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ';' if !quoted => {
+                pieces.push(start.map_or(0, |s| s)..i);
+                start = Some(i + 1);
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        pieces.push(s..line.len());
+    }
+    for r in pieces.into_iter().skip(1) {
+        let piece = line[r].trim();
+        let name_end = piece.find(['=', '?']).unwrap_or(piece.len());
+        let name = &piece[..name_end];
+        if name.len() > 1 && (name.starts_with('+') || name.starts_with('^')) {
+            out.push(format!("{}:", name.to_ascii_uppercase()));
+        }
+    }
+    out
 }
 
 /// `AT+QFUPL="x",1` → `+QFUPL`; `AT^SYSINFO` → `^SYSINFO`.
@@ -342,6 +384,12 @@ mod tests {
             Some("+QSSLCFG:")
         );
         assert_eq!(info_prefix_of("at+creg?").as_deref(), Some("+CREG:"));
+        assert_eq!(
+            Command::new("AT+CSQ;+CREG?;+cops?").more_prefixes,
+            vec!["+CREG:".to_string(), "+COPS:".to_string()]
+        );
+        assert!(Command::new(r#"AT+X="a;+B?""#).more_prefixes.is_empty());
+        assert!(Command::new("AT+CSQ;+CREG?").owns("+CREG: 0,1"));
         assert_eq!(info_prefix_of("ATE0"), None);
         assert_eq!(info_prefix_of("ATI"), None);
         assert_eq!(info_prefix_of("hello"), None);

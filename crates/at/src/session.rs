@@ -381,13 +381,10 @@ impl Session {
             PayloadStyle::Inline => vec![format!("{header_text}{}", escape(&data))],
             PayloadStyle::NextLine => vec![header_text.clone(), escape(&data)],
         };
-        let owned = self.inflight.as_ref().is_some_and(|f| {
-            f.stage == Stage::Final
-                && f.cmd
-                    .info_prefix
-                    .as_deref()
-                    .is_some_and(|p| header_text.starts_with(p))
-        });
+        let owned = self
+            .inflight
+            .as_ref()
+            .is_some_and(|f| f.stage == Stage::Final && f.cmd.owns(&header_text));
         if owned {
             let f = self.inflight.as_mut().expect("checked above");
             f.echo_possible = false;
@@ -590,11 +587,7 @@ impl Session {
         }
 
         // 7. The command's own info lines.
-        let own = f.stage == Stage::Final
-            && f.cmd
-                .info_prefix
-                .as_deref()
-                .is_some_and(|p| text.starts_with(p));
+        let own = f.stage == Stage::Final && f.cmd.owns(&text);
         if own || (f.stage == Stage::Final && !is_foreign(&self.grammar, &text)) {
             f.echo_possible = false;
             rx(out, &text, RxClass::Info);

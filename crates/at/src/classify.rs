@@ -166,10 +166,23 @@ fn is_link_event(line: &str) -> bool {
         && matches!(event, "CONNECT" | "CLOSED" | "CONNECT FAIL")
 }
 
-/// Whether a line looks like an information line of some command (`+NAME:`), used to report a
+/// Whether a line looks like an information line of some command (`+NAME:`, or a vendor's
+/// `^NAME:` Huawei, `*NAME:` ZTE/Sierra, `#NAME:` Telit, `!NAME:` Sierra), used to report a
 /// line that belongs to no command in flight as an unknown unsolicited message.
 pub fn has_plus_prefix(line: &str) -> bool {
-    line.starts_with('+') && line.contains(':')
+    let Some(rest) = line.strip_prefix(['+', '^', '*', '#', '!']) else {
+        return false;
+    };
+    // The name before the colon: letters, digits, `_`, `-` (not free text such as `+++`).
+    match rest.split_once(':') {
+        Some((name, _)) => {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b' ')
+        }
+        None => false,
+    }
 }
 
 /// The tables a profile adds to the built-in ones above: its own finals, busy answers, boot

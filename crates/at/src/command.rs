@@ -276,21 +276,22 @@ fn concatenated_prefixes(line: &str) -> Vec<String> {
         let piece = line[r].trim();
         let name_end = piece.find(['=', '?']).unwrap_or(piece.len());
         let name = &piece[..name_end];
-        if name.len() > 1 && (name.starts_with('+') || name.starts_with('^')) {
+        if name.len() > 1 && name.starts_with(['+', '^', '$', '*', '#', '!']) {
             out.push(format!("{}:", name.to_ascii_uppercase()));
         }
     }
     out
 }
 
-/// `AT+QFUPL="x",1` → `+QFUPL`; `AT^SYSINFO` → `^SYSINFO`.
+/// `AT+QFUPL="x",1` → `+QFUPL`; `AT^SYSINFO` → `^SYSINFO`; `AT#SGACT?` → `#SGACT`.
 pub fn command_name(line: &str) -> Option<&str> {
     let rest = line.get(2..)?;
     if !line[..2].eq_ignore_ascii_case("AT") {
         return None;
     }
     let first = rest.chars().next()?;
-    if first != '+' && first != '^' && first != '$' {
+    // `+` standard, `^` Huawei, `$` some vendors, `*` ZTE/Sierra, `#` Telit, `!` Sierra.
+    if !matches!(first, '+' | '^' | '$' | '*' | '#' | '!') {
         return None;
     }
     let end = rest.find(['=', '?']).unwrap_or(rest.len());
@@ -392,6 +393,8 @@ mod tests {
         assert!(Command::new("AT+CSQ;+CREG?").owns("+CREG: 0,1"));
         assert_eq!(info_prefix_of("ATE0"), None);
         assert_eq!(info_prefix_of("ATI"), None);
+        assert_eq!(info_prefix_of("AT#SGACT?").as_deref(), Some("#SGACT:"));
+        assert_eq!(info_prefix_of("AT^SYSINFO").as_deref(), Some("^SYSINFO:"));
         assert_eq!(info_prefix_of("hello"), None);
     }
 

@@ -149,3 +149,61 @@ pub(crate) fn replays_as_recorded(path: &std::path::Path) {
     }
     assert!(commands >= 10, "{}: {commands} commands", path.display());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_in_a_written_transcript_replays_with_its_sentinel_marked() {
+    // A command the module swallows (no answer): the engine times out, then resynchronises
+    // with its own `AT` before the next command. The transcript shows it; the replay sends
+    // it again and marks it as the engine's.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("session.txt");
+    let p = path.to_str().unwrap().to_string();
+    let (code, _, err) = tokio::task::spawn_blocking(move || {
+        atprov(&[
+            "send",
+            "--port",
+            "sim:esp32-at",
+            "--keep-going",
+            "--timeout",
+            "300ms",
+            "--transcript",
+            &p,
+            r#"AT+SIMFAULT="silent",1"#,
+            "AT+GMR",
+            "AT+CWMODE?",
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 6, "{err}");
+    let t = Transcript::load(&path).unwrap();
+    let replayed = atprov_core::transcript::replay::replay_report(&t, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let rows: Vec<(String, bool, bool)> = replayed
+        .rows
+        .iter()
+        .filter_map(|r| match r {
+            Row::Command {
+                command,
+                sentinel,
+                timeout,
+                ..
+            } => Some((command.clone(), *sentinel, *timeout)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        rows.contains(&("AT".to_string(), true, false)),
+        "the sentinel is replayed and marked: {rows:?}"
+    );
+    assert!(
+        rows.contains(&("AT+GMR".to_string(), false, true)),
+        "{rows:?}"
+    );
+    assert!(
+        rows.contains(&("AT+CWMODE?".to_string(), false, false)),
+        "{rows:?}"
+    );
+    assert!(replayed.differed.is_empty(), "{:?}", replayed.differed);
+}

@@ -243,6 +243,14 @@ impl Engine {
         rx.await.map_err(|_| EngineError::Closed)?
     }
 
+    /// Whether the module answers `AT` (after the resync a timeout calls for, which waits out
+    /// the boot window): what to say after a command got no answer.
+    pub async fn answers_at(&self) -> bool {
+        self.run(Command::new("AT").timeout(Duration::from_secs(2)))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// Shorthand for [`Engine::run`] with the expectations the line implies.
     pub async fn send(&self, line: &str) -> Result<Response, EngineError> {
         self.run(Command::new(line)).await
@@ -475,18 +483,14 @@ impl Actor {
         if let Some(n) = debt.filter(|_| self.config.resync) {
             // The module may sit in its data phase waiting for the announced bytes and would
             // swallow the next commands: pay them so that the write ends (and fails).
-            self.note(&format!(
-                "no prompt came: sending {n} filler bytes in case the module waits for its data"
-            ));
-            self.trace(|at| TraceEvent::Tx {
-                at,
-                text: format!("<{n} filler bytes>"),
-                len: n,
-                payload: true,
-                secret: false,
-                sentinel: true,
-            });
-            self.write(&vec![b'0'; n]).await?;
+            self.write_own(
+                &format!(
+                    "no prompt came: sending {n} filler bytes in case the module waits for its data"
+                ),
+                format!("<{n} filler bytes>"),
+                &vec![b'0'; n],
+            )
+            .await?;
         }
         Ok(())
     }
@@ -755,18 +759,7 @@ impl Actor {
                 self.emit_done(&resp);
                 let _ = reply.send(Ok(resp));
                 if wants_data && self.config.resync {
-                    // The module waits for data nobody will send: ESC leaves the data phase
-                    // (3GPP, Quectel); the resync before the next command checks it worked.
-                    self.note("the module wants data: sending ESC to cancel");
-                    self.trace(|at| TraceEvent::Tx {
-                        at,
-                        text: "\\x1b".into(),
-                        len: 1,
-                        payload: true,
-                        secret: false,
-                        sentinel: true,
-                    });
-                    self.write(&[0x1b]).await?;
+                    self.cancel_data_phase().await?;
                     self.dirty = true;
                 }
             }
@@ -784,7 +777,7 @@ impl Actor {
             }
             None => {
                 if resp.status == Status::WantsData && self.config.resync {
-                    self.write(&[0x1b]).await?;
+                    self.cancel_data_phase().await?;
                 }
                 // The sentinel: its own OK makes the session clean again.
                 if resp.status == Status::Ok {
@@ -807,6 +800,38 @@ impl Actor {
             let response = Box::new(super::redact::response(resp));
             self.trace(|at| TraceEvent::Done { at, response });
         }
+    }
+
+    /// Bytes the engine sends on its own to recover (filler, ESC): noted, traced as its own
+    /// (a transcript shows them and a replay sends them again), written.
+    async fn write_own(
+        &mut self,
+        note: &str,
+        shown: String,
+        bytes: &[u8],
+    ) -> Result<(), EngineError> {
+        self.note(note);
+        let len = bytes.len();
+        self.trace(|at| TraceEvent::Tx {
+            at,
+            text: shown,
+            len,
+            payload: true,
+            secret: false,
+            sentinel: true,
+        });
+        self.write(bytes).await
+    }
+
+    /// The module waits for data nobody will send: ESC leaves the data phase (3GPP, Quectel);
+    /// the resync before the next command checks it worked.
+    async fn cancel_data_phase(&mut self) -> Result<(), EngineError> {
+        self.write_own(
+            "the module wants data: sending ESC to cancel",
+            "\\x1b".into(),
+            &[0x1b],
+        )
+        .await
     }
 
     async fn write(&mut self, bytes: &[u8]) -> Result<(), EngineError> {

@@ -557,19 +557,7 @@ impl Session {
             }
 
             // 5. Finals: the command's own, then the standard ones.
-            let code = if f.cmd.success.contains(&text)
-                || (f.cmd.data_mode && classify::is_connect_result(&text))
-                || (f.cmd.value_is_final
-                    && !is_foreign(&self.grammar, &text)
-                    && self.grammar.final_code(&text).is_none())
-            {
-                Some(FinalCode::Ok)
-            } else if f.cmd.failure.contains(&text) {
-                Some(FinalCode::Failed)
-            } else {
-                self.grammar.final_code(&text)
-            };
-            if let Some(code) = code {
+            if let Some(code) = final_of(&self.grammar, &f.cmd, &text) {
                 self.on_final(text, code, out);
                 return;
             }
@@ -616,13 +604,7 @@ impl Session {
         let Some(l) = self.lingering.as_mut() else {
             return false;
         };
-        let code = if l.cmd.success.iter().any(|s| s == text) {
-            Some(FinalCode::Ok)
-        } else if l.cmd.failure.iter().any(|s| s == text) {
-            Some(FinalCode::Failed)
-        } else {
-            self.grammar.final_code(text)
-        };
+        let code = final_of(&self.grammar, &l.cmd, text);
         let class = if code.is_some() {
             RxClass::LateFinal
         } else {
@@ -768,6 +750,22 @@ fn glued_prompt(text: &str) -> Option<&str> {
         || classify::is_busy(rest)
         || classify::is_known_urc(rest);
     (!rest.is_empty() && meaningful).then_some(rest)
+}
+
+/// The final result a line is for `cmd`: its own success and failure lines (`CONNECT [<rate>]`
+/// for a data-mode command, the bare value of one that answers without `OK`), then the
+/// standard and the profile's finals.
+fn final_of(grammar: &classify::Grammar, cmd: &Command, text: &str) -> Option<FinalCode> {
+    let own_success = cmd.success.iter().any(|s| s == text)
+        || (cmd.data_mode && classify::is_connect_result(text))
+        || (cmd.value_is_final && !is_foreign(grammar, text) && grammar.final_code(text).is_none());
+    if own_success {
+        Some(FinalCode::Ok)
+    } else if cmd.failure.iter().any(|s| s == text) {
+        Some(FinalCode::Failed)
+    } else {
+        grammar.final_code(text)
+    }
 }
 
 /// A line that cannot be an info line of another command: a documented URC, or a `+NAME:` line

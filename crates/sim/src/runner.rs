@@ -100,6 +100,16 @@ impl PartialEq for Await {
 
 impl Eq for Await {}
 
+/// A restart command's reply (`AT+RST`, `AT+CFUN=1,1`): `OK`, then the module goes away and
+/// boots (the runner's boot time, then the model's banner).
+pub fn ok_then_reboot() -> Script {
+    vec![
+        Step::Final(b"\r\nOK\r\n".to_vec()),
+        Step::Delay(Duration::from_millis(20)),
+        Step::Reboot,
+    ]
+}
+
 /// Runs `work` on the runtime and delivers its steps: what a family model returns while the
 /// network answers.
 pub fn awaiting<F>(work: F) -> Script

@@ -62,7 +62,7 @@ async fn connect(
         while let Some(ev) = rx.recv().await {
             let stamp = |at: &Duration| match stamps {
                 Timestamps::Relative => format!("{:>10.3}", (offset + *at).as_secs_f64()),
-                Timestamps::Iso => iso(wall + *at),
+                Timestamps::Iso => atprov_core::factory::utc_millis_of(wall + *at),
             };
             if let Some(line) = render(&ev, &stamp) {
                 println!("{line}");
@@ -75,13 +75,6 @@ async fn connect(
         printer,
     };
     Ok((connection, link.engine_task))
-}
-
-fn iso(t: time::OffsetDateTime) -> String {
-    let f = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    t.format(&f).unwrap_or_else(|_| t.to_string())
 }
 
 async fn disconnect(c: Connection, engine_task: Option<tokio::task::JoinHandle<()>>) {

@@ -171,10 +171,7 @@ fn who() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "host".into());
-    format!("{user}@{host}")
+    format!("{user}@{}", crate::factory::hostname())
 }
 
 fn pool(args: PoolArgs) -> Result<(), Failure> {

@@ -893,18 +893,9 @@ fn a_restart_at_every_step_of_the_air780ep_flow_is_a_module_reset() {
 fn lost_prompt_then_rerun(emulator: &str, prefix: &str) {
     let b = Bundle::new();
     let dir = tempfile::tempdir().unwrap();
-    let fault = format!("drop_prompt@{prefix}");
-    let sim = SimProcess::start(emulator, &["--fault", &fault]);
     let job = aws_job_for(emulator, &b, dir.path());
-    let (code, _, err) = provision_with(emulator, &sim, &job, &[]);
-    assert_eq!(code, 6, "{err}");
-    let line = crate::provision::last_line(&err);
-    assert!(
-        line.contains("never asked for the data") && line.contains("it answers AT again"),
-        "{err}"
-    );
-    let (code, _, err) = provision_with(emulator, &sim, &job, &[]);
-    assert_eq!(code, 0, "the rerun repairs the unit: {err}");
+    let args = ["--profile", emulator, "--job", &job];
+    crate::provision::lost_prompt_then_rerun(emulator, prefix, &args);
 }
 
 #[test]

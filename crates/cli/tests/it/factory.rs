@@ -779,15 +779,9 @@ fn events_go_to_the_journal_for_an_mes() {
 /// The README's factory config is a valid config (its field names and values parse).
 #[test]
 fn the_readme_factory_config_parses() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
-            .unwrap();
-    let after = &readme[readme.find("## A factory line").unwrap()..];
-    let start = after.find("```toml\n").unwrap() + "```toml\n".len();
-    let block = &after[start..];
-    let block = &block[..block.find("```").unwrap()];
+    let block = crate::provision::readme_block("## A factory line", "toml");
     let parsed = atprov_core::factory::config::FactoryConfig::parse(
-        block,
+        &block,
         Path::new("/srv/line/factory.toml"),
     );
     let config = parsed.unwrap_or_else(|e| panic!("{e}"));

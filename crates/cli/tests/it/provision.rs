@@ -761,29 +761,33 @@ fn mosquitto_style_flag_names_work() {
 /// A `>` lost on the wire at a payload command: the module still waits for the announced
 /// bytes. atprov notices within seconds, pays them with filler so that the module leaves its
 /// data phase, checks that it answers `AT`, and says so; a rerun then rewrites and verifies.
-fn lost_prompt_then_rerun(emulator: &str, prefix: &str) {
-    let b = Bundle::new();
+/// `args`: what `provision` needs besides the port (the job, a profile).
+pub(crate) fn lost_prompt_then_rerun(emulator: &str, prefix: &str, args: &[&str]) {
     let fault = format!("drop_prompt@{prefix}");
     let sim = SimProcess::start(emulator, &["--fault", &fault]);
-    let (code, _, err) = provision(&sim, &["--job", &b.job()]);
+    let (code, _, err) = provision(&sim, args);
     assert_eq!(code, 6, "{err}");
     let line = last_line(&err);
     assert!(
         line.contains("never asked for the data") && line.contains("it answers AT again"),
         "{err}"
     );
-    let (code, _, err) = provision(&sim, &["--job", &b.job()]);
+    let (code, _, err) = provision(&sim, args);
     assert_eq!(code, 0, "the rerun repairs the unit: {err}");
 }
 
 #[test]
 fn a_lost_prompt_at_sysmfg_is_recovered_and_a_rerun_repairs_the_unit() {
-    lost_prompt_then_rerun("esp32-at", "AT+SYSMFG=2,\"mqtt_cert\"");
+    let b = Bundle::new();
+    let prefix = "AT+SYSMFG=2,\"mqtt_cert\"";
+    lost_prompt_then_rerun("esp32-at", prefix, &["--job", &b.job()]);
 }
 
 #[test]
 fn a_lost_prompt_at_sysflash_is_recovered_and_a_rerun_repairs_the_unit() {
-    lost_prompt_then_rerun("esp32-at-v2", "AT+SYSFLASH=1,\"mqtt_key\"");
+    let b = Bundle::new();
+    let prefix = "AT+SYSFLASH=1,\"mqtt_key\"";
+    lost_prompt_then_rerun("esp32-at-v2", prefix, &["--job", &b.job()]);
 }
 
 /// The distinct commands (up to `=`/`?`) a successful provision of `emulator` sends, from its
@@ -856,7 +860,7 @@ fn a_provision_transcript_replays_as_recorded_v3_and_v2() {
 }
 
 /// The README's code block after `heading`, with shell line continuations joined.
-fn readme_block(heading: &str, lang: &str) -> String {
+pub(crate) fn readme_block(heading: &str, lang: &str) -> String {
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
             .unwrap();

@@ -389,9 +389,7 @@ impl SqliteJournal {
         conn.execute_batch(SCHEMA).map_err(err)?;
         let mut conn = conn;
         migrate(&mut conn).map_err(err)?;
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "host".into());
+        let host = crate::factory::hostname();
         Ok(SqliteJournal {
             path: shown,
             conn: Mutex::new(conn),
@@ -467,13 +465,24 @@ fn owner_gone(owner: &str, this_host: &str) -> bool {
 }
 
 /// `utc_millis` of `ago` before now: timestamps compare as text.
+/// Records a change made to the pool by hand (inside the caller's transaction, if any).
+fn log_change(
+    conn: &Connection,
+    at: &str,
+    who: &str,
+    action: &str,
+    what: &str,
+    reason: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO pool_changes (at, who, action, what, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![at, who, action, what, reason],
+    )?;
+    Ok(())
+}
+
 fn millis_ago(ago: std::time::Duration) -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    (time::OffsetDateTime::now_utc() - ago)
-        .format(&format)
-        .unwrap_or_default()
+    crate::factory::utc_millis_of(time::OffsetDateTime::now_utc() - ago)
 }
 
 fn status(conn: &Connection) -> rusqlite::Result<PoolStatus> {
@@ -902,10 +911,7 @@ impl Journal for SqliteJournal {
                 "UPDATE credentials SET state = 'free', note = NULL WHERE thing_name = ?1 AND state = 'rejected'",
                 [thing_name],
             )?;
-            tx.execute(
-                "INSERT INTO pool_changes (at, who, action, what, reason) VALUES (?1, ?2, 'released', ?3, ?4)",
-                params![now(), who, thing_name, reason],
-            )?;
+            log_change(&tx, &now(), who, "released", thing_name, reason)?;
             tx.commit()
         })
     }
@@ -925,10 +931,7 @@ impl Journal for SqliteJournal {
                 "UPDATE credentials SET revoked_at = ?1, note = ?2 WHERE thing_name = ?3",
                 params![at, format!("revoked: {reason}"), thing_name],
             )?;
-            tx.execute(
-                "INSERT INTO pool_changes (at, who, action, what, reason) VALUES (?1, ?2, 'revoked', ?3, ?4)",
-                params![at, who, thing_name, reason],
-            )?;
+            log_change(&tx, &at, who, "revoked", thing_name, reason)?;
             tx.commit()
         })
     }
@@ -940,13 +943,7 @@ impl Journal for SqliteJournal {
         what: &str,
         reason: &str,
     ) -> Result<(), JournalError> {
-        self.with(|conn| {
-            conn.execute(
-                "INSERT INTO pool_changes (at, who, action, what, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![now(), who, action, what, reason],
-            )?;
-            Ok(())
-        })
+        self.with(|conn| log_change(conn, &now(), who, action, what, reason))
     }
 
     fn record_event(&self, station: &str, event: &str, json: &str) -> Result<(), JournalError> {

@@ -271,10 +271,22 @@ pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, 
 
 /// Now, UTC, as `2026-11-22T23:17:31.565Z`: how journals and events stamp what happened.
 pub fn utc_millis() -> String {
+    utc_millis_of(time::OffsetDateTime::now_utc())
+}
+
+/// A time in the form of [`utc_millis`] (UTC, milliseconds; such stamps compare as text).
+pub fn utc_millis_of(t: time::OffsetDateTime) -> String {
     let format = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
-    time::OffsetDateTime::now_utc()
+    t.to_offset(time::UtcOffset::UTC)
         .format(&format)
         .unwrap_or_default()
+}
+
+/// This machine's name, as attempts' owners and the pool's change log name it.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into())
 }

@@ -406,12 +406,7 @@ impl Device {
         {
             return None;
         }
-        let probe = self
-            .engine
-            .run(Command::new("AT").timeout(Duration::from_secs(2)))
-            .await;
-        let answers = probe.as_ref().is_ok_and(|r| r.is_ok());
-        let state = if answers {
+        let state = if self.engine.answers_at().await {
             "it answers AT again"
         } else {
             "it does not answer AT"

@@ -248,10 +248,7 @@ pub(crate) async fn failure(engine: &Engine, resp: &Response, what: &str) -> Fai
     // After no answer, ask `AT` (the engine resynchronises first, patiently for the boot
     // window, and has paid a lost prompt's data with filler) and say where the module is.
     let state = if code == Code::NoAnswer {
-        let probe = engine
-            .run(Command::new("AT").timeout(std::time::Duration::from_secs(2)))
-            .await;
-        if probe.is_ok_and(|r| r.is_ok()) {
+        if engine.answers_at().await {
             "; it answers AT again"
         } else {
             "; it does not answer AT"

@@ -503,13 +503,7 @@ impl Model for Esp32 {
                     Step::Final(OK.to_vec()),
                 ];
             }
-            "AT+RST" => {
-                return vec![
-                    Step::Final(OK.to_vec()),
-                    Step::Delay(std::time::Duration::from_millis(20)),
-                    Step::Reboot,
-                ];
-            }
+            "AT+RST" => return crate::runner::ok_then_reboot(),
             _ if upper.starts_with("AT+HTTPCPOST=") => {
                 // OK, `>`, the body, then SEND OK (the emulator has no HTTP server to post to:
                 // the body is taken and dropped).

@@ -240,13 +240,7 @@ impl Model for Luat {
         match upper.as_str() {
             "AT" | "AT+CMEE=1" => return ok(),
             // A full restart: OK, then the module goes away and boots.
-            "AT+CFUN=1,1" | "AT+RESET" => {
-                return vec![
-                    Step::Final(OK.to_vec()),
-                    Step::Delay(Duration::from_millis(20)),
-                    Step::Reboot,
-                ];
-            }
+            "AT+CFUN=1,1" | "AT+RESET" => return crate::runner::ok_then_reboot(),
             "ATE0" => {
                 self.echo = false;
                 return ok();

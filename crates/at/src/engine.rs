@@ -179,6 +179,7 @@ impl TraceEvent {
 enum Request {
     Run(Box<Command>, oneshot::Sender<Result<Response, EngineError>>),
     Write(Vec<u8>, oneshot::Sender<Result<(), EngineError>>),
+    Unanswered(String, String, oneshot::Sender<Result<(), EngineError>>),
 }
 
 /// How long a command may still get its final after a sign that the module restarted.
@@ -261,6 +262,18 @@ impl Engine {
         let (tx, rx) = oneshot::channel();
         self.requests
             .send(Request::Write(bytes, tx))
+            .await
+            .map_err(|_| EngineError::Closed)?;
+        rx.await.map_err(|_| EngineError::Closed)?
+    }
+
+    /// Sends a command line whose answer cannot be heard (the line rate is being restored
+    /// after the module stopped being readable), traced like any command with `why` as a
+    /// note. No answer is waited for; the next command resynchronises as usual.
+    pub async fn send_unanswered(&self, line: &str, why: &str) -> Result<(), EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Unanswered(line.to_string(), why.to_string(), tx))
             .await
             .map_err(|_| EngineError::Closed)?;
         rx.await.map_err(|_| EngineError::Closed)?
@@ -385,6 +398,24 @@ impl Actor {
                     }
                     Some(Request::Write(bytes, reply)) => {
                         let r = self.write(&bytes).await;
+                        let failed = r.is_err();
+                        let _ = reply.send(r);
+                        if failed {
+                            break Err(EngineError::Closed);
+                        }
+                    }
+                    Some(Request::Unanswered(line, why, reply)) => {
+                        self.note(&why);
+                        let len = line.len() + 2;
+                        self.trace(|at| TraceEvent::Tx {
+                            at,
+                            text: line.clone(),
+                            len,
+                            payload: false,
+                            secret: false,
+                            sentinel: false,
+                        });
+                        let r = self.write(format!("{line}\r\n").as_bytes()).await;
                         let failed = r.is_err();
                         let _ = reply.send(r);
                         if failed {
@@ -898,7 +929,7 @@ impl Actor {
                 Request::Run(_, reply) => {
                     let _ = reply.send(Err(EngineError::Closed));
                 }
-                Request::Write(_, reply) => {
+                Request::Write(_, reply) | Request::Unanswered(_, _, reply) => {
                     let _ = reply.send(Err(EngineError::Closed));
                 }
             }

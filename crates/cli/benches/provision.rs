@@ -40,6 +40,7 @@ fn start_emulator(name: &str) -> (String, SimControl) {
                 latency: Duration::from_millis(2),
                 boot_banner: false,
                 boot_time: Duration::ZERO,
+                ..RunnerOptions::default()
             };
             let task = model.into_run(Box::new(pty.master), runner, control.clone());
             tx.send((pty.path.clone(), control)).unwrap();
@@ -107,6 +108,7 @@ fn main() {
                 // Every run writes all three credentials, like a fresh unit.
                 force: true,
                 port: path.clone(),
+                line: port::LineRate::Fixed("not measured here".into()),
             };
             let (report, failure) =
                 provision::run(engine, profile.clone(), plan, &mut Silent).await;

@@ -160,6 +160,16 @@ pub struct JobArgs {
     /// set here: they come from --wifi-password-env/-file, the job file or the environment.
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub sets: Vec<String>,
+    /// Line rate for writing and reading back the credentials: a rate (e.g. 921600), `auto`
+    /// (switch only where it saves time) or `off`. The module is switched with AT+UART_CUR
+    /// (ESP-AT) or AT+IPR (Quectel, Luat), never saved, and switched back afterwards; a USB AT
+    /// port is never switched. Default: the job's [serial] flash_baud, else the profile's.
+    #[arg(long, value_name = "RATE|auto|off", value_parser = parse_flash_baud)]
+    pub flash_baud: Option<atprov_core::units::FlashBaud>,
+}
+
+fn parse_flash_baud(s: &str) -> Result<atprov_core::units::FlashBaud, String> {
+    atprov_core::units::FlashBaud::parse(s).map_err(|e| e.to_string())
 }
 
 impl JobArgs {
@@ -182,6 +192,7 @@ impl JobArgs {
             keepalive: self.keepalive,
             smoke_topic: self.smoke_topic.clone(),
             sets: self.sets.clone(),
+            flash_baud: self.flash_baud,
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct Link {
     pub engine_task: tokio::task::JoinHandle<()>,
     /// The task writing the transcript, if one was asked for.
     pub trace_task: Option<tokio::task::JoinHandle<()>>,
+    /// What can be done with the port's line rate.
+    pub rate: port::LineRate,
 }
 
 impl PortArgs {
@@ -66,7 +68,7 @@ impl PortArgs {
             flow: self.flow,
             lines: self.lines,
         };
-        let port = port::open(&selector, &options).await?;
+        let (port, rate) = port::open_line(&selector, &options).await?;
         let mut writer = match &self.transcript {
             None => None,
             Some(path) => {
@@ -113,6 +115,7 @@ impl PortArgs {
             engine,
             engine_task,
             trace_task,
+            rate,
         })
     }
 }

@@ -30,6 +30,62 @@ pub enum ValueError {
     /// Outside what adapters and modules offer.
     #[error("{0} baud: give {min} to {max}", min = BAUD_RANGE.start(), max = BAUD_RANGE.end())]
     BaudOutOfRange(u32),
+    /// Not `off`, `auto` or a rate.
+    #[error("`{0}` is not a flash rate: give off, auto or a baud rate such as 921600")]
+    NotAFlashRate(String),
+}
+
+/// The line rate for the credential transfer (`--flash-baud`, `serial.flash_baud`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlashBaud {
+    /// Stay at the session's rate.
+    #[default]
+    Off,
+    /// Switch to this rate for the transfer and back afterwards.
+    Rate(u32),
+    /// Switch only where it pays: the bytes to move at the two rates against the family's
+    /// settle time.
+    Auto,
+}
+
+impl FlashBaud {
+    /// Parses `off`, `auto` or a baud rate.
+    pub fn parse(s: &str) -> Result<FlashBaud, ValueError> {
+        match s.trim() {
+            "off" => Ok(FlashBaud::Off),
+            "auto" => Ok(FlashBaud::Auto),
+            t if t.bytes().all(|b| b.is_ascii_digit()) && !t.is_empty() => {
+                parse_baud(t).map(FlashBaud::Rate)
+            }
+            t => Err(ValueError::NotAFlashRate(t.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for FlashBaud {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FlashBaud::Off => f.write_str("off"),
+            FlashBaud::Auto => f.write_str("auto"),
+            FlashBaud::Rate(r) => write!(f, "{r}"),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FlashBaud {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Rate(u32),
+            Text(String),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::Rate(r) => r.to_string(),
+            Raw::Text(t) => t,
+        };
+        FlashBaud::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// The UART rates atprov accepts: what real adapters and modules offer.
@@ -100,5 +156,24 @@ mod tests {
         assert!(parse_timeout("0").is_err() && parse_timeout("1ms").is_ok());
         assert!(parse_baud("0").is_err() && parse_baud("921600").is_ok());
         assert!(parse_baud("4294967296").is_err() && parse_baud("x").is_err());
+    }
+
+    #[test]
+    fn flash_rates() {
+        assert_eq!(FlashBaud::parse("auto").unwrap(), FlashBaud::Auto);
+        assert_eq!(FlashBaud::parse("off").unwrap(), FlashBaud::Off);
+        assert_eq!(
+            FlashBaud::parse("921600").unwrap(),
+            FlashBaud::Rate(921_600)
+        );
+        assert!(FlashBaud::parse("fast").is_err() && FlashBaud::parse("0").is_err());
+        #[derive(serde::Deserialize)]
+        struct T {
+            a: FlashBaud,
+            b: FlashBaud,
+        }
+        let t: T = toml::from_str("a = 460800\nb = \"auto\"").unwrap();
+        assert_eq!((t.a, t.b), (FlashBaud::Rate(460_800), FlashBaud::Auto));
+        assert!(toml::from_str::<T>("a = \"quick\"\nb = 1").is_err());
     }
 }

@@ -19,12 +19,13 @@ pub mod pty;
 pub mod quectel;
 pub mod runner;
 pub mod tls;
+pub mod uart;
 
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
 
-pub use runner::{Faults, Model, RunnerOptions, SimControl};
+pub use runner::{Faults, HostRate, Model, RunnerOptions, SimControl, UartLog};
 pub use tls::BrokerTls;
 
 /// A byte stream an emulator can be played on.
@@ -137,6 +138,28 @@ pub struct SimOptions {
     pub module: Vec<String>,
 }
 
+/// Takes the settings every emulator understands out of `--module` ones: `max-baud=N` (the
+/// adapter cannot receive faster). Returns that limit.
+pub fn take_link_settings(module: &mut Vec<String>) -> Result<Option<u32>, String> {
+    let mut max = None;
+    let mut rest = Vec::new();
+    for setting in module.drain(..) {
+        match setting.strip_prefix("max-baud=") {
+            Some(n) => match n.parse::<u32>() {
+                Ok(n) if n > 0 => max = Some(n),
+                _ => {
+                    return Err(format!(
+                        "--module {setting}: write max-baud=N, N a rate in baud"
+                    ));
+                }
+            },
+            None => rest.push(setting),
+        }
+    }
+    *module = rest;
+    Ok(max)
+}
+
 /// Makes the model a built-in emulator name stands for.
 pub fn model(name: &str) -> Result<Box<dyn ModelBox>, String> {
     model_with(name, &SimOptions::default())
@@ -157,7 +180,7 @@ pub fn model_with(name: &str, options: &SimOptions) -> Result<Box<dyn ModelBox>,
     };
     if let Some(setting) = options.module.first() {
         return Err(format!(
-            "--module {setting}: the ESP-AT emulators take no --module settings (their identity is --mac)"
+            "--module {setting}: the ESP-AT emulators take only max-baud=N (their identity is --mac)"
         ));
     }
     let mut config = esp32::Esp32Config::new(generation);
@@ -179,7 +202,7 @@ pub fn model_with(name: &str, options: &SimOptions) -> Result<Box<dyn ModelBox>,
     }
     config.deny_receive = options.deny_receive;
     config.state_dir = options.state_dir.clone();
-    let model = esp32::Esp32::with_config(config).map_err(|e| {
+    let mut model = esp32::Esp32::with_config(config).map_err(|e| {
         format!(
             "emulator state directory {}: {e}",
             options
@@ -189,11 +212,12 @@ pub fn model_with(name: &str, options: &SimOptions) -> Result<Box<dyn ModelBox>,
                 .display()
         )
     })?;
+    model.uart = uart::Uart::esp_at(options.baud.unwrap_or(115_200));
     Ok(Box::new(model))
 }
 
 /// Settings `--module` takes for the Quectel emulator.
-pub const QUECTEL_SETTINGS: &str = "imei=TEXT (what AT+GSN answers), no-sim, registration=home|roaming|denied, urcport=usbat|uart1, clock-set, open-result=N, corrupt-upload, quecpython, aliyun=PK:DN:SECRET, product=PK:PRODUCT_SECRET, register-silent";
+pub const QUECTEL_SETTINGS: &str = "max-baud=N (the adapter cannot receive faster), imei=TEXT (what AT+GSN answers), no-sim, registration=home|roaming|denied, urcport=usbat|uart1, clock-set, open-result=N, corrupt-upload, quecpython, aliyun=PK:DN:SECRET, product=PK:PRODUCT_SECRET, register-silent";
 
 fn quectel_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
     use quectel::{QuectelConfig, Registration, Sim};
@@ -229,12 +253,13 @@ fn quectel_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
             _ => return Err(bad()),
         }
     }
-    let model = quectel::Quectel::with_config(c).map_err(|e| state_error(options, e))?;
+    let mut model = quectel::Quectel::with_config(c).map_err(|e| state_error(options, e))?;
+    model.uart = uart::Uart::quectel(options.baud.unwrap_or(115_200));
     Ok(Box::new(model))
 }
 
 /// Settings `--module` takes for the Air780EP emulator.
-pub const LUAT_SETTINGS: &str = "imei=TEXT (what AT+GSN answers), no-sim, registration=home|roaming|denied, clock-unset, idle-kick=MS, aliyun=PK:DN:SECRET, product=PK:PRODUCT_SECRET, register-silent";
+pub const LUAT_SETTINGS: &str = "max-baud=N (the adapter cannot receive faster), imei=TEXT (what AT+GSN answers), no-sim, registration=home|roaming|denied, clock-unset, idle-kick=MS, aliyun=PK:DN:SECRET, product=PK:PRODUCT_SECRET, register-silent";
 
 fn luat_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
     let mut c = luat::LuatConfig {
@@ -272,7 +297,8 @@ fn luat_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
             _ => return Err(bad()),
         }
     }
-    let model = luat::Luat::with_config(c).map_err(|e| state_error(options, e))?;
+    let mut model = luat::Luat::with_config(c).map_err(|e| state_error(options, e))?;
+    model.uart = uart::Uart::luat(options.baud.unwrap_or(115_200));
     Ok(Box::new(model))
 }
 
@@ -354,8 +380,7 @@ pub fn open_in_process_with_control(
     let runner_options = RunnerOptions {
         baud: options.baud,
         latency: options.latency,
-        boot_banner: false,
-        boot_time: Duration::ZERO,
+        ..RunnerOptions::default()
     };
     model.into_run(Box::new(device), runner_options, control.clone());
     Ok((host, control))

@@ -96,6 +96,29 @@ pub struct PtyMaster {
     fd: AsyncFd<OwnedFd>,
 }
 
+impl PtyMaster {
+    /// Reads the rate the host set on its side (Linux answers a master's termios request with
+    /// the slave's settings): what the emulated UART compares its own rate with.
+    pub fn host_rate(&self) -> io::Result<crate::HostRate> {
+        let fd = self.fd.get_ref().try_clone()?;
+        Ok(crate::HostRate::new(move || termios_rate(fd.as_raw_fd())))
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn termios_rate(fd: RawFd) -> Option<u32> {
+    // SAFETY: termios2 is plain data; TCGETS2 fills it or fails.
+    unsafe {
+        let mut t: libc::termios2 = std::mem::zeroed();
+        (libc::ioctl(fd, libc::TCGETS2, &mut t) == 0).then_some(t.c_ospeed)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn termios_rate(_fd: RawFd) -> Option<u32> {
+    None
+}
+
 impl AsyncRead for PtyMaster {
     fn poll_read(
         self: Pin<&mut Self>,

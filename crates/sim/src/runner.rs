@@ -37,6 +37,16 @@ pub enum Step {
     Reboot,
     /// The boot is over: the banner goes out and the module listens again.
     Awake(Vec<u8>),
+    /// The module's UART changes rate (after the `OK` that went out at the old one) and hears
+    /// nothing for `settle`.
+    SetRate {
+        /// The new rate.
+        rate: u32,
+        /// How long the module is deaf after the switch.
+        settle: Duration,
+    },
+    /// The module saved this rate: it powers up at it from now on.
+    SaveRate(u32),
 }
 
 /// A reply: steps played in order.
@@ -245,6 +255,18 @@ pub struct SimControl {
     /// The same, as the emulator's timers actually slept (they wake late by up to a tick).
     slept: Arc<Mutex<DeviceClock>>,
     urcs: Arc<Mutex<Option<mpsc::UnboundedSender<Vec<u8>>>>>,
+    uart: Arc<Mutex<UartLog>>,
+}
+
+/// What the emulated module's UART did: the rate now, a saved one, every switch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UartLog {
+    /// The rate the module's UART runs at now.
+    pub rate: u32,
+    /// The rate it saved (`AT+UART_DEF`, `AT&W`), if any: its power-on rate.
+    pub saved: Option<u32>,
+    /// Every rate it switched to, in order.
+    pub switches: Vec<u32>,
 }
 
 impl SimControl {
@@ -282,6 +304,11 @@ impl SimControl {
         }
     }
 
+    /// What the module's UART did so far.
+    pub fn uart(&self) -> UartLog {
+        self.uart.lock().expect("uart lock").clone()
+    }
+
     /// Sends an unsolicited line now (framed `\r\n<line>\r\n`).
     pub fn inject_urc(&self, line: &str) {
         if let Some(tx) = self.urcs.lock().expect("urc lock").as_ref() {
@@ -290,11 +317,41 @@ impl SimControl {
     }
 }
 
+/// Reads the line rate the host's port is set to, where that can be known (a pseudo-terminal's
+/// termios, as the host set it).
+#[derive(Clone)]
+pub struct HostRate(Arc<dyn Fn() -> Option<u32> + Send + Sync>);
+
+impl HostRate {
+    /// A reader.
+    pub fn new(read: impl Fn() -> Option<u32> + Send + Sync + 'static) -> HostRate {
+        HostRate(Arc::new(read))
+    }
+
+    fn get(&self) -> Option<u32> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for HostRate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HostRate")
+    }
+}
+
 /// Options of the runner.
 #[derive(Debug, Clone, Default)]
 pub struct RunnerOptions {
-    /// Pace output at this baud rate (10 bits a byte), like a real UART.
+    /// Pace both directions at the module's UART rate (10 bits a byte), like a real UART; it
+    /// starts at this rate and follows the module's switches (`AT+UART_CUR`, `AT+IPR`).
+    /// Without it the module's rate still starts at 115,200 and is tracked, unpaced.
     pub baud: Option<u32>,
+    /// The host's port rate: once either side has switched, bytes cross only while the
+    /// host's rate and the module's agree (within 3 %), as on a real UART.
+    pub host_rate: Option<HostRate>,
+    /// The adapter cannot receive above this rate: while the module runs faster, what it sends
+    /// reaches the host garbled (what it hears is fine).
+    pub max_baud: Option<u32>,
     /// Time the firmware takes for every command before answering.
     pub latency: Duration,
     /// Send the boot banner when starting.
@@ -312,9 +369,10 @@ pub async fn run<M: Model, IO: AsyncRead + AsyncWrite + Unpin>(
 ) -> std::io::Result<()> {
     let (urc_tx, mut urc_rx) = mpsc::unbounded_channel();
     *control.urcs.lock().expect("urc lock") = Some(urc_tx);
+    control.uart.lock().expect("uart lock").rate = options.baud.unwrap_or(FACTORY_RATE);
     let (mut reader, mut writer) = tokio::io::split(io);
     let mut out = Output {
-        baud: options.baud,
+        wire: Wire::new(&options),
         writer: &mut writer,
         control: control.clone(),
         boot_time: options.boot_time,
@@ -351,9 +409,9 @@ pub async fn run<M: Model, IO: AsyncRead + AsyncWrite + Unpin>(
                 if n == 0 {
                     return Ok(());
                 }
-                if let Some(baud) = options.baud {
+                if out.wire.paced {
                     // A UART receives no faster than its baud rate.
-                    let wire = wire_time(n, baud);
+                    let wire = wire_time(n, out.wire.rate);
                     let start = std::time::Instant::now();
                     tokio::time::sleep(wire).await;
                     control.account_slept(start, wire);
@@ -421,10 +479,71 @@ impl RunnerState {
 }
 
 struct Output<'a, W> {
-    baud: Option<u32>,
+    wire: Wire,
     writer: &'a mut W,
     control: SimControl,
     boot_time: Duration,
+}
+
+/// The rate a module's UART starts at when nobody said otherwise.
+const FACTORY_RATE: u32 = 115_200;
+
+/// The wire between the module's UART and the host's adapter.
+struct Wire {
+    paced: bool,
+    /// The module's rate now.
+    rate: u32,
+    power_on: u32,
+    saved: Option<u32>,
+    host: Option<HostRate>,
+    /// The host's rate when first seen.
+    host_first: Option<u32>,
+    max_baud: Option<u32>,
+    /// After a switch, the module hears nothing until then.
+    deaf_until: Option<Instant>,
+}
+
+impl Wire {
+    fn new(options: &RunnerOptions) -> Wire {
+        let rate = options.baud.unwrap_or(FACTORY_RATE);
+        Wire {
+            paced: options.baud.is_some(),
+            rate,
+            power_on: rate,
+            saved: None,
+            host: options.host_rate.clone(),
+            host_first: None,
+            max_baud: options.max_baud,
+            deaf_until: None,
+        }
+    }
+
+    /// The host's port and the module run at different rates. Judged only once either has
+    /// switched: a tool that opens the port at whatever rate and never changes it (a test
+    /// writing raw bytes) is taken to match.
+    fn mismatch(&mut self) -> bool {
+        let Some(host) = self.host.as_ref().and_then(HostRate::get) else {
+            return false;
+        };
+        let first = *self.host_first.get_or_insert(host);
+        let switched = self.rate != self.power_on || host != first;
+        let close = (f64::from(host) - f64::from(self.rate)).abs() <= 0.03 * f64::from(self.rate);
+        switched && !close
+    }
+
+    /// Whether the host's adapter can read what the module sends now.
+    fn host_hears(&mut self) -> bool {
+        !self.mismatch() && self.max_baud.is_none_or(|m| self.rate <= m)
+    }
+
+    /// Whether the module can read what the host sends now.
+    fn module_hears(&mut self) -> bool {
+        if self.deaf_until.is_some_and(|t| Instant::now() < t) {
+            return false;
+        }
+        self.deaf_until = None;
+        !self.mismatch()
+    }
 }
 
 fn wire_time(bytes: usize, baud: u32) -> Duration {
@@ -436,10 +555,16 @@ impl<W: AsyncWrite + Unpin> Output<'_, W> {
         if bytes.is_empty() {
             return Ok(());
         }
-        self.writer.write_all(bytes).await?;
+        if self.wire.host_hears() {
+            self.writer.write_all(bytes).await?;
+        } else {
+            // Framing errors at the host: every byte arrives as something else.
+            let garbled: Vec<u8> = bytes.iter().map(|b| b ^ 0xA5).collect();
+            self.writer.write_all(&garbled).await?;
+        }
         self.writer.flush().await?;
-        if let Some(baud) = self.baud {
-            let wire = wire_time(bytes.len(), baud);
+        if self.wire.paced {
+            let wire = wire_time(bytes.len(), self.wire.rate);
             let start = std::time::Instant::now();
             tokio::time::sleep(wire).await;
             self.control.account_slept(start, wire);
@@ -458,6 +583,11 @@ async fn input<M: Model, W: AsyncWrite + Unpin>(
 ) -> std::io::Result<()> {
     if state.booting {
         // A module that is starting hears nothing.
+        return Ok(());
+    }
+    if !out.wire.module_hears() {
+        // Settling after a switch, or at another rate than the host: framing errors.
+        tracing::debug!("emulator: {} bytes lost on the UART", bytes.len());
         return Ok(());
     }
     let mut rest = bytes;
@@ -638,6 +768,9 @@ async fn play<M: Model, W: AsyncWrite + Unpin>(
             state.payload.clear();
             state.line.clear();
             let banner = model.reboot();
+            out.wire.rate = out.wire.saved.unwrap_or(out.wire.power_on);
+            out.wire.deaf_until = None;
+            out.control.uart.lock().expect("uart lock").rate = out.wire.rate;
             if out.boot_time.is_zero() {
                 return out.send(&banner).await;
             }
@@ -650,6 +783,20 @@ async fn play<M: Model, W: AsyncWrite + Unpin>(
             state.booting = false;
             state.line.clear();
             out.send(&banner).await
+        }
+        Step::SetRate { rate, settle } => {
+            tracing::info!("emulator: UART now at {rate} baud");
+            out.wire.rate = rate;
+            out.wire.deaf_until = (!settle.is_zero()).then(|| Instant::now() + settle);
+            let mut log = out.control.uart.lock().expect("uart lock");
+            log.rate = rate;
+            log.switches.push(rate);
+            Ok(())
+        }
+        Step::SaveRate(rate) => {
+            out.wire.saved = Some(rate);
+            out.control.uart.lock().expect("uart lock").saved = Some(rate);
+            Ok(())
         }
     }
 }

@@ -85,6 +85,7 @@ pub async fn run(args: DeviceArgs, goal: Goal) -> Result<(), Failure> {
             goal,
             force: args.force,
             port: args.port.port.clone(),
+            line: link.rate.clone(),
         },
         &mut bars,
         ctrl_c_stop(),

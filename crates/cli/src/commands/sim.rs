@@ -66,7 +66,8 @@ pub struct SimArgs {
     /// The broker's policy lacks Receive: publishes are acknowledged but never come back.
     #[arg(long)]
     pub deny_receive: bool,
-    /// A family-specific setting, KEY or KEY=VALUE (repeat). ESP-AT: none (see --mac). Quectel:
+    /// A module setting, KEY or KEY=VALUE (repeat). Every emulator: max-baud=N (the adapter
+    /// cannot receive faster: above N what the module sends arrives garbled). Quectel:
     /// imei=TEXT, no-sim, registration=home|roaming|denied, urcport=usbat|uart1, clock-set,
     /// open-result=N, corrupt-upload, quecpython, aliyun=PK:DN:SECRET,
     /// product=PK:PRODUCT_SECRET, register-silent. Air780EP: imei=TEXT, no-sim,
@@ -123,6 +124,8 @@ pub async fn run(args: SimArgs) -> Result<(), Failure> {
         Some(m) => Some(sim::parse_mac(m).map_err(|e| Failure::usage(format!("--mac {e}")))?),
         None => None,
     };
+    let mut module = args.module.clone();
+    let max_baud = sim::take_link_settings(&mut module).map_err(Failure::usage)?;
     let options = SimOptions {
         mac,
         baud: args.baud,
@@ -139,7 +142,7 @@ pub async fn run(args: SimArgs) -> Result<(), Failure> {
         sntp_never: args.no_sntp,
         realistic: args.realistic,
         deny_receive: args.deny_receive,
-        module: args.module.clone(),
+        module,
     };
     let model = sim::model_with(&args.name, &options).map_err(Failure::usage)?;
     if !args.pty {
@@ -161,11 +164,19 @@ pub async fn run(args: SimArgs) -> Result<(), Failure> {
     }
     let _unlink = Unlink(args.link.clone());
     println!("{}", pty.path);
+    let host_rate = pty.master.host_rate().map_err(|e| {
+        Failure::new(
+            Code::Internal,
+            format!("cannot read the pseudo-terminal's settings: {e}"),
+        )
+    })?;
     let options = RunnerOptions {
         baud: args.baud,
         latency: args.latency,
         boot_banner: false,
         boot_time: args.boot_time,
+        host_rate: Some(host_rate),
+        max_baud,
     };
     let control = SimControl::default();
     control.faults(|f| f.triggers = triggers);

@@ -10,6 +10,7 @@ mod cellular;
 mod cli_errors;
 mod engine_pty;
 mod factory;
+mod flash_baud;
 mod pki;
 mod provision;
 mod secrets;

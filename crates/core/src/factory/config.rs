@@ -55,6 +55,7 @@ struct PolicyFile {
     removal: Option<String>,
     poll: Option<String>,
     answer_within: Option<String>,
+    flash_baud: Option<crate::units::FlashBaud>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,6 +186,9 @@ pub struct Policy {
     pub poll: Duration,
     /// How long a newly seen unit may take to answer `AT`.
     pub answer_within: Duration,
+    /// The line rate for the credential transfer (default `auto`: switch where it pays;
+    /// a job's `[serial] flash_baud` wins).
+    pub flash_baud: crate::units::FlashBaud,
 }
 
 #[derive(Debug, Clone)]
@@ -328,6 +332,7 @@ impl FactoryConfig {
             removal,
             poll: duration("policy.poll", &p.poll, 100)?,
             answer_within: duration("policy.answer_within", &p.answer_within, 10_000)?,
+            flash_baud: p.flash_baud.unwrap_or(crate::units::FlashBaud::Auto),
         };
         if file.stations.is_empty() {
             return Err(bad(

@@ -62,7 +62,8 @@ pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, 
     defaults
         .entry("mqtt.client_id".into())
         .or_insert_with(|| "{thing_name}".into());
-    let job = Job::build(&job_args, &defaults)?;
+    let mut job = Job::build(&job_args, &defaults)?;
+    job.flash_baud.get_or_insert(config.policy.flash_baud);
     // Everything a unit will need is checked before the first unit is touched.
     let goal = match config.policy.steps {
         config::Steps::Flash => crate::provision::Goal::Flash,

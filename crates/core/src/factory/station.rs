@@ -281,6 +281,7 @@ async fn unit(
         port.to_string(),
         false,
     );
+    job.set_line_rate(link.rate.clone());
     if !answers(&link.engine, line.config.policy.answer_within).await {
         job.fail(Failure::new(
             Code::NoAnswer,

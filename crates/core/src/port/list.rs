@@ -80,6 +80,17 @@ pub fn list_ports() -> Result<Vec<PortInfo>, PortError> {
     Ok(out)
 }
 
+/// The USB vendor and product ids of the device at `path`, when the system lists it as USB.
+pub(super) fn usb_ids_of(path: &std::path::Path) -> Option<(u16, u16)> {
+    let target = std::fs::canonicalize(path).ok()?;
+    let ports = list_ports().ok()?;
+    let port = ports
+        .into_iter()
+        .find(|p| std::fs::canonicalize(&p.path).is_ok_and(|c| c == target))?;
+    let hex = |s: &Option<String>| u16::from_str_radix(s.as_deref()?, 16).ok();
+    Some((hex(&port.vid)?, hex(&port.pid)?))
+}
+
 /// The ports a `usb:VID:PID[:SERIAL]` selector matches (empty for other selectors).
 pub fn matching_usb(selector: &Selector, ports: Vec<PortInfo>) -> Vec<PortInfo> {
     let Selector::Usb { vid, pid, serial } = selector else {

@@ -6,6 +6,7 @@
 //! crate knows nothing of the emulators) look the same to the engine.
 
 mod list;
+mod rate;
 mod selector;
 mod serial;
 
@@ -13,6 +14,7 @@ use std::sync::OnceLock;
 
 pub use crate::at::{BoxPort, Port};
 pub use list::{PortInfo, list_ports, matching_usb};
+pub use rate::{LineRate, RateHandle, native_usb};
 pub use selector::Selector;
 pub use serial::{Flow, Lines, SerialOptions};
 
@@ -71,18 +73,30 @@ pub enum PortError {
 
 /// Opens the port a selector names.
 pub async fn open(selector: &Selector, options: &SerialOptions) -> Result<BoxPort, PortError> {
+    Ok(open_line(selector, options).await?.0)
+}
+
+/// Opens the port a selector names, with what can be done with its line rate.
+pub async fn open_line(
+    selector: &Selector,
+    options: &SerialOptions,
+) -> Result<(BoxPort, LineRate), PortError> {
+    let fixed = |why: &str| LineRate::Fixed(why.to_string());
     match selector {
-        Selector::Path(path) => serial::open_path(path, options),
-        Selector::Usb { .. } => {
+        Selector::Path(path) => serial::open_path(path, options, list::usb_ids_of(path)),
+        Selector::Usb { vid, pid, .. } => {
             let path = list::resolve_usb(selector)?;
-            serial::open_path(&path, options)
+            serial::open_path(&path, options, Some((*vid, *pid)))
         }
         Selector::Tcp { host, port } => {
             let addr = format!("{host}:{port}");
             match tokio::net::TcpStream::connect(&addr).await {
                 Ok(s) => {
                     let _ = s.set_nodelay(true);
-                    Ok(Box::new(s))
+                    Ok((
+                        Box::new(s),
+                        fixed("a network serial server (its rate is set on the server)"),
+                    ))
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                     Err(PortError::NotFound {
@@ -97,13 +111,13 @@ pub async fn open(selector: &Selector, options: &SerialOptions) -> Result<BoxPor
             }
         }
         Selector::Sim(name) => match SIM_OPENER.get() {
-            Some(open) => open(name),
+            Some(open) => Ok((open(name)?, fixed("an in-process emulator"))),
             None => Err(PortError::BadSelector(format!(
                 "sim:{name}: this build of atprov has no emulators (built without the `sim` feature)"
             ))),
         },
         Selector::Replay(path) => crate::transcript::replay::open(path)
-            .map(|p| Box::new(p) as BoxPort)
+            .map(|p| (Box::new(p) as BoxPort, fixed("a replay")))
             .map_err(|e| PortError::BadSelector(e.to_string())),
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use serialport::SerialPort;
 use tokio_serial::SerialPortBuilderExt;
 
-use super::{BoxPort, PortError};
+use super::{BoxPort, LineRate, PortError};
 
 /// Flow control on the serial line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,7 +52,13 @@ impl Default for SerialOptions {
     }
 }
 
-pub(super) fn open_path(path: &Path, options: &SerialOptions) -> Result<BoxPort, PortError> {
+/// Opens a serial device; `usb_ids` (vendor, product) when known decide whether its rate
+/// means anything.
+pub(super) fn open_path(
+    path: &Path,
+    options: &SerialOptions,
+    usb_ids: Option<(u16, u16)>,
+) -> Result<(BoxPort, LineRate), PortError> {
     let shown = path.display().to_string();
     if !cfg!(windows) && !path.exists() {
         return Err(PortError::NotFound {
@@ -85,7 +91,29 @@ pub(super) fn open_path(path: &Path, options: &SerialOptions) -> Result<BoxPort,
     }
     // Bytes left over from before we opened would merge with the first answer.
     let _ = stream.clear(serialport::ClearBuffer::Input);
-    Ok(Box::new(stream))
+    let rate = line_rate(&stream, usb_ids);
+    Ok((Box::new(stream), rate))
+}
+
+fn line_rate(stream: &tokio_serial::SerialStream, usb_ids: Option<(u16, u16)>) -> LineRate {
+    if let Some(why) = usb_ids.and_then(|(v, p)| super::rate::native_usb(v, p)) {
+        return LineRate::Fixed(format!("{why}, where the rate changes nothing"));
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::{AsRawFd, BorrowedFd};
+        // SAFETY: the stream owns the descriptor and outlives this call; the handle dups it.
+        let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+        match super::rate::RateHandle::new(fd) {
+            Ok(h) => LineRate::Uart(h),
+            Err(e) => LineRate::Fixed(format!("the port's settings cannot be reached ({e})")),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = stream;
+        LineRate::Fixed("changing the line rate is supported on Linux only".into())
+    }
 }
 
 fn not_found_hint(path: &str) -> String {
@@ -152,5 +180,52 @@ fn holder_hint(path: &str) -> String {
         String::new()
     } else {
         format!(" (held by {})", holders.join(", "))
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// A pseudo-terminal's slave path; the master is returned to keep it open.
+    fn pty() -> (std::os::fd::OwnedFd, std::path::PathBuf) {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let (mut m, mut s) = (0, 0);
+        // SAFETY: openpty writes two descriptors; null name/termios/winsize are allowed.
+        let rc = unsafe {
+            libc::openpty(
+                &mut m,
+                &mut s,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0);
+        // SAFETY: both were just returned by openpty.
+        let (m, s) = unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) };
+        let path = std::fs::read_link(format!("/proc/self/fd/{}", s.as_raw_fd())).unwrap();
+        drop(s);
+        (m, path)
+    }
+
+    #[tokio::test]
+    async fn a_module_usb_port_keeps_its_rate_and_a_bridge_can_change_it() {
+        let (_master, path) = pty();
+        let options = SerialOptions::default();
+        let (port, rate) = open_path(&path, &options, Some((0x2c7c, 0x0901))).unwrap();
+        assert!(
+            matches!(&rate, LineRate::Fixed(why) if why.contains("Quectel USB AT port")),
+            "{rate:?}"
+        );
+        drop(port);
+        // A CH9102 bridge is a real UART even under the OS CDC driver.
+        let (_port, rate) = open_path(&path, &options, Some((0x1a86, 0x55d4))).unwrap();
+        let LineRate::Uart(handle) = rate else {
+            panic!("{rate:?}")
+        };
+        assert_eq!(handle.get().unwrap(), 115_200);
+        assert_eq!(handle.set(921_600).unwrap(), 921_600);
+        assert_eq!(handle.get().unwrap(), 921_600);
     }
 }

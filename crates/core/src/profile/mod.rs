@@ -144,6 +144,12 @@ pub struct Serial {
     /// it (`AT+RST`, `AT+CFUN=1,1`) wait this long, and after a timeout the engine keeps
     /// trying for this long before it declares the module dead.
     pub boot_window: Dur,
+    /// The line rate for the credential transfer (`off`, `auto` or a rate; `--flash-baud`
+    /// and a job's `[serial] flash_baud` override it).
+    pub flash_baud: crate::units::FlashBaud,
+    /// How long to wait after a rate switch before the next command (the family's documented
+    /// settle time; ESP-AT documents none, esptool waits 50 ms).
+    pub rate_settle: Dur,
 }
 
 impl Default for Serial {
@@ -152,6 +158,8 @@ impl Default for Serial {
             baud: 115_200,
             timeout: Dur(Duration::from_secs(5)),
             boot_window: Dur(Duration::from_secs(10)),
+            flash_baud: crate::units::FlashBaud::Off,
+            rate_settle: Dur(Duration::from_millis(50)),
         }
     }
 }

@@ -80,6 +80,9 @@ pub struct JobFile {
     #[serde(default)]
     /// `[tls]`.
     pub tls: Tls,
+    #[serde(default)]
+    /// `[serial]`.
+    pub serial: SerialSection,
     /// Aliyun IoT Platform one-device-one-secret: the MQTT client id, username and password are
     /// derived from these at run time (after identify, so names may use `{imei}`).
     pub aliyun: Option<Aliyun>,
@@ -213,6 +216,15 @@ pub struct Tls {
     pub seclevel: Option<u8>,
 }
 
+/// A job's `[serial]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialSection {
+    /// The line rate for the credential transfer: `off`, `auto` or a rate (overrides the
+    /// profile's; `--flash-baud` overrides this).
+    pub flash_baud: Option<crate::units::FlashBaud>,
+}
+
 /// Job settings given as flags; they override the job file.
 #[derive(Debug, Clone, Default)]
 pub struct JobSettings {
@@ -249,6 +261,8 @@ pub struct JobSettings {
     pub smoke_topic: Option<String>,
     /// Any job variable: NAME=VALUE (e.g. --set time.server=ntp.example.com).
     pub sets: Vec<String>,
+    /// The line rate for the credential transfer (`--flash-baud`).
+    pub flash_baud: Option<crate::units::FlashBaud>,
 }
 
 /// A job ready to render: templates per variable, secrets resolved.
@@ -259,6 +273,9 @@ pub struct Job {
     values: BTreeMap<String, JobValue>,
     lists: BTreeMap<String, Vec<String>>,
     aliyun: Option<AliyunSignIn>,
+    /// The line rate for the credential transfer, when the job or a flag chose one (else the
+    /// profile's).
+    pub flash_baud: Option<crate::units::FlashBaud>,
 }
 
 /// One job value: a template rendered with what identify captured, or a secret taken as is.
@@ -430,6 +447,7 @@ impl Job {
             values,
             lists,
             aliyun,
+            flash_baud: args.flash_baud.or(file.serial.flash_baud),
         })
     }
 

@@ -10,6 +10,7 @@ pub mod check;
 pub mod detect;
 pub mod flow;
 pub mod job;
+mod rate;
 
 use crate::at::Engine;
 use crate::error::{Code, Failure};
@@ -193,6 +194,8 @@ pub struct Plan<'a> {
     pub force: bool,
     /// How the port is named in the report.
     pub port: String,
+    /// What can be done with the port's line rate (`Link::rate`).
+    pub line: crate::port::LineRate,
 }
 
 /// Runs the plan on the module behind `engine`. Never panics; a failure is in the report and
@@ -204,6 +207,7 @@ pub async fn run(
     progress: &mut dyn Progress,
 ) -> (Report, Option<Failure>) {
     let mut job = Provisioning::new(engine, profile, plan.job, plan.port, plan.force);
+    job.set_line_rate(plan.line);
     for &stage in plan.goal.stages() {
         job.stage(stage, plan.credentials, progress).await;
     }
@@ -222,6 +226,7 @@ pub async fn run_until(
 ) -> (Report, Option<Failure>) {
     let mut stop = std::pin::pin!(stop);
     let mut job = Provisioning::new(engine, profile, plan.job, plan.port, plan.force);
+    job.set_line_rate(plan.line);
     let mut stopped: Option<Stage> = None;
     for &stage in plan.goal.stages() {
         if stopped.is_none() && stage != Stage::Flash && stage != Stage::Cleanup {
@@ -274,6 +279,8 @@ pub struct Provisioning<'a> {
     report: Report,
     failure: Option<Failure>,
     started: Instant,
+    /// What can be done with the port's line rate (`--flash-baud`).
+    line: crate::port::LineRate,
 }
 
 impl Report {
@@ -319,7 +326,13 @@ impl<'a> Provisioning<'a> {
             report,
             failure: None,
             started: Instant::now(),
+            line: crate::port::LineRate::Fixed("the port's rate was not handed to the job".into()),
         }
+    }
+
+    /// Lets the flash stage change the port's rate (`--flash-baud`, `serial.flash_baud`).
+    pub fn set_line_rate(&mut self, line: crate::port::LineRate) {
+        self.line = line;
     }
 
     /// Runs one stage unless an earlier one failed (cleanup still runs after a tried
@@ -336,16 +349,13 @@ impl<'a> Provisioning<'a> {
         }
         progress.stage(stage);
         let t = Instant::now();
-        let outcome = run_stage(
-            stage,
-            &mut self.device,
-            self.job,
+        let inputs = Inputs {
+            job: self.job,
             credentials,
-            self.force,
-            &mut self.report,
-            progress,
-        )
-        .await;
+            force: self.force,
+            line: &self.line,
+        };
+        let outcome = run_stage(stage, &mut self.device, inputs, &mut self.report, progress).await;
         let (ok, steps, summary) = match outcome {
             Ok((steps, summary)) => (true, steps, summary),
             Err((f, steps)) => {
@@ -490,15 +500,29 @@ fn public_identity(device: &Device) -> BTreeMap<String, String> {
 
 type StageResult = Result<(Vec<StepReport>, String), (Failure, Vec<StepReport>)>;
 
+/// What a stage works from besides the device.
+struct Inputs<'a> {
+    job: &'a Job,
+    credentials: Option<&'a Credentials>,
+    /// Rewrite credentials even when identical.
+    force: bool,
+    /// What can be done with the port's line rate.
+    line: &'a crate::port::LineRate,
+}
+
 async fn run_stage(
     stage: Stage,
     device: &mut Device,
-    job: &Job,
-    credentials: Option<&Credentials>,
-    force: bool,
+    inputs: Inputs<'_>,
     report: &mut Report,
     progress: &mut dyn Progress,
 ) -> StageResult {
+    let Inputs {
+        job,
+        credentials,
+        force,
+        line,
+    } = inputs;
     let profile = device.profile.clone();
     let mut on_step = |s: &str| progress.step(s);
     match stage {
@@ -545,8 +569,19 @@ async fn run_stage(
                 ));
             };
             let info = report.store.clone().expect("identify ran first");
+            let mut steps = Vec::new();
+            let want = job.flash_baud.unwrap_or(profile.serial.flash_baud);
+            // Written once and read back once.
+            let bytes = 2 * (creds.ca.len() + creds.cert.len() + creds.key().len());
+            if want != crate::units::FlashBaud::Off {
+                on_step("line rate");
+            }
+            let (switched, said) = rate::up(&device.engine, &profile, want, line, bytes)
+                .await
+                .map_err(|f| (f, Vec::new()))?;
+            steps.extend(said);
             let t = Instant::now();
-            let items = store::write(
+            let written = store::write(
                 &device.engine,
                 &profile.store,
                 &info,
@@ -554,8 +589,17 @@ async fn run_stage(
                 force,
                 &mut |slot| on_step(slot),
             )
-            .await
-            .map_err(|f| (f, Vec::new()))?;
+            .await;
+            // Back to the session's rate whatever the transfer did: the stages that follow,
+            // and whoever touches the unit next, expect it.
+            if let Some(s) = switched {
+                on_step("line rate back");
+                match rate::down(&device.engine, s).await {
+                    Ok(step) => steps.push(step),
+                    Err(f) => return Err((f, steps)),
+                }
+            }
+            let items = written.map_err(|f| (f, steps.clone()))?;
             let written = items
                 .iter()
                 .filter(|i| i.action == store::Action::Written)
@@ -569,15 +613,16 @@ async fn run_stage(
                     info.generation
                 )
             };
-            let steps = items
-                .iter()
-                .map(|i| StepReport {
-                    name: i.slot.clone(),
-                    result: StepResult::Ok,
-                    ms: t.elapsed().as_millis() as u64,
-                    detail: Some(format!("{} bytes {}", i.bytes, i.action)),
-                })
-                .collect();
+            let written_steps = items.iter().map(|i| StepReport {
+                name: i.slot.clone(),
+                result: StepResult::Ok,
+                ms: t.elapsed().as_millis() as u64,
+                detail: Some(format!("{} bytes {}", i.bytes, i.action)),
+            });
+            // The switch first, the slots, then the switch back.
+            let back = steps.pop_if(|s| s.name == "line rate back");
+            steps.extend(written_steps);
+            steps.extend(back);
             report.credentials = Some(CredentialReport {
                 cert_sha256: creds.cert_sha256(),
                 items,

@@ -144,6 +144,8 @@ pub struct Esp32 {
     broker: crate::tls::BrokerTls,
     network: Option<crate::net::Broker>,
     timing: Timing,
+    /// The AT UART's rate (`AT+UART_CUR`, `AT+UART_DEF`).
+    pub uart: crate::uart::Uart,
 }
 
 #[derive(Debug)]
@@ -237,6 +239,7 @@ impl Esp32 {
             echo: true,
             syslog: false,
             cwmode: 1,
+            uart: crate::uart::Uart::esp_at(115_200),
             pending: None,
             net: net::Net::new(
                 config.networks,
@@ -478,6 +481,7 @@ impl Model for Esp32 {
         self.pending = None;
         self.net.reboot();
         self.mqtt.reboot();
+        self.uart.reboot();
         b"\r\nready\r\n".to_vec()
     }
 
@@ -486,6 +490,9 @@ impl Model for Esp32 {
     }
 
     fn command(&mut self, line: &str) -> Script {
+        if let Some(script) = self.uart.command(line) {
+            return script;
+        }
         let upper = line.to_ascii_uppercase();
         match upper.as_str() {
             "AT" => return Self::ok(),

@@ -93,6 +93,8 @@ impl Default for LuatConfig {
 #[derive(Debug)]
 pub struct Luat {
     config: LuatConfig,
+    /// The AT UART's rate (`AT+IPR`, saved by `AT&W`).
+    pub uart: crate::uart::Uart,
     echo: bool,
     files: BTreeMap<String, Vec<u8>>,
     clock_synced: bool,
@@ -120,6 +122,7 @@ impl Luat {
         }
         Ok(Luat {
             clock_synced: !config.clock_unset,
+            uart: crate::uart::Uart::luat(115_200),
             config,
             echo: true,
             files,
@@ -218,6 +221,7 @@ impl Luat {
 impl Model for Luat {
     fn reboot(&mut self) -> Vec<u8> {
         self.echo = true;
+        self.uart.reboot();
         self.bearer = false;
         self.writing = None;
         self.mqtt = mqtt::Mqtt::default();
@@ -234,6 +238,9 @@ impl Model for Luat {
     }
 
     fn command(&mut self, line: &str) -> Script {
+        if let Some(script) = self.uart.command(line) {
+            return script;
+        }
         let upper = line.to_ascii_uppercase();
         let name = upper.split(['=', '?']).next().unwrap_or("").to_string();
         let p = params(line);

@@ -145,6 +145,8 @@ impl Default for QuectelConfig {
 #[derive(Debug)]
 pub struct Quectel {
     config: QuectelConfig,
+    /// The AT UART's rate (`AT+IPR`, saved by `AT&W`).
+    pub uart: crate::uart::Uart,
     echo: bool,
     files: BTreeMap<String, Vec<u8>>,
     urcport: String,
@@ -178,6 +180,7 @@ impl Quectel {
         }
         Ok(Quectel {
             clock_synced: !config.clock_unset,
+            uart: crate::uart::Uart::quectel(115_200),
             mqtt: mqtt::Mqtt::default(),
             config,
             echo: true,
@@ -296,6 +299,7 @@ impl Quectel {
 impl Model for Quectel {
     fn reboot(&mut self) -> Vec<u8> {
         self.echo = true;
+        self.uart.reboot();
         self.pdp_active = false;
         self.uploading = None;
         self.mqtt = mqtt::Mqtt::default();
@@ -314,6 +318,9 @@ impl Model for Quectel {
     }
 
     fn command(&mut self, line: &str) -> Script {
+        if let Some(script) = self.uart.command(line) {
+            return script;
+        }
         let upper = line.to_ascii_uppercase();
         let name = upper.split(['=', '?']).next().unwrap_or("").to_string();
         let p = params(line);

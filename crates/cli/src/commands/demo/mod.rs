@@ -199,6 +199,7 @@ client_id = "demo-{{unit_id}}"
             goal: Goal::Provision,
             force: false,
             port: format!("sim:{name}"),
+            line: crate::port::LineRate::Fixed("an in-process emulator".into()),
         },
         &mut bars,
     )

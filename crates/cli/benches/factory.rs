@@ -1,9 +1,9 @@
-//! Benchmark (run with `cargo bench --bench factory`): the factory line's throughput with 1
-//! station and with 8 stations, each unit an `atprov sim esp32-at` process on its own PTY at
-//! 115,200 baud with realistic latencies (Wi-Fi join, SNTP, TLS, flash, 2 ms per command),
-//! swapped by a simulated operator as soon as the factory reports a verdict. Prints units per
-//! minute, the speed-up of 8 stations over 1, and host CPU time per unit (the factory alone,
-//! and the factory with the emulators). Asserts nothing about speed.
+//! Benchmark (run with `cargo bench --bench factory [-- N...]`): the factory line's
+//! throughput with 1 station, 8 stations and any N given, each unit an `atprov sim esp32-at`
+//! process on its own PTY at 115,200 baud with realistic latencies (Wi-Fi join, SNTP, TLS,
+//! flash, 2 ms per command), swapped by a simulated operator as soon as the factory reports a
+//! verdict. Prints units per minute, the speed-up over 1 station, and host CPU time per unit
+//! (the factory alone, and the factory with the emulators). Asserts nothing about speed.
 
 #[path = "../tests/it/common/mod.rs"]
 mod common;
@@ -76,10 +76,19 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let one = run(1);
-    let eight = run(8);
+    // `cargo bench --bench factory -- 32` adds a run of 32 stations.
+    let more: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let mut runs = vec![(1, run(1)), (8, run(8))];
+    for n in more {
+        runs.push((n, run(n)));
+    }
     let rate = |r: &Run| r.units as f64 / r.wall.as_secs_f64() * 60.0;
-    for (name, r) in [("1 station", &one), ("8 stations", &eight)] {
+    let one = rate(&runs[0].1);
+    for (n, r) in &runs {
+        let name = format!("{n} station{}", if *n == 1 { "" } else { "s" });
         println!(
             "{name:>10}: {:2} units in {:5.1} s = {:5.1} units/min; CPU per unit: factory {:4.0} ms, factory + emulators {:4.0} ms",
             r.units,
@@ -88,10 +97,12 @@ fn main() {
             r.factory_cpu.as_secs_f64() * 1000.0 / r.units as f64,
             r.all_cpu.as_secs_f64() * 1000.0 / r.units as f64,
         );
+        if *n > 1 {
+            println!(
+                "throughput of {n} stations / 1 station: {:.2}x (on {} CPUs)",
+                rate(r) / one,
+                std::thread::available_parallelism().map_or(0, |n| n.get())
+            );
+        }
     }
-    println!(
-        "throughput of 8 stations / 1 station: {:.2}x (on {} CPUs)",
-        rate(&eight) / rate(&one),
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
 }

@@ -5,6 +5,9 @@
 //! latency (overlaps counted once): no host could finish faster than that bound. atprov's own
 //! overhead is the wall time above it. Prints figures; asserts nothing about speed.
 
+#[path = "common/emulator.rs"]
+mod emulator;
+
 use std::time::{Duration, Instant};
 
 use atprov_at::Engine;
@@ -13,42 +16,9 @@ use atprov_core::port::{self, Selector, SerialOptions};
 use atprov_core::profile::Profile;
 use atprov_core::provision::job::{Job, JobSettings};
 use atprov_core::provision::{self, Goal, Plan, Silent};
-use atprov_sim::{self as sim, RunnerOptions, SimControl, SimOptions};
 
 const RUNS: usize = 3;
 const BAUD: u32 = 115_200;
-
-/// Starts the emulator on a PTY in its own thread and runtime; returns the path and control.
-fn start_emulator(name: &str) -> (String, SimControl) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let name = name.to_string();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let options = SimOptions {
-                realistic: true,
-                ..SimOptions::default()
-            };
-            let model = sim::model_with(&name, &options).unwrap();
-            let pty = sim::pty::open().unwrap();
-            let control = SimControl::default();
-            let runner = RunnerOptions {
-                baud: Some(BAUD),
-                latency: Duration::from_millis(2),
-                boot_banner: false,
-                boot_time: Duration::ZERO,
-                ..RunnerOptions::default()
-            };
-            let task = model.into_run(Box::new(pty.master), runner, control.clone());
-            tx.send((pty.path.clone(), control)).unwrap();
-            let _ = task.await;
-        });
-    });
-    rx.recv().unwrap()
-}
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();
@@ -79,7 +49,7 @@ fn main() {
     println!("provision against the emulated ESP32 (esp32-at, 115200 baud, realistic latencies)");
     println!("bound: wire time + latencies as configured; slept: as the emulator's timers slept");
     println!("run  wall ms  bound ms  overhead %  slept ms  overhead vs slept %");
-    let (path, control) = start_emulator("esp32-at");
+    let (path, control) = emulator::start("esp32-at", BAUD);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

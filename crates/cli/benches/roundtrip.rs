@@ -1,7 +1,8 @@
 //! Benchmarks (run with `cargo bench`): command round trips over a pseudo-terminal against
-//! `atprov sim esp32-at --pty` in its own process, side by side with the pyserial baseline
-//! (`shared/bench/pyserial_roundtrip.py`) against the same emulator; and digester throughput.
-//! Prints figures; asserts nothing about speed.
+//! `atprov sim esp32-at --pty` in its own process, side by side with the physical floor (a
+//! bare blocking write/read loop on the same PTY against the same emulator, in alternating
+//! blocks) and the pyserial baseline (`shared/bench/pyserial_roundtrip.py`); and digester
+//! throughput. Prints figures; asserts nothing about speed.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command as Process, Stdio};
@@ -31,7 +32,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn roundtrips(path: &str) -> Vec<Duration> {
+/// Blocks of round trips each, engine and bare loop alternating.
+const BLOCKS: usize = 5;
+
+fn roundtrips(path: &str, n: usize) -> Vec<Duration> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -40,20 +44,73 @@ fn roundtrips(path: &str) -> Vec<Duration> {
         let port = port::open(&Selector::Path(path.into()), &SerialOptions::default())
             .await
             .unwrap();
-        let (engine, _task) = Engine::start(port, EngineConfig::default(), None);
+        let (engine, task) = Engine::start(port, EngineConfig::default(), None);
         assert!(engine.send("ATE0").await.unwrap().is_ok());
         for _ in 0..200 {
             engine.send("AT").await.unwrap();
         }
-        let mut times = Vec::with_capacity(ROUND_TRIPS);
-        for _ in 0..ROUND_TRIPS {
+        let mut times = Vec::with_capacity(n);
+        for _ in 0..n {
             let t = Instant::now();
             let r = engine.send("AT").await.unwrap();
             times.push(t.elapsed());
             assert!(r.is_ok());
         }
+        drop(engine);
+        let _ = task.await;
         times
     })
+}
+
+/// The floor: `AT\r\n` written and `\r\nOK\r\n` read with blocking system calls on the
+/// raw PTY, nothing else (the emulator has echo off from the engine's `ATE0`).
+fn bare_roundtrips(path: &str, n: usize) -> Vec<Duration> {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    // SAFETY: termios is plain data; the descriptor is ours.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        assert_eq!(libc::tcgetattr(f.as_raw_fd(), &mut t), 0);
+        libc::cfmakeraw(&mut t);
+        libc::cfsetspeed(&mut t, libc::B115200);
+        assert_eq!(libc::tcsetattr(f.as_raw_fd(), libc::TCSANOW, &t), 0);
+    }
+    let mut buf = [0u8; 256];
+    let mut once = |f: &mut std::fs::File| {
+        f.write_all(b"AT\r\n").unwrap();
+        let mut got = 0;
+        while !buf[..got].ends_with(b"OK\r\n") {
+            got += f.read(&mut buf[got..]).unwrap();
+        }
+    };
+    for _ in 0..200 {
+        once(&mut f);
+    }
+    (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            once(&mut f);
+            t.elapsed()
+        })
+        .collect()
+}
+
+fn describe(name: &str, times: &mut [Duration]) -> Duration {
+    times.sort();
+    let mean = times.iter().sum::<Duration>() / times.len() as u32;
+    let median = percentile(times, 0.5);
+    println!(
+        "{name:<19} median {:>7.1} µs  p99 {:>7.1} µs  mean {:>7.1} µs",
+        median.as_secs_f64() * 1e6,
+        percentile(times, 0.99).as_secs_f64() * 1e6,
+        mean.as_secs_f64() * 1e6
+    );
+    median
 }
 
 fn pyserial(path: &str) -> Option<Duration> {
@@ -111,15 +168,17 @@ fn main() {
     }
     println!("== AT round trips over a PTY (AT -> OK, echo off), {ROUND_TRIPS} each");
     let (mut sim, path) = start_sim();
-    let mut times = roundtrips(&path);
-    times.sort();
-    let mean = times.iter().sum::<Duration>() / times.len() as u32;
-    let median = percentile(&times, 0.5);
+    let (mut engine, mut bare) = (Vec::new(), Vec::new());
+    for _ in 0..BLOCKS {
+        engine.extend(roundtrips(&path, ROUND_TRIPS / BLOCKS));
+        bare.extend(bare_roundtrips(&path, ROUND_TRIPS / BLOCKS));
+    }
+    let median = describe("atprov engine", &mut engine);
+    let floor = describe("bare loop (floor)", &mut bare);
+    let mean = engine.iter().sum::<Duration>() / engine.len() as u32;
     println!(
-        "atprov engine       median {:>7.1} µs  p99 {:>7.1} µs  mean {:>7.1} µs",
-        median.as_secs_f64() * 1e6,
-        percentile(&times, 0.99).as_secs_f64() * 1e6,
-        mean.as_secs_f64() * 1e6
+        "engine / floor (median): {:.2}",
+        median.as_secs_f64() / floor.as_secs_f64()
     );
     if let Some(py) = pyserial(&path) {
         println!(

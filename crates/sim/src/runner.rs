@@ -501,6 +501,8 @@ struct Wire {
     max_baud: Option<u32>,
     /// After a switch, the module hears nothing until then.
     deaf_until: Option<Instant>,
+    /// When the last bytes sent are off the wire (as configured, not as the timer slept).
+    sent_until: Option<Instant>,
 }
 
 impl Wire {
@@ -515,6 +517,7 @@ impl Wire {
             host_first: None,
             max_baud: options.max_baud,
             deaf_until: None,
+            sent_until: None,
         }
     }
 
@@ -555,6 +558,7 @@ impl<W: AsyncWrite + Unpin> Output<'_, W> {
         if bytes.is_empty() {
             return Ok(());
         }
+        let began = Instant::now();
         if self.wire.host_hears() {
             self.writer.write_all(bytes).await?;
         } else {
@@ -563,8 +567,16 @@ impl<W: AsyncWrite + Unpin> Output<'_, W> {
             self.writer.write_all(&garbled).await?;
         }
         self.writer.flush().await?;
+        let wire = wire_time(bytes.len(), self.wire.rate);
+        self.wire.sent_until = Some(
+            began
+                + if self.wire.paced {
+                    wire
+                } else {
+                    Duration::ZERO
+                },
+        );
         if self.wire.paced {
-            let wire = wire_time(bytes.len(), self.wire.rate);
             let start = std::time::Instant::now();
             tokio::time::sleep(wire).await;
             self.control.account_slept(start, wire);
@@ -787,7 +799,9 @@ async fn play<M: Model, W: AsyncWrite + Unpin>(
         Step::SetRate { rate, settle } => {
             tracing::info!("emulator: UART now at {rate} baud");
             out.wire.rate = rate;
-            out.wire.deaf_until = (!settle.is_zero()).then(|| Instant::now() + settle);
+            // The switch happens as the `OK` leaves the wire; the settle time counts from there.
+            let switched_at = out.wire.sent_until.unwrap_or_else(Instant::now);
+            out.wire.deaf_until = (!settle.is_zero()).then(|| switched_at + settle);
             let mut log = out.control.uart.lock().expect("uart lock");
             log.rate = rate;
             log.switches.push(rate);

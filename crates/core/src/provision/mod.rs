@@ -571,8 +571,9 @@ async fn run_stage(
             let info = report.store.clone().expect("identify ran first");
             let mut steps = Vec::new();
             let want = job.flash_baud.unwrap_or(profile.serial.flash_baud);
-            // Written once and read back once.
-            let bytes = 2 * (creds.ca.len() + creds.cert.len() + creds.key().len());
+            // Written once; the read-back is counted nowhere (some stores compare checksums),
+            // so `auto` underestimates the gain rather than switching at a loss.
+            let bytes = creds.ca.len() + creds.cert.len() + creds.key().len();
             if want != crate::units::FlashBaud::Off {
                 on_step("line rate");
             }

@@ -84,6 +84,13 @@ pub(crate) async fn up(
         Err(e) => return stay(format!("the port's rate cannot be read ({e})")),
     };
     let settle = profile.serial.rate_settle.0;
+    // `auto` must never cost time: when even the fastest rate would not pay, the module is
+    // not even asked.
+    if want == FlashBaud::Auto
+        && let Some(why) = not_worth(bytes, old, AUTO_RATES[0], settle)
+    {
+        return stay(why);
+    }
     let module = match ask_module(engine, profile.family).await? {
         Ok(m) => m,
         Err(why) => return stay(why),
@@ -104,18 +111,10 @@ pub(crate) async fn up(
     if new <= old {
         return stay(format!("{new} baud is not faster than {old}"));
     }
-    if want == FlashBaud::Auto {
-        let (gain, cost) = (
-            wire(bytes, old) - wire(bytes, new),
-            switch_cost(old, settle),
-        );
-        if gain <= cost {
-            return stay(format!(
-                "{bytes} bytes gain {} ms at {new} baud, the switch costs {} ms",
-                gain.as_millis(),
-                cost.as_millis()
-            ));
-        }
+    if want == FlashBaud::Auto
+        && let Some(why) = not_worth(bytes, old, new, settle)
+    {
+        return stay(why);
     }
     // The adapter first: a driver that cannot do the rate says so in the rate it reports.
     let reported = handle.set(new);
@@ -205,7 +204,7 @@ async fn follow(
             format!("cannot set the port to {rate} baud: {e}"),
         ));
     }
-    tokio::time::sleep(settle).await;
+    tokio::time::sleep(settle_wait(settle)).await;
     handle.discard_input();
     let r = engine
         .run(Command::new("AT").timeout(CONFIRM_WITHIN))
@@ -303,15 +302,35 @@ async fn ask_module(
     })
 }
 
+/// Why switching from `old` to `new` for `bytes` would not pay, if it would not.
+fn not_worth(bytes: usize, old: u32, new: u32, settle: Duration) -> Option<String> {
+    let gain = wire(bytes, old).saturating_sub(wire(bytes, new));
+    let cost = switch_cost(old, settle);
+    (gain <= cost).then(|| {
+        format!(
+            "{bytes} bytes gain {} ms at {new} baud, the switch costs {} ms",
+            gain.as_millis(),
+            cost.as_millis()
+        )
+    })
+}
+
 /// Time `bytes` take on the wire at `rate` (10 bits a byte).
 fn wire(bytes: usize, rate: u32) -> Duration {
     Duration::from_secs_f64(bytes as f64 * 10.0 / f64::from(rate))
 }
 
-/// What a switch up and back costs: the settle time twice, and four short commands (switch,
-/// confirm, restore, confirm) at the old rate with a module's few milliseconds each.
+/// What a switch up and back costs: the wait after each switch, and four short commands
+/// (switch, confirm, restore, confirm) at the old rate with a module's few milliseconds each.
 fn switch_cost(old: u32, settle: Duration) -> Duration {
-    2 * settle + 4 * (wire(40, old) + Duration::from_millis(5))
+    2 * settle_wait(settle) + 4 * (wire(40, old) + Duration::from_millis(5))
+}
+
+/// How long the host waits after a switch: the settle time counts from the module's switch,
+/// which the host sees only late (its `OK` crossed the adapter and the engine first), so a
+/// margin more.
+fn settle_wait(settle: Duration) -> Duration {
+    settle + settle / 10 + Duration::from_millis(2)
 }
 
 fn close(got: u32, want: u32) -> bool {

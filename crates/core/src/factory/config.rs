@@ -409,7 +409,11 @@ port = "usb:10c4:ea60"
         assert_eq!(c.policy.steps, Steps::Flash);
         assert_eq!(c.policy.on_failure, OnFailure::Release);
         assert_eq!(c.policy.poll, Duration::from_millis(50));
+        assert_eq!(c.policy.flash_baud, crate::units::FlashBaud::Auto);
         assert_eq!(c.stations.len(), 2);
+        let fixed = GOOD.replace("poll = \"50ms\"", "poll = \"50ms\"\nflash_baud = 460800");
+        let c = FactoryConfig::parse(&fixed, Path::new("/line/factory.toml")).unwrap();
+        assert_eq!(c.policy.flash_baud, crate::units::FlashBaud::Rate(460_800));
     }
 
     #[test]
@@ -432,6 +436,14 @@ port = "usb:10c4:ea60"
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("f.toml:12:8: field `poll`:"), "{e}");
+        let text = GOOD.replace("poll = \"50ms\"", "flash_baud = \"fast\"");
+        let e = FactoryConfig::parse(&text, Path::new("f.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("field `flash_baud`") && e.contains("off, auto"),
+            "{e}"
+        );
         let text = GOOD.replace("ca = \"pool/ca.pem\"\n", "");
         let e = FactoryConfig::parse(&text, Path::new("f.toml"))
             .unwrap_err()

@@ -873,6 +873,25 @@ mod tests {
     }
 
     #[test]
+    fn the_flash_rate_comes_from_the_flag_else_the_job_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job.toml");
+        std::fs::write(&path, "[serial]\nflash_baud = \"auto\"\n").unwrap();
+        let mut args = JobSettings {
+            job: Some(path.clone()),
+            ..JobSettings::default()
+        };
+        let job = Job::build(&args, &BTreeMap::new()).unwrap();
+        assert_eq!(job.flash_baud, Some(crate::units::FlashBaud::Auto));
+        args.flash_baud = Some(crate::units::FlashBaud::Rate(460_800));
+        let job = Job::build(&args, &BTreeMap::new()).unwrap();
+        assert_eq!(job.flash_baud, Some(crate::units::FlashBaud::Rate(460_800)));
+        std::fs::write(&path, "[serial]\nflash_baud = \"quick\"\n").unwrap();
+        let e = Job::build(&args, &BTreeMap::new()).unwrap_err().to_string();
+        assert!(e.contains("flash_baud") && e.contains("off, auto"), "{e}");
+    }
+
+    #[test]
     fn flags_override_file_and_values_use_captures() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("job.toml");

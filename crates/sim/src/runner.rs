@@ -409,6 +409,8 @@ pub async fn run<M: Model, IO: AsyncRead + AsyncWrite + Unpin>(
                 if n == 0 {
                     return Ok(());
                 }
+                // Whether the bytes are heard is decided as they arrive, not after their wire time.
+                let heard = out.wire.module_hears();
                 if out.wire.paced {
                     // A UART receives no faster than its baud rate.
                     let wire = wire_time(n, out.wire.rate);
@@ -416,7 +418,12 @@ pub async fn run<M: Model, IO: AsyncRead + AsyncWrite + Unpin>(
                     tokio::time::sleep(wire).await;
                     control.account_slept(start, wire);
                 }
-                input(&buf[..n], &mut model, &mut state, &mut out, &control, &options).await?;
+                if heard {
+                    input(&buf[..n], &mut model, &mut state, &mut out, &control, &options).await?;
+                } else {
+                    // Settling after a switch, or at another rate than the host: framing errors.
+                    tracing::debug!("emulator: {n} bytes lost on the UART");
+                }
             }
             Some(urc) = urc_rx.recv() => out.send(&urc).await?,
             _ = sleep_until(wake), if wake.is_some() => {
@@ -528,7 +535,11 @@ impl Wire {
         let Some(host) = self.host.as_ref().and_then(HostRate::get) else {
             return false;
         };
-        let first = *self.host_first.get_or_insert(host);
+        // The host's rate is known from its first bytes (before that the PTY may still carry
+        // its default settings).
+        let Some(first) = self.host_first else {
+            return false;
+        };
         let switched = self.rate != self.power_on || host != first;
         let close = (f64::from(host) - f64::from(self.rate)).abs() <= 0.03 * f64::from(self.rate);
         switched && !close
@@ -541,6 +552,9 @@ impl Wire {
 
     /// Whether the module can read what the host sends now.
     fn module_hears(&mut self) -> bool {
+        if self.host_first.is_none() {
+            self.host_first = self.host.as_ref().and_then(HostRate::get);
+        }
         if self.deaf_until.is_some_and(|t| Instant::now() < t) {
             return false;
         }
@@ -595,11 +609,6 @@ async fn input<M: Model, W: AsyncWrite + Unpin>(
 ) -> std::io::Result<()> {
     if state.booting {
         // A module that is starting hears nothing.
-        return Ok(());
-    }
-    if !out.wire.module_hears() {
-        // Settling after a switch, or at another rate than the host: framing errors.
-        tracing::debug!("emulator: {} bytes lost on the UART", bytes.len());
         return Ok(());
     }
     let mut rest = bytes;

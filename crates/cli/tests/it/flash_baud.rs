@@ -165,14 +165,55 @@ fn a_rate_the_module_does_not_list_is_not_tried() {
 #[test]
 fn auto_switches_where_it_pays_and_not_where_the_settle_time_eats_the_gain() {
     let (_esp, _, steps) = passing("esp32-at", &[], "auto");
-    // A P-256 bundle (~1.6 KB, written and read back) gains more than ESP-AT's 2 × 50 ms.
-    assert_eq!(steps[0].2, "115200 → 921600 baud");
+    // A P-256 bundle (~1.6 KB) gains more at 921600 than ESP-AT's switch costs (two 10 ms
+    // settles and a few commands).
+    assert_eq!(steps[0].2, "115200 → 921600 baud", "{steps:?}");
 
     let (_quectel, run, steps) = passing("quectel", &[], "auto");
     // Quectel's 500 ms settle, twice, is more than the same bundle gains.
     assert_eq!(steps[0].1, "skipped", "{steps:?}");
     assert!(steps[0].2.contains("the switch costs"), "{steps:?}");
     assert!(!run.transcript.contains(">> AT+IPR=9"));
+}
+
+#[test]
+fn a_switch_whose_ok_is_lost_is_taken_as_made() {
+    // The module switches but its `OK` arrives garbled: it is at 921600 all the same, and
+    // only treating the switch as made (and confirming there) reaches it.
+    let (sim, _, steps) = passing(
+        "esp32-at",
+        &["--fault", "garble@AT+UART_CUR=921600"],
+        "921600",
+    );
+    assert_eq!(steps[0].2, "115200 → 921600 baud", "{steps:?}");
+    assert_eq!(steps.last().unwrap().0, "line rate back", "{steps:?}");
+    let (code, out) = ask(&sim, &["AT+UART_CUR?"]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn a_restart_during_the_fast_transfer_fails_the_unit_and_leaves_it_reachable() {
+    let dir = bundle(false);
+    // The module restarts halfway through writing the certificate: it comes back at its
+    // power-on rate while the port is at 921600.
+    let sim = SimProcess::start(
+        "esp32-at",
+        &["--fault", "reset_mid@AT+SYSMFG=2,\"mqtt_cert\""],
+    );
+    let run = provision(&sim, "esp32-at", "921600", dir.path());
+    assert!(run.code == 6 || run.code == 9, "{}: {}", run.code, run.err);
+    let steps = flash_steps(&run.report);
+    let back = steps.iter().find(|s| s.0 == "line rate back");
+    assert!(back.is_some_and(|s| s.1 == "ok"), "{steps:?}");
+    // The transfer's failure is what the unit reports.
+    assert!(
+        run.report["error"].as_str().unwrap().contains("mqtt_cert"),
+        "{}",
+        run.report
+    );
+    let (code, out) = ask(&sim, &["AT+UART_CUR?"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("+UART_CUR:115201,"), "{out}");
 }
 
 #[test]

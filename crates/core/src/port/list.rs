@@ -80,15 +80,56 @@ pub fn list_ports() -> Result<Vec<PortInfo>, PortError> {
     Ok(out)
 }
 
-/// The USB vendor and product ids of the device at `path`, when the system lists it as USB.
-pub(super) fn usb_ids_of(path: &std::path::Path) -> Option<(u16, u16)> {
-    let target = std::fs::canonicalize(path).ok()?;
-    let ports = list_ports().ok()?;
-    let port = ports
-        .into_iter()
-        .find(|p| std::fs::canonicalize(&p.path).is_ok_and(|c| c == target))?;
-    let hex = |s: &Option<String>| u16::from_str_radix(s.as_deref()?, 16).ok();
-    Some((hex(&port.vid)?, hex(&port.pid)?))
+/// What the system says the device at `path` is on the bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bus {
+    /// A USB device with these vendor and product ids.
+    Usb(u16, u16),
+    /// A USB device whose ids cannot be read.
+    UsbUnknown,
+    /// Not USB: a pseudo-terminal, a PCI or on-board UART.
+    Other,
+}
+
+/// Where the device at `path` sits: read from sysfs (`/sys/class/tty/NAME/device`, walking up
+/// to the USB device's `idVendor`/`idProduct`) so that a failed port listing cannot make a USB
+/// port look like a plain UART.
+pub(super) fn bus_of(path: &std::path::Path) -> Bus {
+    let Some(name) = std::fs::canonicalize(path)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+    else {
+        return Bus::Other;
+    };
+    let usb_named = name.starts_with("ttyUSB") || name.starts_with("ttyACM");
+    let Ok(device) = std::fs::canonicalize(format!("/sys/class/tty/{name}/device")) else {
+        return if usb_named {
+            Bus::UsbUnknown
+        } else {
+            Bus::Other
+        };
+    };
+    let mut dir = device.clone();
+    let read = |d: &std::path::Path, f: &str| {
+        let text = std::fs::read_to_string(d.join(f)).ok()?;
+        u16::from_str_radix(text.trim(), 16).ok()
+    };
+    loop {
+        if let (Some(v), Some(p)) = (read(&dir, "idVendor"), read(&dir, "idProduct")) {
+            return Bus::Usb(v, p);
+        }
+        if !dir.pop() || dir.as_os_str() == "/sys" {
+            break;
+        }
+    }
+    let under_usb = device
+        .components()
+        .any(|c| c.as_os_str().to_string_lossy().starts_with("usb"));
+    if usb_named || under_usb {
+        Bus::UsbUnknown
+    } else {
+        Bus::Other
+    }
 }
 
 /// The ports a `usb:VID:PID[:SERIAL]` selector matches (empty for other selectors).

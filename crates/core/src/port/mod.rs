@@ -83,10 +83,10 @@ pub async fn open_line(
 ) -> Result<(BoxPort, LineRate), PortError> {
     let fixed = |why: &str| LineRate::Fixed(why.to_string());
     match selector {
-        Selector::Path(path) => serial::open_path(path, options, list::usb_ids_of(path)),
+        Selector::Path(path) => serial::open_path(path, options, list::bus_of(path)),
         Selector::Usb { vid, pid, .. } => {
             let path = list::resolve_usb(selector)?;
-            serial::open_path(&path, options, Some((*vid, *pid)))
+            serial::open_path(&path, options, list::Bus::Usb(*vid, *pid))
         }
         Selector::Tcp { host, port } => {
             let addr = format!("{host}:{port}");

@@ -44,8 +44,10 @@ impl RateHandle {
         }
     }
 
-    /// Sets both directions to `rate` once the bytes already written have left, and returns
-    /// the rate the driver reports back (a USB-UART driver writes the rate it really set: a
+    /// Sets both directions to `rate` now, and returns the rate the driver reports back. It
+    /// does not wait for output to drain (with RTS/CTS held off that could block forever):
+    /// callers change the rate only once the module has answered what they wrote, or after
+    /// giving a blind write its wire time (a USB-UART driver writes the rate it really set: a
     /// CP2102 asked for 2,000,000 answers otherwise).
     #[cfg(target_os = "linux")]
     pub fn set(&self, rate: u32) -> std::io::Result<u32> {
@@ -60,7 +62,7 @@ impl RateHandle {
             t.c_cflag |= libc::BOTHER | (libc::BOTHER << libc::IBSHIFT);
             t.c_ispeed = rate;
             t.c_ospeed = rate;
-            if libc::ioctl(self.fd.as_raw_fd(), libc::TCSETSW2, &t) != 0 {
+            if libc::ioctl(self.fd.as_raw_fd(), libc::TCSETS2, &t) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
         }

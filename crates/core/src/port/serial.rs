@@ -52,12 +52,11 @@ impl Default for SerialOptions {
     }
 }
 
-/// Opens a serial device; `usb_ids` (vendor, product) when known decide whether its rate
-/// means anything.
+/// Opens a serial device; where it sits on the bus decides whether its rate means anything.
 pub(super) fn open_path(
     path: &Path,
     options: &SerialOptions,
-    usb_ids: Option<(u16, u16)>,
+    bus: super::list::Bus,
 ) -> Result<(BoxPort, LineRate), PortError> {
     let shown = path.display().to_string();
     if !cfg!(windows) && !path.exists() {
@@ -91,13 +90,24 @@ pub(super) fn open_path(
     }
     // Bytes left over from before we opened would merge with the first answer.
     let _ = stream.clear(serialport::ClearBuffer::Input);
-    let rate = line_rate(&stream, usb_ids);
+    let rate = line_rate(&stream, bus);
     Ok((Box::new(stream), rate))
 }
 
-fn line_rate(stream: &tokio_serial::SerialStream, usb_ids: Option<(u16, u16)>) -> LineRate {
-    if let Some(why) = usb_ids.and_then(|(v, p)| super::rate::native_usb(v, p)) {
-        return LineRate::Fixed(format!("{why}, where the rate changes nothing"));
+fn line_rate(stream: &tokio_serial::SerialStream, bus: super::list::Bus) -> LineRate {
+    use super::list::Bus;
+    match bus {
+        Bus::Usb(v, p) => {
+            if let Some(why) = super::rate::native_usb(v, p) {
+                return LineRate::Fixed(format!("{why}, where the rate changes nothing"));
+            }
+        }
+        Bus::UsbUnknown => {
+            return LineRate::Fixed(
+                "a USB port whose ids cannot be read (it may be the module's own USB port, where the rate changes nothing)".into(),
+            );
+        }
+        Bus::Other => {}
     }
     #[cfg(target_os = "linux")]
     {
@@ -185,6 +195,7 @@ fn holder_hint(path: &str) -> String {
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
+    use super::super::list::{Bus, bus_of};
     use super::*;
 
     /// A pseudo-terminal's slave path; the master is returned to keep it open.
@@ -213,14 +224,19 @@ mod tests {
     async fn a_module_usb_port_keeps_its_rate_and_a_bridge_can_change_it() {
         let (_master, path) = pty();
         let options = SerialOptions::default();
-        let (port, rate) = open_path(&path, &options, Some((0x2c7c, 0x0901))).unwrap();
+        let (port, rate) = open_path(&path, &options, Bus::Usb(0x2c7c, 0x0901)).unwrap();
         assert!(
             matches!(&rate, LineRate::Fixed(why) if why.contains("Quectel USB AT port")),
             "{rate:?}"
         );
         drop(port);
         // A CH9102 bridge is a real UART even under the OS CDC driver.
-        let (_port, rate) = open_path(&path, &options, Some((0x1a86, 0x55d4))).unwrap();
+        let (port, rate) = open_path(&path, &options, Bus::UsbUnknown).unwrap();
+        assert!(matches!(&rate, LineRate::Fixed(_)), "{rate:?}");
+        drop(port);
+        // A PTY as the system sees it: not USB.
+        assert_eq!(bus_of(&path), Bus::Other);
+        let (_port, rate) = open_path(&path, &options, Bus::Usb(0x1a86, 0x55d4)).unwrap();
         let LineRate::Uart(handle) = rate else {
             panic!("{rate:?}")
         };

@@ -595,9 +595,21 @@ async fn run_stage(
             // and whoever touches the unit next, expect it.
             if let Some(s) = switched {
                 on_step("line rate back");
-                match rate::down(&device.engine, s).await {
-                    Ok(step) => steps.push(step),
-                    Err(f) => return Err((f, steps)),
+                match (
+                    rate::down(&device.engine, s, written.is_ok()).await,
+                    &written,
+                ) {
+                    (Ok(step), _) => steps.push(step),
+                    (Err(f), Ok(_)) => return Err((f, steps)),
+                    // The transfer's own failure says what happened; that the rate could not
+                    // be restored is what to do next.
+                    (Err(rate), Err(f)) => {
+                        let f = Failure::new(
+                            f.code,
+                            format!("{}; and the line rate: {}", f.message, rate.message),
+                        );
+                        return Err((f, steps));
+                    }
                 }
             }
             let items = written.map_err(|f| (f, steps.clone()))?;

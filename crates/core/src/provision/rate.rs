@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::at::{Command, Engine};
+use crate::at::{Command, Engine, EngineError, Status};
 use crate::error::{Code, Failure};
 use crate::port::{LineRate, RateHandle};
 use crate::profile::{Family, Profile};
@@ -129,9 +129,13 @@ pub(crate) async fn up(
             return stay(format!("the adapter refuses {new} baud ({e})"));
         }
     }
-    let (switch, restore) = module.commands(new, old);
-    let r = engine.run(Command::new(&switch)).await?;
-    if !r.is_ok() {
+    let (switch, restore) = module.commands(new, module.restore_to.unwrap_or(old));
+    let r = engine
+        .run(Command::new(&switch).timeout(2 * CONFIRM_WITHIN))
+        .await?;
+    // Only a refusal means the module stayed: an `OK` lost or garbled on the way may still
+    // have switched it, and then only the new rate reaches it.
+    if matches!(r.status, Status::Error { .. }) {
         return stay(format!("{switch}: {}", r.summary()));
     }
     let switched = Switched {
@@ -146,17 +150,9 @@ pub(crate) async fn up(
         return Ok((Some(switched), Some(step(StepResult::Ok, detail))));
     }
     // The module took the switch but does not answer at the new rate: undo it blind (a link
-    // that loses only the module's bytes still carries the command), and give it the time to
-    // leave the wire and be carried out before the port goes back.
+    // that loses only the module's bytes still carries the command) and go back.
     tracing::warn!("the module does not answer at {new} baud; going back to {old}");
-    engine
-        .send_unanswered(
-            &switched.restore,
-            &format!("no answer at {new} baud: restoring {old} without hearing the module"),
-        )
-        .await?;
-    tokio::time::sleep(settle.max(BLIND_RESTORE)).await;
-    if follow(engine, &switched.handle, old, settle).await? {
+    if back_blind(engine, &switched).await? {
         let why = format!("no answer at {new} baud over this adapter; back at {old}");
         tracing::warn!("--flash-baud {want}: {why}");
         return Ok((None, Some(step(StepResult::Warning, why))));
@@ -164,52 +160,83 @@ pub(crate) async fn up(
     Err(unreachable(new, old))
 }
 
-/// Switches back to the rate the session began at; the module must answer there.
-pub(crate) async fn down(engine: &Engine, s: Switched) -> Result<StepReport, Failure> {
+/// Switches back to the rate the session began at; the module must answer there. After a
+/// transfer that failed (`transfer_ok` false: the module may have restarted, which brings it
+/// back to its old rate) the old rate is tried first.
+pub(crate) async fn down(
+    engine: &Engine,
+    s: Switched,
+    transfer_ok: bool,
+) -> Result<StepReport, Failure> {
     let t = Instant::now();
-    // Its OK comes at the new rate; a module that restarted meanwhile is at the old one
-    // already, and the confirmation below tells.
-    let _ = engine.run(Command::new(&s.restore)).await?;
-    if !follow(engine, &s.handle, s.old, s.settle).await? {
-        return Err(unreachable(s.new, s.old));
-    }
-    Ok(StepReport {
+    let done = |ms: u128| StepReport {
         name: "line rate back".into(),
         result: StepResult::Ok,
-        ms: t.elapsed().as_millis() as u64,
+        ms: ms as u64,
         detail: Some(format!("{} → {} baud", s.new, s.old)),
-    })
+    };
+    if !transfer_ok && follow(engine, &s.handle, s.old, s.settle).await? {
+        return Ok(done(t.elapsed().as_millis()));
+    }
+    if !transfer_ok {
+        set(&s.handle, s.new)?;
+    }
+    // Its OK comes at the new rate; whatever it says, the confirmation at the old rate tells.
+    let _ = engine.run(Command::new(&s.restore)).await?;
+    if follow(engine, &s.handle, s.old, s.settle).await? || back_blind(engine, &s).await? {
+        return Ok(done(t.elapsed().as_millis()));
+    }
+    Err(unreachable(s.new, s.old))
+}
+
+/// Sends the restore command at the new rate without hearing the answer, then goes back to
+/// the old rate: whether the module answers there.
+async fn back_blind(engine: &Engine, s: &Switched) -> Result<bool, Failure> {
+    set(&s.handle, s.new)?;
+    let why = format!(
+        "no answer at {} baud: restoring {} without hearing the module",
+        s.new, s.old
+    );
+    engine.send_unanswered(&s.restore, &why).await?;
+    // The command must leave the wire and be carried out before the port changes under it.
+    tokio::time::sleep(s.settle.max(BLIND_RESTORE)).await;
+    follow(engine, &s.handle, s.old, s.settle).await
 }
 
 fn unreachable(new: u32, old: u32) -> Failure {
     Failure::new(
         Code::NoAnswer,
         format!(
-            "after switching to {new} baud the module answers at neither {new} nor {old}; power-cycle it (the rate was not saved: it starts at {old} again) and run without --flash-baud or with a lower rate"
+            "after switching to {new} baud the module answers at neither {new} nor {old}; power-cycle it (atprov never saves the rate: it should start at {old} again) and run without --flash-baud or with a lower rate"
         ),
     )
 }
 
-/// Sets the port to `rate`, waits the settle time, drops what arrived meanwhile and asks
-/// `AT`: whether the module answers.
+fn set(handle: &RateHandle, rate: u32) -> Result<(), Failure> {
+    handle.set(rate).map(|_| ()).map_err(|e| {
+        Failure::new(
+            Code::PortLost,
+            format!("cannot set the port to {rate} baud: {e}"),
+        )
+    })
+}
+
+/// Sets the port to `rate`, waits the settle time, drops what waits in the port and asks
+/// `AT`: whether the module answers (a module the engine declares lost does not).
 async fn follow(
     engine: &Engine,
     handle: &RateHandle,
     rate: u32,
     settle: Duration,
 ) -> Result<bool, Failure> {
-    if let Err(e) = handle.set(rate) {
-        return Err(Failure::new(
-            Code::PortLost,
-            format!("cannot set the port to {rate} baud: {e}"),
-        ));
-    }
+    set(handle, rate)?;
     tokio::time::sleep(settle_wait(settle)).await;
     handle.discard_input();
-    let r = engine
-        .run(Command::new("AT").timeout(CONFIRM_WITHIN))
-        .await?;
-    Ok(r.is_ok())
+    match engine.run(Command::new("AT").timeout(CONFIRM_WITHIN)).await {
+        Ok(r) => Ok(r.is_ok()),
+        Err(EngineError::Lost { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What the module said it can do.
@@ -221,6 +248,8 @@ struct ModuleRates {
     list: Option<Vec<u32>>,
     /// The same, as said to a person.
     offer: String,
+    /// The rate to go back to when the module reports its own (`AT+IPR?`; 0 is autobaud).
+    restore_to: Option<u32>,
 }
 
 impl ModuleRates {
@@ -266,6 +295,7 @@ async fn ask_module(
                     frame,
                     list: None,
                     offer: "80 to 5,000,000 baud".into(),
+                    restore_to: None,
                 }),
                 None => Err(format!(
                     "the module does not report its UART (AT+UART_CUR?: {})",
@@ -292,11 +322,18 @@ async fn ask_module(
                 ),
                 None => "it does not list its rates".into(),
             };
+            // What it is set to now, autobaud (0) included, is what it goes back to.
+            let now = engine.run(Command::new("AT+IPR?")).await?;
+            let restore_to = now
+                .value("+IPR:")
+                .filter(|_| now.is_ok())
+                .and_then(|v| v.trim().parse().ok());
             Ok(ModuleRates {
                 family,
                 frame: String::new(),
                 list,
                 offer,
+                restore_to,
             })
         }
     })
@@ -320,10 +357,11 @@ fn wire(bytes: usize, rate: u32) -> Duration {
     Duration::from_secs_f64(bytes as f64 * 10.0 / f64::from(rate))
 }
 
-/// What a switch up and back costs: the wait after each switch, and four short commands
-/// (switch, confirm, restore, confirm) at the old rate with a module's few milliseconds each.
+/// What a switch up and back costs: the wait after each switch, and six short commands (the
+/// query, switch, confirm, restore, confirm, and one for luck) at the old rate with 10 ms each
+/// for the module and a USB adapter's latency.
 fn switch_cost(old: u32, settle: Duration) -> Duration {
-    2 * settle_wait(settle) + 4 * (wire(40, old) + Duration::from_millis(5))
+    2 * settle_wait(settle) + 6 * (wire(40, old) + Duration::from_millis(10))
 }
 
 /// How long the host waits after a switch: the settle time counts from the module's switch,
@@ -344,12 +382,13 @@ mod tests {
     #[test]
     fn auto_pays_from_the_sizes_the_reference_derives() {
         // reference/uart-rate.md §6: at 921600 a 1.0 s overhead (Quectel, 2 × 500 ms) needs
-        // about 13 KB, a 0.1 s one (ESP-AT, 2 × 50 ms) about 1.3 KB.
+        // about 13 KB, a 0.1 s one (2 × 50 ms) about 1.3 KB; the margins and the commands
+        // around each switch put the break-even a little higher.
         let gain = |b| wire(b, 115_200) - wire(b, 921_600);
         let quectel = switch_cost(115_200, Duration::from_millis(500));
-        let esp = switch_cost(115_200, Duration::from_millis(50));
-        assert!(gain(12_000) < quectel && gain(16_000) > quectel);
-        assert!(gain(1_200) < esp && gain(2_400) > esp);
+        let fifty = switch_cost(115_200, Duration::from_millis(50));
+        assert!(gain(13_000) < quectel && gain(16_000) > quectel);
+        assert!(gain(1_300) < fifty && gain(3_200) > fifty);
     }
 
     #[test]

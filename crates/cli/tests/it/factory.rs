@@ -378,6 +378,29 @@ fn released_credentials_go_back_only_from_a_wiped_unit_and_otherwise_are_burnt()
 }
 
 #[test]
+fn a_station_whose_adapter_cannot_carry_the_fast_rate_stops_trying_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // Both units sit behind an adapter that cannot receive above 460,800 baud.
+    let slow = ["--module", "max-baud=460800"];
+    let units = ["24:0a:c4:00:00:0a", "24:0a:c4:00:00:0b"]
+        .map(|mac| crate::common::line::Unit::new(dir.path(), mac, &slow))
+        .into();
+    let (verdicts, code, stderr) =
+        one_station_with(dir.path(), 2, "flash_baud = 921600\n", units, |_, _| {});
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        verdicts.iter().all(|v| v["event"] == "unit_passed"),
+        "{verdicts:?}"
+    );
+    // The first unit paid the fallback; the second was not switched at all.
+    assert_eq!(
+        stderr.matches("fell back on this station").count(),
+        1,
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_one_station_line_stops_when_its_batch_is_done() {
     // Regression: the stop signal was lost when no station was waiting at that moment.
     let dir = tempfile::tempdir().unwrap();

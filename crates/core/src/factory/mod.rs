@@ -186,6 +186,7 @@ pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, 
         stop,
         batch: options.batch,
         claimed: Default::default(),
+        slow_links: Default::default(),
     });
     if options.batch.is_some_and(|b| passed_before >= b) {
         observer.say(

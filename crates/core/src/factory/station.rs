@@ -57,6 +57,9 @@ pub struct Line {
     pub batch: Option<u64>,
     /// Ports that `usb:` stations hold.
     pub claimed: Mutex<HashSet<String>>,
+    /// Stations whose adapter did not carry a faster line rate: their units stay at the
+    /// session's rate instead of paying the fallback again.
+    pub slow_links: Mutex<HashSet<String>>,
 }
 
 impl Line {
@@ -173,6 +176,22 @@ impl StationUi<'_> {
     }
 }
 
+/// Whether the flash stage tried a faster rate and had to come back without it.
+fn rate_fell_back(report: &crate::provision::Report) -> bool {
+    report
+        .stages
+        .iter()
+        .filter(|s| s.stage == Stage::Flash)
+        .flat_map(|s| &s.steps)
+        .any(|s| {
+            s.name == "line rate"
+                && s.result == crate::provision::flow::StepResult::Warning
+                && s.detail
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with("no answer at"))
+        })
+}
+
 fn worth_retrying(code: Code) -> bool {
     !matches!(
         code,
@@ -281,7 +300,18 @@ async fn unit(
         port.to_string(),
         false,
     );
-    job.set_line_rate(link.rate.clone());
+    let slow = line
+        .slow_links
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&station.name);
+    job.set_line_rate(if slow {
+        crate::port::LineRate::Fixed(
+            "this station's adapter did not carry the faster rate for an earlier unit".into(),
+        )
+    } else {
+        link.rate.clone()
+    });
     if !answers(&link.engine, line.config.policy.answer_within).await {
         job.fail(Failure::new(
             Code::NoAnswer,
@@ -338,6 +368,13 @@ async fn unit(
     }
     let fate = fate_of_failed(line, &mut job, allocation.is_some(), ui).await;
     let (report, failure) = job.finish();
+    if rate_fell_back(&report) {
+        ui.say("the faster line rate fell back on this station: later units stay at the session's rate");
+        line.slow_links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(station.name.clone());
+    }
     link.close().await;
     let verdict = Verdict {
         attempt,

@@ -1,5 +1,6 @@
-//! `atprov factory --config factory.toml`, `atprov factory report --journal F` and
-//! `atprov factory pool status|add|release|revoke --journal F`.
+//! `atprov factory --config factory.toml`, `atprov factory report --journal F`,
+//! `atprov factory pool status|add|release|revoke --journal F` and
+//! `atprov factory dashboard --journal F` (in `dashboard.rs`).
 
 use std::path::PathBuf;
 
@@ -35,6 +36,10 @@ pub enum FactoryCommand {
     /// The credential pool in a journal: status, add a manifest, release a rejected
     /// credential, revoke a leaked one (every change recorded with who and when).
     Pool(PoolArgs),
+    /// A live page of the line for a supervisor (stations, units per hour, first-pass yield,
+    /// failure causes, the last units with their certificate fingerprint, pool left) and
+    /// `GET /api/summary` as JSON for an MES; read-only.
+    Dashboard(super::dashboard::DashboardArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -96,6 +101,7 @@ pub async fn run(args: FactoryArgs) -> Result<(), Failure> {
     match args.command {
         Some(FactoryCommand::Report(r)) => return print_report(r),
         Some(FactoryCommand::Pool(p)) => return pool(p),
+        Some(FactoryCommand::Dashboard(d)) => return super::dashboard::run(d).await,
         None => {}
     }
     let Some(path) = args.config else {

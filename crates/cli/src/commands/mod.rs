@@ -2,6 +2,7 @@
 
 pub mod console;
 pub mod creds;
+pub mod dashboard;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod factory;

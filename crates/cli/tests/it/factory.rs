@@ -198,7 +198,7 @@ fn killing_the_factory_at_random_moments_loses_nothing() {
 
 /// Runs one station through `units` in order: each verdict takes the unit out and puts the
 /// next in; after the last verdict the factory is asked to stop. Returns the verdict events.
-fn one_station(
+pub(crate) fn one_station(
     dir: &Path,
     pool_size: usize,
     units: Vec<crate::common::line::Unit>,
@@ -208,7 +208,7 @@ fn one_station(
 }
 
 /// [`one_station`] with more `[policy]` lines.
-fn one_station_with(
+pub(crate) fn one_station_with(
     dir: &Path,
     pool_size: usize,
     policy: &str,

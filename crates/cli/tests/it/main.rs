@@ -8,6 +8,7 @@ mod architecture;
 mod broker;
 mod cellular;
 mod cli_errors;
+mod dashboard;
 mod engine_pty;
 mod factory;
 mod flash_baud;

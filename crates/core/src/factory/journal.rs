@@ -125,7 +125,7 @@ pub enum Fate {
 }
 
 /// Pool counts.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct PoolStatus {
     /// Credentials no unit holds.
     pub free: u64,

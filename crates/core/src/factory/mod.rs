@@ -12,6 +12,7 @@
 
 mod allocation;
 pub mod config;
+pub mod dashboard;
 pub mod events;
 pub mod journal;
 pub mod pool;

@@ -217,7 +217,7 @@ pub fn model_with(name: &str, options: &SimOptions) -> Result<Box<dyn ModelBox>,
 }
 
 /// Settings `--module` takes for the Quectel emulator.
-pub const QUECTEL_SETTINGS: &str = "max-baud=N (the adapter cannot receive faster), imei=TEXT (what AT+GSN answers), no-sim, registration=home|roaming|denied, urcport=usbat|uart1, clock-set, open-result=N, corrupt-upload, quecpython, aliyun=PK:DN:SECRET, product=PK:PRODUCT_SECRET, register-silent";
+pub const QUECTEL_SETTINGS: &str = "max-baud=N (the adapter cannot receive faster), imei=TEXT (what AT+GSN answers), no-sim, registration=home|roaming|denied, urcport=usbat|uart1, clock-set, open-result=N, corrupt-upload, quecpython, aliyun=PK:DN:SECRET, product=PK:PRODUCT_SECRET, register-silent, radio-off (starts with AT+CFUN=0), register-time=MS (registration takes MS once the radio is on)";
 
 fn quectel_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
     use quectel::{QuectelConfig, Registration, Sim};
@@ -230,7 +230,11 @@ fn quectel_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
         ..QuectelConfig::default()
     };
     if options.realistic {
+        // LTE registration, PDP activation and NTP take seconds on a live network.
         c.open_time = Duration::from_millis(1500);
+        c.register_time = Duration::from_secs(3);
+        c.attach_time = Duration::from_millis(800);
+        c.ntp_time = Duration::from_millis(1000);
     }
     for setting in &options.module {
         let (k, v) = setting.split_once('=').unwrap_or((setting, ""));
@@ -250,6 +254,10 @@ fn quectel_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
             ("aliyun", t) => c.aliyun = Some(parse_triple(t).ok_or_else(bad)?),
             ("product", t) => c.product = Some(parse_product(t).ok_or_else(bad)?),
             ("register-silent", "") => c.register_silent = true,
+            ("radio-off", "") => c.radio_off = true,
+            ("register-time", ms) => {
+                c.register_time = Duration::from_millis(ms.parse().map_err(|_| bad())?)
+            }
             _ => return Err(bad()),
         }
     }

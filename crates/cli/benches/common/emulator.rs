@@ -8,8 +8,14 @@ use atprov_sim::{self as sim, RunnerOptions, SimControl, SimOptions};
 /// Starts `name` (realistic latencies, 2 ms per command) paced at `baud` in both directions,
 /// judging the host's rate on the PTY; returns the path the host opens and the control.
 pub fn start(name: &str, baud: u32) -> (String, SimControl) {
+    start_with(name, baud, &[])
+}
+
+/// [`start`] with `--module` settings.
+pub fn start_with(name: &str, baud: u32, module: &[&str]) -> (String, SimControl) {
     let (tx, rx) = std::sync::mpsc::channel();
     let name = name.to_string();
+    let module: Vec<String> = module.iter().map(|m| m.to_string()).collect();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -19,6 +25,7 @@ pub fn start(name: &str, baud: u32) -> (String, SimControl) {
             let options = SimOptions {
                 realistic: true,
                 baud: Some(baud),
+                module,
                 ..SimOptions::default()
             };
             let model = sim::model_with(&name, &options).unwrap();

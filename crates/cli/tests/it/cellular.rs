@@ -101,6 +101,49 @@ fn last_line(s: &str) -> &str {
 }
 
 #[test]
+fn a_quectel_whose_radio_starts_off_registers_while_the_files_go_up() {
+    let b = Bundle::new();
+    // Registration takes 400 ms once the radio is on.
+    let sim = SimProcess::start(
+        "quectel",
+        &["--module", "radio-off", "--module", "register-time=400"],
+    );
+    let transcript = b.path("session.txt");
+    let (code, out, err) = provision(
+        &sim,
+        &b.arg("aws.toml"),
+        &["--json", "--transcript", transcript.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}\n{out}");
+    let t = std::fs::read_to_string(&transcript).unwrap();
+    // The radio goes on before identify and the upload; registration is polled after them.
+    let on = t.find(">> AT+CFUN=1").expect("the radio was switched on");
+    let upload = t.find(">> AT+QFUPL=").unwrap();
+    let poll = t.find(">> AT+CEREG?").unwrap();
+    assert!(on < upload && upload < poll, "{t}");
+    // The report's stage timeline: each stage starts where the one before it ended.
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let stages = report["stages"].as_array().unwrap();
+    for pair in stages.windows(2) {
+        let end = pair[0]["started_ms"].as_u64().unwrap() + pair[0]["ms"].as_u64().unwrap();
+        assert!(
+            pair[1]["started_ms"].as_u64().unwrap() + 1 >= end,
+            "{pair:?}"
+        );
+    }
+    // A module whose radio is on is not told to switch it on.
+    let on_sim = SimProcess::start("quectel", &[]);
+    let (code, _, err) = provision(
+        &on_sim,
+        &b.arg("aws.toml"),
+        &["--transcript", transcript.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    let t = std::fs::read_to_string(&transcript).unwrap();
+    assert!(t.contains("+CFUN: 1") && !t.contains(">> AT+CFUN=1"), "{t}");
+}
+
+#[test]
 fn quectel_provisions_aws_mutual_tls_with_byte_identical_files() {
     let b = Bundle::new();
     let state = tempfile::tempdir().unwrap();

@@ -115,6 +115,10 @@ pub struct StageReport {
     pub stage: Stage,
     /// Whether it succeeded.
     pub ok: bool,
+    /// When it began, in milliseconds since the job began: with `ms`, the timeline that shows
+    /// what the module did meanwhile (a network that came up during the flash is found ready
+    /// by connect).
+    pub started_ms: u64,
     /// How long it took.
     pub ms: u64,
     /// Its steps.
@@ -238,9 +242,11 @@ pub async fn run_until(
                 progress.done(stage, false, "stopped by Ctrl-C");
                 // Recorded as tried, so cleanup closes what it may have opened (its commands
                 // queue behind the one under way, which the engine still finishes).
+                let started_ms = job.started.elapsed().as_millis() as u64;
                 job.report.stages.push(StageReport {
                     stage,
                     ok: false,
+                    started_ms,
                     ms: 0,
                     steps: Vec::new(),
                 });
@@ -373,6 +379,7 @@ impl<'a> Provisioning<'a> {
         self.report.stages.push(StageReport {
             stage,
             ok,
+            started_ms: t.duration_since(self.started).as_millis() as u64,
             ms: t.elapsed().as_millis() as u64,
             steps,
         });

@@ -114,6 +114,15 @@ pub struct QuectelConfig {
     pub product: Option<(String, String)>,
     /// The platform never sends the `/ext/register` message.
     pub register_silent: bool,
+    /// How long registration takes once the radio is on (power-on, `AT+CFUN=1`): `AT+CEREG?`
+    /// says searching until then. Zero: registration is counted in queries only.
+    pub register_time: Duration,
+    /// `AT+QIACT=1` (PDP activation) takes this long, the AT channel blocked meanwhile.
+    pub attach_time: Duration,
+    /// From `AT+QNTP` to its `+QNTP:` result.
+    pub ntp_time: Duration,
+    /// The module starts with its radio off (`AT+CFUN=0`, as some factory images leave it).
+    pub radio_off: bool,
 }
 
 impl Default for QuectelConfig {
@@ -137,6 +146,10 @@ impl Default for QuectelConfig {
             open_time: Duration::from_millis(20),
             product: None,
             register_silent: false,
+            register_time: Duration::ZERO,
+            attach_time: Duration::from_millis(5),
+            ntp_time: Duration::from_millis(30),
+            radio_off: false,
         }
     }
 }
@@ -151,6 +164,8 @@ pub struct Quectel {
     files: BTreeMap<String, Vec<u8>>,
     urcport: String,
     reg_queries: u32,
+    /// When the radio was switched on (power-on or `AT+CFUN=1`); `None`: it is off.
+    radio_on: Option<std::time::Instant>,
     pdp_active: bool,
     apn_set: bool,
     clock_synced: bool,
@@ -179,6 +194,7 @@ impl Quectel {
             }
         }
         Ok(Quectel {
+            radio_on: (!config.radio_off).then(std::time::Instant::now),
             clock_synced: !config.clock_unset,
             uart: crate::uart::Uart::quectel(115_200),
             mqtt: mqtt::Mqtt::default(),
@@ -301,6 +317,8 @@ impl Model for Quectel {
         self.echo = true;
         self.uart.reboot();
         self.pdp_active = false;
+        // Power-on: the radio comes up (and registration starts) unless the image keeps it off.
+        self.radio_on = (!self.config.radio_off).then(std::time::Instant::now);
         self.uploading = None;
         self.mqtt = mqtt::Mqtt::default();
         let mut banner = b"\r\nRDY\r\n".to_vec();
@@ -354,10 +372,27 @@ impl Model for Quectel {
             "AT+QCCID" | "AT+CPIN?" if self.config.sim == Sim::Missing => return cme(10),
             "AT+CPIN?" => return info(&["+CPIN: READY".into()]),
             "AT+CSQ" => return info(&["+CSQ: 20,99".into()]),
+            "AT+CFUN?" => {
+                let f = u8::from(self.radio_on.is_some());
+                return info(&[format!("+CFUN: {f}")]);
+            }
+            "AT+CFUN=0" | "AT+CFUN=4" => {
+                self.radio_on = None;
+                self.pdp_active = false;
+                return ok();
+            }
+            "AT+CFUN=1" => {
+                self.radio_on.get_or_insert_with(std::time::Instant::now);
+                return ok();
+            }
             "AT+CEREG?" | "AT+CREG?" => {
                 self.reg_queries += 1;
+                let searching = self
+                    .radio_on
+                    .is_some_and(|t| t.elapsed() < self.config.register_time);
                 let stat = match self.config.registration {
-                    _ if self.config.sim == Sim::Missing => 0,
+                    _ if self.config.sim == Sim::Missing || self.radio_on.is_none() => 0,
+                    _ if searching => 2,
                     Registration::Home { searching } if self.reg_queries <= searching => 2,
                     Registration::Home { .. } => 1,
                     Registration::Roaming => 5,
@@ -379,7 +414,7 @@ impl Model for Quectel {
                 }
                 self.pdp_active = true;
                 return vec![
-                    Step::Delay(Duration::from_millis(5)),
+                    Step::Delay(self.config.attach_time),
                     Step::Final(OK.to_vec()),
                 ];
             }
@@ -407,7 +442,7 @@ impl Model for Quectel {
                     "+QNTP: 569".into()
                 };
                 let mut s = ok();
-                s.push(Step::Delay(Duration::from_millis(30)));
+                s.push(Step::Delay(self.config.ntp_time));
                 s.push(Step::Send(self.urc(&urc)));
                 s
             }
@@ -458,6 +493,9 @@ impl Model for Quectel {
 impl Quectel {
     fn registered(&self) -> bool {
         self.config.sim == Sim::Ready
+            && self
+                .radio_on
+                .is_some_and(|t| t.elapsed() >= self.config.register_time)
             && matches!(
                 self.config.registration,
                 Registration::Home { .. } | Registration::Roaming

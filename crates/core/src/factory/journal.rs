@@ -175,6 +175,8 @@ pub struct PoolChange {
 pub struct ReportRow {
     /// The attempt's number.
     pub attempt: i64,
+    /// The PC (host name) whose factory process ran it, when recorded.
+    pub host: Option<String>,
     /// The station.
     pub station: String,
     /// The port the unit was on.
@@ -978,7 +980,7 @@ impl Journal for SqliteJournal {
             let mut stmt = conn.prepare(
                 "SELECT a.id, a.station, a.port, u.identity, u.unit_id, u.mac, u.imei, u.iccid,
                         u.firmware, c.thing_name, c.cert_sha256, a.started_at, a.finished_at,
-                        a.result, a.exit_code, a.reason, a.stages, a.tool, a.profile
+                        a.result, a.exit_code, a.reason, a.stages, a.tool, a.profile, a.owner
                  FROM attempts a
                  LEFT JOIN units u ON u.id = a.unit
                  LEFT JOIN credentials c ON c.id = a.credential
@@ -1005,6 +1007,10 @@ impl Journal for SqliteJournal {
                     stages: r.get(16)?,
                     tool: r.get(17)?,
                     profile: r.get(18)?,
+                    // The owner is `host:pid:start`.
+                    host: r
+                        .get::<_, Option<String>>(19)?
+                        .and_then(|o| o.split(':').next().map(str::to_string)),
                 })
             })?;
             rows.collect()

@@ -267,7 +267,7 @@ fn quectel_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
 }
 
 /// Settings `--module` takes for the Air780EP emulator.
-pub const LUAT_SETTINGS: &str = "max-baud=N (the adapter cannot receive faster), imei=TEXT (what AT+GSN answers), no-sim, registration=home|roaming|denied, clock-unset, idle-kick=MS, aliyun=PK:DN:SECRET, product=PK:PRODUCT_SECRET, register-silent";
+pub const LUAT_SETTINGS: &str = "max-baud=N (the adapter cannot receive faster), imei=TEXT (what AT+GSN answers), no-sim, registration=home|roaming|denied, clock-unset, idle-kick=MS, aliyun=PK:DN:SECRET, product=PK:PRODUCT_SECRET, register-silent, radio-off (starts with AT+CFUN=0), register-time=MS (registration takes MS once the radio is on)";
 
 fn luat_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
     let mut c = luat::LuatConfig {
@@ -280,6 +280,7 @@ fn luat_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
     };
     if options.realistic {
         c.open_time = Duration::from_millis(1800);
+        c.register_time = Duration::from_secs(3);
     }
     for setting in &options.module {
         let (k, v) = setting.split_once('=').unwrap_or((setting, ""));
@@ -302,6 +303,10 @@ fn luat_model(options: &SimOptions) -> Result<Box<dyn ModelBox>, String> {
             ("aliyun", t) => c.aliyun = Some(parse_triple(t).ok_or_else(bad)?),
             ("product", t) => c.product = Some(parse_product(t).ok_or_else(bad)?),
             ("register-silent", "") => c.register_silent = true,
+            ("radio-off", "") => c.radio_off = true,
+            ("register-time", ms) => {
+                c.register_time = Duration::from_millis(ms.parse().map_err(|_| bad())?)
+            }
             _ => return Err(bad()),
         }
     }

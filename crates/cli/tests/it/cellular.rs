@@ -393,6 +393,29 @@ fn air780ep_provisions_aws_mutual_tls_and_logs_in_at_once_after_connect_ok() {
 }
 
 #[test]
+fn an_air780ep_whose_radio_starts_off_registers_while_the_files_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = rsa_job(
+        dir.path(),
+        "[mqtt]\nhost = \"abc-ats.iot.eu-west-1.amazonaws.com\"\n",
+    );
+    let sim = SimProcess::start(
+        "air780ep",
+        &["--module", "radio-off", "--module", "register-time=400"],
+    );
+    let t = dir.path().join("session.txt");
+    let (code, out, err) = luat(&sim, &job, &["--transcript", t.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}\n{out}");
+    let text = std::fs::read_to_string(&t).unwrap();
+    let on = text
+        .find(">> AT+CFUN=1")
+        .expect("the radio was switched on");
+    let write = text.find(">> AT+FSWRITE=").unwrap();
+    let poll = text.find(">> AT+CEREG?").unwrap();
+    assert!(on < write && write < poll, "{text}");
+}
+
+#[test]
 fn air780ep_provisions_with_aliyun_signing() {
     let dir = tempfile::tempdir().unwrap();
     let job = rsa_job(

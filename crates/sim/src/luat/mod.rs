@@ -13,7 +13,11 @@ macro_rules! mqtt_context {
     ($m:expr) => {
         mqtt::Context {
             files: &$m.files,
-            attached: $m.config.sim && matches!($m.config.registration, 1 | 5),
+            attached: $m.config.sim
+                && matches!($m.config.registration, 1 | 5)
+                && $m
+                    .radio_on
+                    .is_some_and(|t| t.elapsed() >= $m.config.register_time),
             clock_synced: $m.clock_synced,
             config: &$m.config,
         }
@@ -60,6 +64,10 @@ pub struct LuatConfig {
     pub product: Option<(String, String)>,
     /// The registration server never answers.
     pub register_silent: bool,
+    /// How long registration takes once the radio is on (power-on, `AT+CFUN=1`).
+    pub register_time: Duration,
+    /// The module starts with its radio off (`AT+CFUN=0`).
+    pub radio_off: bool,
     /// What HTTPS auth issued: (client id, iotId, iotToken), accepted by the broker.
     pub tokens: Option<(String, String, String)>,
     /// A real broker (loopback) that `AT+SSLMIPSTART` connects to; `None`: the offline one.
@@ -83,6 +91,8 @@ impl Default for LuatConfig {
             open_time: Duration::from_millis(20),
             product: None,
             register_silent: false,
+            register_time: Duration::ZERO,
+            radio_off: false,
             tokens: None,
             network: None,
         }
@@ -98,6 +108,8 @@ pub struct Luat {
     echo: bool,
     files: BTreeMap<String, Vec<u8>>,
     clock_synced: bool,
+    /// When the radio was switched on (power-on or `AT+CFUN=1`); `None`: it is off.
+    radio_on: Option<std::time::Instant>,
     bearer: bool,
     /// A file write waiting for its bytes: (name, append).
     writing: Option<(String, bool)>,
@@ -121,6 +133,7 @@ impl Luat {
             }
         }
         Ok(Luat {
+            radio_on: (!config.radio_off).then(std::time::Instant::now),
             clock_synced: !config.clock_unset,
             uart: crate::uart::Uart::luat(115_200),
             config,
@@ -221,6 +234,7 @@ impl Luat {
 impl Model for Luat {
     fn reboot(&mut self) -> Vec<u8> {
         self.echo = true;
+        self.radio_on = (!self.config.radio_off).then(std::time::Instant::now);
         self.uart.reboot();
         self.bearer = false;
         self.writing = None;
@@ -259,11 +273,27 @@ impl Model for Luat {
             "AT+CCID" => return info(std::slice::from_ref(&self.config.iccid)),
             "AT+CPIN?" => return info(&["+CPIN: READY".into()]),
             "AT+CSQ" => return info(&["+CSQ: 15,0".into()]),
+            "AT+CFUN?" => {
+                return info(&[format!("+CFUN: {}", u8::from(self.radio_on.is_some()))]);
+            }
+            "AT+CFUN=0" | "AT+CFUN=4" => {
+                self.radio_on = None;
+                self.bearer = false;
+                return ok();
+            }
+            "AT+CFUN=1" => {
+                self.radio_on.get_or_insert_with(std::time::Instant::now);
+                return ok();
+            }
             "AT+CEREG?" | "AT+CREG?" | "AT+CGREG?" => {
-                let stat = if self.config.sim {
-                    self.config.registration
-                } else {
-                    0
+                let searching = self
+                    .radio_on
+                    .is_none_or(|t| t.elapsed() < self.config.register_time);
+                let stat = match self.config.sim {
+                    false => 0,
+                    true if self.radio_on.is_none() => 0,
+                    true if searching => 2,
+                    true => self.config.registration,
                 };
                 return info(&[format!("{}: 0,{stat}", &name[2..])]);
             }

@@ -110,7 +110,7 @@ fn ctrl_c_stop() -> impl std::future::Future<Output = ()> {
         let _ = tx.send(());
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!(
-                "atprov: quit at once; the unit may be mid-command: run the same command again"
+                "atprov: quit at once; the unit may be mid-command (and during a --flash-baud transfer still at the faster rate until it restarts): run the same command again, after a power cycle if it does not answer"
             );
             std::process::exit(i32::from(crate::error::Code::Interrupted.number()));
         }

@@ -27,7 +27,12 @@ pub struct DashboardArgs {
     pub listen: SocketAddr,
     /// A token every request must carry (`?token=` or `Authorization: Bearer`); required
     /// when --listen is not a loopback address.
-    #[arg(long, env = "ATPROV_DASHBOARD_TOKEN", value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "ATPROV_DASHBOARD_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     pub token: Option<String>,
     /// How often the journal is read for changes.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = crate::units::parse_timeout)]

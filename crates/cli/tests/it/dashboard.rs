@@ -173,6 +173,17 @@ fn off_loopback_the_dashboard_needs_a_token_and_checks_it() {
     ]);
     assert_eq!(code, 15, "{err}");
     assert!(err.contains("journal.db"), "{err}");
+    // The token from the environment is never shown, not even by --help.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atprov"))
+        .args(["factory", "dashboard", "--help"])
+        .env("ATPROV_DASHBOARD_TOKEN", "s3cret-token")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("ATPROV_DASHBOARD_TOKEN") && !help.contains("s3cret-token"),
+        "{help}"
+    );
     // With a token, requests without it are refused.
     rusqlite::Connection::open(&journal).unwrap();
     let d = Dashboard::start(&journal, &["--token", "s3cret-token"]);

@@ -15,7 +15,7 @@ use axum::routing::get;
 
 use crate::error::{Code, Failure};
 use crate::factory::dashboard::{self, Summary};
-use crate::factory::journal::{Journal, open_existing};
+use crate::factory::journal::{Journal, SqliteJournal, open_existing};
 
 #[derive(Debug, clap::Args)]
 pub struct DashboardArgs {
@@ -40,9 +40,12 @@ pub struct DashboardArgs {
 }
 
 struct Shared {
-    journal: PathBuf,
+    /// Opened once; requests read it when they come.
+    journal: Arc<SqliteJournal>,
     token: Option<String>,
-    every: Duration,
+    /// The latest summary (or why the journal could not be read), made by one poller for
+    /// every event stream.
+    latest: tokio::sync::watch::Receiver<Result<Summary, String>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -59,12 +62,21 @@ pub async fn run(args: DashboardArgs) -> Result<(), Failure> {
             args.listen
         )));
     }
-    // Refuse a journal that cannot be read before serving anything.
-    summary(&args.journal).await?;
+    // The journal is opened once; one that cannot be read is refused before anything is
+    // served.
+    let path = args.journal.clone();
+    let journal = tokio::task::spawn_blocking(move || open_existing(&path))
+        .await
+        .map_err(|e| Failure::new(Code::Internal, e.to_string()))?
+        .map_err(|e| Failure::new(Code::Journal, e.to_string()))?;
+    let journal = Arc::new(journal);
+    let first = summary(&journal).await?;
+    let (tx, latest) = tokio::sync::watch::channel(Ok(first));
+    tokio::spawn(poll(journal.clone(), args.every, tx));
     let shared = Arc::new(Shared {
-        journal: args.journal.clone(),
+        journal,
         token: args.token.clone(),
-        every: args.every,
+        latest,
     });
     let app = axum::Router::new()
         .route("/", get(page))
@@ -93,10 +105,24 @@ pub async fn run(args: DashboardArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::new(Code::Internal, format!("dashboard: {e}")))
 }
 
-async fn summary(path: &std::path::Path) -> Result<Summary, Failure> {
-    let path = path.to_path_buf();
+/// Reads the journal every `every` and publishes the summary, until nobody listens.
+async fn poll(
+    journal: Arc<SqliteJournal>,
+    every: Duration,
+    tx: tokio::sync::watch::Sender<Result<Summary, String>>,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        let s = summary(&journal).await.map_err(|f| f.message);
+        if tx.send(s).is_err() {
+            return;
+        }
+    }
+}
+
+async fn summary(journal: &Arc<SqliteJournal>) -> Result<Summary, Failure> {
+    let journal = journal.clone();
     tokio::task::spawn_blocking(move || {
-        let journal = open_existing(&path)?;
         let rows = journal.report()?;
         let pool = journal.pool_status()?;
         Ok::<_, crate::factory::journal::JournalError>(dashboard::summarize(
@@ -130,8 +156,8 @@ async fn guard(
     next.run(request).await
 }
 
-fn failed(f: Failure) -> Response {
-    (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", f.message)).into_response()
+fn failed(message: &str) -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, format!("{message}\n")).into_response()
 }
 
 async fn page(State(shared): State<Arc<Shared>>, Query(params): Query<Params>) -> Response {
@@ -146,7 +172,7 @@ async fn page(State(shared): State<Arc<Shared>>, Query(params): Query<Params>) -
     events.push_str(&query.join("&"));
     match summary(&shared.journal).await {
         Ok(s) => Html(dashboard::page(&s, &events)).into_response(),
-        Err(f) => failed(f),
+        Err(f) => failed(&f.message),
     }
 }
 
@@ -168,7 +194,7 @@ async fn api_summary(State(shared): State<Arc<Shared>>) -> Response {
             serde_json::to_string_pretty(&s).unwrap_or_default(),
         )
             .into_response(),
-        Err(f) => failed(f),
+        Err(f) => failed(&f.message),
     }
 }
 
@@ -176,23 +202,28 @@ async fn api_summary(State(shared): State<Arc<Shared>>) -> Response {
 /// once); a browser reconnects after an hour at the earliest once a limited stream ends.
 async fn events(State(shared): State<Arc<Shared>>, Query(params): Query<Params>) -> Response {
     let limit = params.limit;
-    let state = (shared, None::<String>, 0u32);
-    let stream = futures_util::stream::unfold(state, move |(shared, last, sent)| async move {
+    let mut latest = shared.latest.clone();
+    // The current summary counts as news for a new stream.
+    latest.mark_changed();
+    let state = (latest, None::<String>, 0u32);
+    let stream = futures_util::stream::unfold(state, move |(mut latest, last, sent)| async move {
         if limit.is_some_and(|n| sent >= n) {
             return None;
         }
         loop {
+            // The poller stopped: the stream ends.
+            latest.changed().await.ok()?;
             // What changed is judged without the time stamp, which changes on every read.
-            let (key, html) = match summary(&shared.journal).await {
+            let (key, html) = match &*latest.borrow_and_update() {
                 Ok(s) => {
                     let key = dashboard::render(&Summary {
                         at: String::new(),
                         ..s.clone()
                     });
-                    (key, dashboard::render(&s))
+                    (key, dashboard::render(s))
                 }
-                Err(f) => {
-                    let line = format!("<p class=\"error\">{}</p>", f.message);
+                Err(message) => {
+                    let line = format!("<p class=\"error\">{message}</p>");
                     (line.clone(), line)
                 }
             };
@@ -203,10 +234,9 @@ async fn events(State(shared): State<Arc<Shared>>, Query(params): Query<Params>)
                     .retry(Duration::from_secs(3600));
                 return Some((
                     Ok::<_, std::convert::Infallible>(event),
-                    (shared, Some(key), sent + 1),
+                    (latest, Some(key), sent + 1),
                 ));
             }
-            tokio::time::sleep(shared.every).await;
         }
     });
     Sse::new(stream).into_response()

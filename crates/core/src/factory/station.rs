@@ -176,22 +176,6 @@ impl StationUi<'_> {
     }
 }
 
-/// Whether the flash stage tried a faster rate and had to come back without it.
-fn rate_fell_back(report: &crate::provision::Report) -> bool {
-    report
-        .stages
-        .iter()
-        .filter(|s| s.stage == Stage::Flash)
-        .flat_map(|s| &s.steps)
-        .any(|s| {
-            s.name == "line rate"
-                && s.result == crate::provision::flow::StepResult::Warning
-                && s.detail
-                    .as_deref()
-                    .is_some_and(|d| d.starts_with("no answer at"))
-        })
-}
-
 fn worth_retrying(code: Code) -> bool {
     !matches!(
         code,
@@ -368,7 +352,7 @@ async fn unit(
     }
     let fate = fate_of_failed(line, &mut job, allocation.is_some(), ui).await;
     let (report, failure) = job.finish();
-    if rate_fell_back(&report) {
+    if report.rate_fell_back() {
         ui.say("the faster line rate fell back on this station: later units stay at the session's rate");
         line.slow_links
             .lock()

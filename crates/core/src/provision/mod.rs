@@ -290,6 +290,12 @@ pub struct Provisioning<'a> {
 }
 
 impl Report {
+    /// Whether the flash stage tried a faster line rate and had to come back without it (the
+    /// adapter did not carry it).
+    pub fn rate_fell_back(&self) -> bool {
+        rate::fell_back(self)
+    }
+
     /// The report of a job that failed before the module was touched (bad job, credentials,
     /// port): no stage ran.
     pub fn refused(profile: &str, port: &str, failure: &crate::error::Failure) -> Report {

@@ -28,6 +28,25 @@ const AUTO_RATES: &[u32] = &[921_600, 460_800, 230_400];
 /// 115201 for 115200; drivers round to their divisors).
 const TOLERANCE: f64 = 0.03;
 
+/// How the step of a switch that had to come back begins.
+const FELL_BACK: &str = "no answer at";
+
+/// Whether the flash stage tried a faster rate and had to come back without it.
+pub(crate) fn fell_back(report: &super::Report) -> bool {
+    report
+        .stages
+        .iter()
+        .filter(|s| s.stage == super::Stage::Flash)
+        .flat_map(|s| &s.steps)
+        .any(|s| {
+            s.name == "line rate"
+                && s.result == StepResult::Warning
+                && s.detail
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with(FELL_BACK))
+        })
+}
+
 /// How long a restore command sent blind is given to be read and carried out before the port
 /// changes rate under it.
 const BLIND_RESTORE: Duration = Duration::from_millis(200);
@@ -153,7 +172,7 @@ pub(crate) async fn up(
     // that loses only the module's bytes still carries the command) and go back.
     tracing::warn!("the module does not answer at {new} baud; going back to {old}");
     if back_blind(engine, &switched).await? {
-        let why = format!("no answer at {new} baud over this adapter; back at {old}");
+        let why = format!("{FELL_BACK} {new} baud over this adapter; back at {old}");
         tracing::warn!("--flash-baud {want}: {why}");
         return Ok((None, Some(step(StepResult::Warning, why))));
     }

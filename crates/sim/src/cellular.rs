@@ -1,6 +1,6 @@
 //! What the cellular emulators (Quectel, Luat) share: 3GPP-style replies (`OK`, `ERROR`,
-//! `+CME ERROR: n`, info lines) and the broker's view of a TLS handshake with the files an SSL
-//! context names.
+//! `+CME ERROR: n`, info lines), the radio (`AT+CFUN`) with the registration it starts, and the
+//! broker's view of a TLS handshake with the files an SSL context names.
 
 use super::runner::{Script, Step};
 use crate::tls::{BrokerTls, ModuleTls};
@@ -23,6 +23,67 @@ pub fn error() -> Script {
 /// `+CME ERROR: n`.
 pub fn cme(n: u32) -> Script {
     vec![Step::Final(format!("\r\n+CME ERROR: {n}\r\n").into_bytes())]
+}
+
+/// The radio (`AT+CFUN`): off, or on since an instant; the network registers the module
+/// `register_time` after the radio came on.
+#[derive(Debug, Clone, Copy)]
+pub struct Radio {
+    on_since: Option<std::time::Instant>,
+    register_time: std::time::Duration,
+    off_at_power_on: bool,
+}
+
+impl Radio {
+    /// A radio just powered up (on, unless the image keeps it off).
+    pub fn new(register_time: std::time::Duration, off_at_power_on: bool) -> Radio {
+        let mut r = Radio {
+            on_since: None,
+            register_time,
+            off_at_power_on,
+        };
+        r.power_on();
+        r
+    }
+
+    /// Power-on: the radio comes up (and registration starts) unless the image keeps it off.
+    pub fn power_on(&mut self) {
+        self.on_since = (!self.off_at_power_on).then(std::time::Instant::now);
+    }
+
+    /// Whether it is on.
+    pub fn is_on(&self) -> bool {
+        self.on_since.is_some()
+    }
+
+    /// On, and the network has not registered the module yet.
+    pub fn searching(&self) -> bool {
+        self.on_since
+            .is_some_and(|t| t.elapsed() < self.register_time)
+    }
+
+    /// On long enough to be registered.
+    pub fn registered(&self) -> bool {
+        self.on_since
+            .is_some_and(|t| t.elapsed() >= self.register_time)
+    }
+
+    /// `AT+CFUN?`, `AT+CFUN=0|4` (off) and `AT+CFUN=1` (on; registration starts if it was
+    /// off); `None` for any other line (`AT+CFUN=1,1` restarts: the model's).
+    pub fn command(&mut self, upper: &str) -> Option<Script> {
+        match upper {
+            "AT+CFUN?" => Some(info(&[format!("+CFUN: {}", u8::from(self.is_on()))])),
+            "AT+CFUN=0" | "AT+CFUN=4" => {
+                self.on_since = None;
+                Some(ok())
+            }
+            "AT+CFUN=1" => {
+                self.on_since.get_or_insert_with(std::time::Instant::now);
+                Some(ok())
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Information lines, then `OK`.

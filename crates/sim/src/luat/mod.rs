@@ -15,9 +15,7 @@ macro_rules! mqtt_context {
             files: &$m.files,
             attached: $m.config.sim
                 && matches!($m.config.registration, 1 | 5)
-                && $m
-                    .radio_on
-                    .is_some_and(|t| t.elapsed() >= $m.config.register_time),
+                && $m.radio.registered(),
             clock_synced: $m.clock_synced,
             config: &$m.config,
         }
@@ -108,8 +106,7 @@ pub struct Luat {
     echo: bool,
     files: BTreeMap<String, Vec<u8>>,
     clock_synced: bool,
-    /// When the radio was switched on (power-on or `AT+CFUN=1`); `None`: it is off.
-    radio_on: Option<std::time::Instant>,
+    radio: crate::cellular::Radio,
     bearer: bool,
     /// A file write waiting for its bytes: (name, append).
     writing: Option<(String, bool)>,
@@ -133,7 +130,7 @@ impl Luat {
             }
         }
         Ok(Luat {
-            radio_on: (!config.radio_off).then(std::time::Instant::now),
+            radio: crate::cellular::Radio::new(config.register_time, config.radio_off),
             clock_synced: !config.clock_unset,
             uart: crate::uart::Uart::luat(115_200),
             config,
@@ -234,7 +231,7 @@ impl Luat {
 impl Model for Luat {
     fn reboot(&mut self) -> Vec<u8> {
         self.echo = true;
-        self.radio_on = (!self.config.radio_off).then(std::time::Instant::now);
+        self.radio.power_on();
         self.uart.reboot();
         self.bearer = false;
         self.writing = None;
@@ -256,6 +253,13 @@ impl Model for Luat {
             return script;
         }
         let upper = line.to_ascii_uppercase();
+        if let Some(script) = self.radio.command(&upper) {
+            if !self.radio.is_on() {
+                // The data connection goes with the radio.
+                self.bearer = false;
+            }
+            return script;
+        }
         let name = upper.split(['=', '?']).next().unwrap_or("").to_string();
         let p = params(line);
         match upper.as_str() {
@@ -273,26 +277,11 @@ impl Model for Luat {
             "AT+CCID" => return info(std::slice::from_ref(&self.config.iccid)),
             "AT+CPIN?" => return info(&["+CPIN: READY".into()]),
             "AT+CSQ" => return info(&["+CSQ: 15,0".into()]),
-            "AT+CFUN?" => {
-                return info(&[format!("+CFUN: {}", u8::from(self.radio_on.is_some()))]);
-            }
-            "AT+CFUN=0" | "AT+CFUN=4" => {
-                self.radio_on = None;
-                self.bearer = false;
-                return ok();
-            }
-            "AT+CFUN=1" => {
-                self.radio_on.get_or_insert_with(std::time::Instant::now);
-                return ok();
-            }
             "AT+CEREG?" | "AT+CREG?" | "AT+CGREG?" => {
-                let searching = self
-                    .radio_on
-                    .is_none_or(|t| t.elapsed() < self.config.register_time);
                 let stat = match self.config.sim {
                     false => 0,
-                    true if self.radio_on.is_none() => 0,
-                    true if searching => 2,
+                    true if !self.radio.is_on() => 0,
+                    true if self.radio.searching() => 2,
                     true => self.config.registration,
                 };
                 return info(&[format!("{}: 0,{stat}", &name[2..])]);

@@ -164,8 +164,7 @@ pub struct Quectel {
     files: BTreeMap<String, Vec<u8>>,
     urcport: String,
     reg_queries: u32,
-    /// When the radio was switched on (power-on or `AT+CFUN=1`); `None`: it is off.
-    radio_on: Option<std::time::Instant>,
+    radio: crate::cellular::Radio,
     pdp_active: bool,
     apn_set: bool,
     clock_synced: bool,
@@ -194,7 +193,7 @@ impl Quectel {
             }
         }
         Ok(Quectel {
-            radio_on: (!config.radio_off).then(std::time::Instant::now),
+            radio: crate::cellular::Radio::new(config.register_time, config.radio_off),
             clock_synced: !config.clock_unset,
             uart: crate::uart::Uart::quectel(115_200),
             mqtt: mqtt::Mqtt::default(),
@@ -317,8 +316,7 @@ impl Model for Quectel {
         self.echo = true;
         self.uart.reboot();
         self.pdp_active = false;
-        // Power-on: the radio comes up (and registration starts) unless the image keeps it off.
-        self.radio_on = (!self.config.radio_off).then(std::time::Instant::now);
+        self.radio.power_on();
         self.uploading = None;
         self.mqtt = mqtt::Mqtt::default();
         let mut banner = b"\r\nRDY\r\n".to_vec();
@@ -340,6 +338,13 @@ impl Model for Quectel {
             return script;
         }
         let upper = line.to_ascii_uppercase();
+        if let Some(script) = self.radio.command(&upper) {
+            if !self.radio.is_on() {
+                // The data connection goes with the radio.
+                self.pdp_active = false;
+            }
+            return script;
+        }
         let name = upper.split(['=', '?']).next().unwrap_or("").to_string();
         let p = params(line);
         match upper.as_str() {
@@ -372,27 +377,11 @@ impl Model for Quectel {
             "AT+QCCID" | "AT+CPIN?" if self.config.sim == Sim::Missing => return cme(10),
             "AT+CPIN?" => return info(&["+CPIN: READY".into()]),
             "AT+CSQ" => return info(&["+CSQ: 20,99".into()]),
-            "AT+CFUN?" => {
-                let f = u8::from(self.radio_on.is_some());
-                return info(&[format!("+CFUN: {f}")]);
-            }
-            "AT+CFUN=0" | "AT+CFUN=4" => {
-                self.radio_on = None;
-                self.pdp_active = false;
-                return ok();
-            }
-            "AT+CFUN=1" => {
-                self.radio_on.get_or_insert_with(std::time::Instant::now);
-                return ok();
-            }
             "AT+CEREG?" | "AT+CREG?" => {
                 self.reg_queries += 1;
-                let searching = self
-                    .radio_on
-                    .is_some_and(|t| t.elapsed() < self.config.register_time);
                 let stat = match self.config.registration {
-                    _ if self.config.sim == Sim::Missing || self.radio_on.is_none() => 0,
-                    _ if searching => 2,
+                    _ if self.config.sim == Sim::Missing || !self.radio.is_on() => 0,
+                    _ if self.radio.searching() => 2,
                     Registration::Home { searching } if self.reg_queries <= searching => 2,
                     Registration::Home { .. } => 1,
                     Registration::Roaming => 5,
@@ -493,9 +482,7 @@ impl Model for Quectel {
 impl Quectel {
     fn registered(&self) -> bool {
         self.config.sim == Sim::Ready
-            && self
-                .radio_on
-                .is_some_and(|t| t.elapsed() >= self.config.register_time)
+            && self.radio.registered()
             && matches!(
                 self.config.registration,
                 Registration::Home { .. } | Registration::Roaming

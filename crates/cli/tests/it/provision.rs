@@ -663,6 +663,9 @@ fn interrupted_during_connect(sim: &SimProcess, b: &Bundle, signals: usize) -> (
             "--job",
             &b.job(),
         ])
+        // Two signals: the traffic shows when the Wi-Fi join (1.5 s here) is under way, so
+        // the second lands while the command the first one waits for is still running.
+        .args((signals > 1).then_some("-v"))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -674,7 +677,12 @@ fn interrupted_during_connect(sim: &SimProcess, b: &Bundle, signals: usize) -> (
         let line = line.unwrap();
         err.push_str(&line);
         err.push('\n');
-        if line.starts_with("ok   register") {
+        let under_way = if signals > 1 {
+            line.contains(">> AT+CWJAP")
+        } else {
+            line.starts_with("ok   register")
+        };
+        if under_way {
             break;
         }
     }

@@ -92,8 +92,9 @@ fn the_dashboard_shows_a_running_line_in_a_real_browser() {
         // Fails smoke (exit 14): its broker never delivers.
         Unit::new(dir.path(), "24:0a:c4:00:00:0a", &["--deny-receive"]),
         Unit::new(dir.path(), "24:0a:c4:00:00:0b", &[]),
-        // Slow enough (150 ms a command) to be still under way while the browser looks.
-        Unit::new(dir.path(), "24:0a:c4:00:00:0c", &["--latency", "150ms"]),
+        // Slow enough (250 ms a command, about 10 s a unit) to be still under way while the
+        // browser starts and looks, even on a loaded machine (150 ms was not, once, in CI).
+        Unit::new(dir.path(), "24:0a:c4:00:00:0c", &["--latency", "250ms"]),
     ];
     let mut dashboard: Option<Dashboard> = None;
     let mut dom = String::new();

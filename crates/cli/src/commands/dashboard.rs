@@ -1,9 +1,8 @@
-//! `atprov factory dashboard --journal FILE [--listen ADDR]`: one read-only page of the line
+//! `atprov factory dashboard --journal FILE|URL [--listen ADDR]`: one read-only page of the line
 //! for a supervisor, live through server-sent events, and `GET /api/summary` as JSON for an
 //! MES. Loopback by default; bound elsewhere it needs `--token`, asked of every request.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,13 +14,13 @@ use axum::routing::get;
 
 use crate::error::{Code, Failure};
 use crate::factory::dashboard::{self, Summary};
-use crate::factory::journal::{Journal, SqliteJournal, open_existing};
+use crate::factory::journal::{Journal, Location, open_existing};
 
 #[derive(Debug, clap::Args)]
 pub struct DashboardArgs {
-    /// The journal (SQLite file) the line writes.
-    #[arg(long, value_name = "FILE")]
-    pub journal: PathBuf,
+    /// The journal the line writes: a SQLite file or postgresql://USER@HOST:PORT/DB.
+    #[arg(long, value_name = "FILE|URL")]
+    pub journal: Location,
     /// Address to serve on; anything but loopback needs --token.
     #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -41,7 +40,7 @@ pub struct DashboardArgs {
 
 struct Shared {
     /// Opened once; requests read it when they come.
-    journal: Arc<SqliteJournal>,
+    journal: Arc<dyn Journal>,
     token: Option<String>,
     /// The latest summary (or why the journal could not be read), made by one poller for
     /// every event stream.
@@ -69,7 +68,6 @@ pub async fn run(args: DashboardArgs) -> Result<(), Failure> {
         .await
         .map_err(|e| Failure::new(Code::Internal, e.to_string()))?
         .map_err(|e| Failure::new(Code::Journal, e.to_string()))?;
-    let journal = Arc::new(journal);
     let first = summary(&journal).await?;
     let (tx, latest) = tokio::sync::watch::channel(Ok(first));
     tokio::spawn(poll(journal.clone(), args.every, tx));
@@ -107,7 +105,7 @@ pub async fn run(args: DashboardArgs) -> Result<(), Failure> {
 
 /// Reads the journal every `every` and publishes the summary, until nobody listens.
 async fn poll(
-    journal: Arc<SqliteJournal>,
+    journal: Arc<dyn Journal>,
     every: Duration,
     tx: tokio::sync::watch::Sender<Result<Summary, String>>,
 ) {
@@ -120,7 +118,7 @@ async fn poll(
     }
 }
 
-async fn summary(journal: &Arc<SqliteJournal>) -> Result<Summary, Failure> {
+async fn summary(journal: &Arc<dyn Journal>) -> Result<Summary, Failure> {
     let journal = journal.clone();
     tokio::task::spawn_blocking(move || {
         let rows = journal.report()?;

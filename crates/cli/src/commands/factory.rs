@@ -1,13 +1,15 @@
 //! `atprov factory --config factory.toml`, `atprov factory report --journal F`,
-//! `atprov factory pool status|add|release|revoke --journal F` and
-//! `atprov factory dashboard --journal F` (in `dashboard.rs`).
+//! `atprov factory pool status|add|release|revoke --journal F`,
+//! `atprov factory journal migrate --from FILE --to URL` and
+//! `atprov factory dashboard --journal F` (in `dashboard.rs`). `F` is a SQLite file or a
+//! `postgresql://` URL.
 
 use std::path::PathBuf;
 
 use crate::error::{Code, Failure};
 use crate::factory::config::FactoryConfig;
 use crate::factory::events::JsonLines;
-use crate::factory::journal::{Journal, open_existing};
+use crate::factory::journal::{Location, open_existing};
 use crate::factory::{self, RunOptions, report};
 use crate::progress::Board;
 
@@ -40,13 +42,36 @@ pub enum FactoryCommand {
     /// failure causes, the last units with their certificate fingerprint, pool left) and
     /// `GET /api/summary` as JSON for an MES; read-only.
     Dashboard(super::dashboard::DashboardArgs),
+    /// The journal itself: move a single PC's SQLite journal into PostgreSQL.
+    Journal(JournalArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct JournalArgs {
+    #[command(subcommand)]
+    pub action: JournalAction,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum JournalAction {
+    /// Copy every attempt, unit, credential, assignment, pool change and event of a SQLite
+    /// journal into an empty PostgreSQL one (ids kept), then compare the two. The password
+    /// comes from ATPROV_JOURNAL_PASSWORD, ATPROV_JOURNAL_PASSWORD_FILE or ~/.pgpass.
+    Migrate {
+        /// The SQLite journal.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// The PostgreSQL journal: postgresql://USER@HOST:PORT/DB.
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
 pub struct PoolArgs {
-    /// The journal (SQLite file).
-    #[arg(long, value_name = "FILE", global = true)]
-    pub journal: Option<PathBuf>,
+    /// The journal: a SQLite file or postgresql://USER@HOST:PORT/DB.
+    #[arg(long, value_name = "FILE|URL", global = true)]
+    pub journal: Option<Location>,
     #[command(subcommand)]
     pub action: PoolAction,
 }
@@ -86,9 +111,9 @@ pub enum PoolAction {
 
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
-    /// The journal (SQLite file).
-    #[arg(long, value_name = "FILE")]
-    pub journal: PathBuf,
+    /// The journal: a SQLite file or postgresql://USER@HOST:PORT/DB.
+    #[arg(long, value_name = "FILE|URL")]
+    pub journal: Location,
     /// CSV on stdout.
     #[arg(long, conflicts_with = "json")]
     pub csv: bool,
@@ -102,6 +127,7 @@ pub async fn run(args: FactoryArgs) -> Result<(), Failure> {
         Some(FactoryCommand::Report(r)) => return print_report(r),
         Some(FactoryCommand::Pool(p)) => return pool(p),
         Some(FactoryCommand::Dashboard(d)) => return super::dashboard::run(d).await,
+        Some(FactoryCommand::Journal(j)) => return journal(j),
         None => {}
     }
     let Some(path) = args.config else {
@@ -156,6 +182,26 @@ pub async fn run(args: FactoryArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+fn journal(args: JournalArgs) -> Result<(), Failure> {
+    let JournalAction::Migrate { from, to } = args.action;
+    let target = crate::factory::journal::postgres::Target::parse(&to)
+        .map_err(|e| Failure::usage(format!("--to: {e}")))?;
+    let copied = crate::factory::journal::copy::sqlite_to_postgres(&from, &target)
+        .map_err(|e| Failure::new(Code::Journal, e.to_string()))?;
+    let rows = copied
+        .tables
+        .iter()
+        .map(|(t, n)| format!("{n} {t}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!(
+        "migrated {} into {}: {rows}; both read back the same",
+        from.display(),
+        target.shown()
+    );
+    Ok(())
+}
+
 fn print_report(args: ReportArgs) -> Result<(), Failure> {
     let journal =
         open_existing(&args.journal).map_err(|e| Failure::new(Code::Journal, e.to_string()))?;
@@ -185,7 +231,7 @@ fn pool(args: PoolArgs) -> Result<(), Failure> {
         |e: crate::factory::journal::JournalError| Failure::new(Code::Journal, e.to_string());
     let Some(path) = args.journal else {
         return Err(Failure::usage(
-            "atprov factory pool needs --journal FILE (the factory's journal)",
+            "atprov factory pool needs --journal FILE|URL (the factory's journal)",
         ));
     };
     let journal = open_existing(&path).map_err(journal_failure)?;

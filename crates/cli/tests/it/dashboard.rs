@@ -140,9 +140,9 @@ fn the_dashboard_shows_a_running_line_in_a_real_browser() {
         .count();
     assert_eq!(s["units_passed"], passed as u64);
     assert_eq!(s["units_tried"], 3);
-    // Each station is shown with its PC (the factory process's host).
-    let host = s["stations"][0]["host"].as_str().unwrap_or("");
-    assert!(!host.is_empty(), "{s}");
+    // Each station is shown with its line (the factory process's name, its host by default).
+    let line = s["stations"][0]["line"].as_str().unwrap_or("");
+    assert!(!line.is_empty(), "{s}");
     assert_eq!(s["failures"][0]["exit_code"], 14);
     assert_eq!(s["failures"][0]["count"], 1);
     assert_eq!(s["pool"]["free"], 1);

@@ -8,7 +8,9 @@ use std::path::Path;
 use atprov_core::pki::load::sha256_hex;
 use std::time::Duration;
 
-use crate::common::line::{Conveyor, Factory, make_pool, operate, react, report, write_config};
+use crate::common::line::{
+    Conveyor, Factory, make_pool, operate, react, report, share_pool, write_config,
+};
 
 /// The pool's certificate fingerprints by thing name.
 fn pool_fingerprints(pool: &Path) -> BTreeMap<String, String> {
@@ -25,7 +27,7 @@ fn pool_fingerprints(pool: &Path) -> BTreeMap<String, String> {
 /// Every unit plugged in holds exactly the certificate the journal gave it, no certificate
 /// went to two units, and each passed.
 fn assert_journal_matches_units(dir: &Path, conveyor: &Conveyor, pool: &Path) {
-    let rows = report(&dir.join("journal.db"));
+    let rows = report(dir.join("journal.db"));
     let fingerprints = pool_fingerprints(pool);
     let mut by_unit: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut passed = BTreeSet::new();
@@ -114,33 +116,9 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-/// A small deterministic generator (xorshift) so that a failing run can be repeated with
-/// `ATPROV_CRASH_SEED`.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 #[test]
 fn killing_the_factory_at_random_moments_loses_nothing() {
-    let seed = std::env::var("ATPROV_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("ATPROV_CRASH_SEED={seed}");
-    let mut rng = Rng(seed);
+    let mut rng = crate::common::Rng::seeded();
     let dir = tempfile::tempdir().unwrap();
     let pool = make_pool(dir.path(), 12);
     // A little firmware time per command so that kills land inside flashing, not only between
@@ -182,7 +160,7 @@ fn killing_the_factory_at_random_moments_loses_nothing() {
         "only {kills} kills happened before the batch was done"
     );
     assert_journal_matches_units(dir.path(), &conveyor, &pool);
-    let rows = report(&dir.path().join("journal.db"));
+    let rows = report(dir.path().join("journal.db"));
     let interrupted = rows.iter().filter(|r| r["result"] == "interrupted").count();
     eprintln!(
         "{kills} kills, {interrupted} interrupted attempts, {} attempts",
@@ -327,7 +305,7 @@ fn a_unit_that_fails_smoke_is_reported_and_its_credential_is_never_reissued() {
     assert!(a.stored_cert().is_some());
     assert_eq!(v[1]["event"], "unit_passed");
     assert_ne!(v[1]["thing_name"], v[0]["thing_name"]);
-    let rows = report(&dir.path().join("journal.db"));
+    let rows = report(dir.path().join("journal.db"));
     assert_eq!(rows[0]["result"], "fail");
     assert_eq!(rows[0]["exit_code"], 14);
     assert!(rows[0]["stages"].as_str().unwrap().contains("smoke="));
@@ -471,22 +449,9 @@ fn a_generated_pool_makes_one_certificate_per_unit_from_the_manufacturer_ca() {
 fn two_factory_processes_share_one_journal_and_pool() {
     let dir = tempfile::tempdir().unwrap();
     let pool = make_pool(dir.path(), 12);
+    let journal = format!("journal = \"{}\"", dir.path().join("journal.db").display());
     let shared = |config: std::path::PathBuf| {
-        let text = std::fs::read_to_string(&config)
-            .unwrap()
-            .replace(
-                "journal = \"journal.db\"",
-                &format!("journal = \"{}\"", dir.path().join("journal.db").display()),
-            )
-            .replace(
-                "manifest = \"pool/manifest.csv\"",
-                &format!("manifest = \"{}\"", pool.join("manifest.csv").display()),
-            )
-            .replace(
-                "ca = \"pool/ca.pem\"",
-                &format!("ca = \"{}\"", pool.join("ca.pem").display()),
-            );
-        std::fs::write(&config, text).unwrap();
+        share_pool(&config, &journal, &pool);
         config
     };
     let pc = |n: usize| {
@@ -553,7 +518,7 @@ fn two_factory_processes_share_one_journal_and_pool() {
             assert_eq!(ev["interrupted_attempts"], 0, "{ev}");
         }
     }
-    let rows = report(&dir.path().join("journal.db"));
+    let rows = report(dir.path().join("journal.db"));
     assert!(
         rows.iter().all(|r| r["result"] != "interrupted"),
         "{rows:?}"
@@ -809,5 +774,7 @@ fn the_readme_factory_config_parses() {
     );
     let config = parsed.unwrap_or_else(|e| panic!("{e}"));
     assert!(config.events_table);
-    assert!(config.journal.is_absolute());
+    assert!(
+        matches!(&config.journal, atprov_core::factory::journal::Location::Sqlite(p) if p.is_absolute())
+    );
 }

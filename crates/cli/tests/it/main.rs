@@ -12,6 +12,7 @@ mod dashboard;
 mod engine_pty;
 mod factory;
 mod flash_baud;
+mod journal_pg;
 mod pki;
 mod provision;
 mod secrets;

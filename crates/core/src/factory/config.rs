@@ -16,7 +16,8 @@ use crate::provision::Stage;
 struct ConfigFile {
     profile: Option<String>,
     job: Option<PathBuf>,
-    journal: PathBuf,
+    journal: String,
+    line: Option<String>,
     #[serde(default)]
     events_table: bool,
     log_dir: Option<PathBuf>,
@@ -74,8 +75,11 @@ pub struct FactoryConfig {
     pub profile: String,
     /// The job file every unit gets.
     pub job: Option<PathBuf>,
-    /// The journal (SQLite file).
-    pub journal: PathBuf,
+    /// The journal: a SQLite file, or a PostgreSQL database several PCs share.
+    pub journal: crate::factory::journal::Location,
+    /// The line's name in the journal (`line = "L2"`; default: the host name): which PC's
+    /// process ran an attempt.
+    pub line: Option<String>,
     /// Also write every event into the journal's `events` table (for an MES).
     pub events_table: bool,
     /// Where per-unit transcripts go.
@@ -358,11 +362,22 @@ impl FactoryConfig {
                 port: s.port.clone(),
             });
         }
+        let journal = crate::factory::journal::Location::parse(&file.journal, Some(base))
+            .map_err(|e| bad("journal", e))?;
+        if let Some(line) = &file.line
+            && (line.is_empty() || line.contains([' ', ':']) || line.len() > 64)
+        {
+            return Err(bad(
+                "line",
+                format!("`{line}`: use a short name without spaces or colons, e.g. \"L2\""),
+            ));
+        }
         Ok(FactoryConfig {
             path: path.to_path_buf(),
             profile: file.profile.unwrap_or_else(|| "esp32-at".into()),
             job: file.job.as_deref().map(abs),
-            journal: abs(&file.journal),
+            journal,
+            line: file.line,
             events_table: file.events_table,
             log_dir: file.log_dir.as_deref().map(abs),
             pool,
@@ -399,7 +414,9 @@ port = "usb:10c4:ea60"
     #[test]
     fn relative_paths_follow_the_config_file() {
         let c = FactoryConfig::parse(GOOD, Path::new("/line/factory.toml")).unwrap();
-        assert_eq!(c.journal, Path::new("/line/line.db"));
+        assert!(
+            matches!(&c.journal, crate::factory::journal::Location::Sqlite(p) if p == Path::new("/line/line.db"))
+        );
         assert_eq!(c.job.as_deref(), Some(Path::new("/line/unit.toml")));
         let PoolSource::Manifest(manifest) = &c.pool.source else {
             panic!("manifest pool")

@@ -34,8 +34,8 @@ pub struct Summary {
 /// One station.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StationView {
-    /// The PC it belongs to (the factory process's host), when recorded.
-    pub host: Option<String>,
+    /// The line (factory process) it belongs to, when recorded.
+    pub line: Option<String>,
     /// Its name.
     pub name: String,
     /// `working` (an attempt is running) or `idle`.
@@ -114,9 +114,9 @@ pub fn summarize(rows: &[ReportRow], pool: PoolStatus, now: &str) -> Summary {
     let mut last_hour: BTreeMap<&str, ()> = BTreeMap::new();
     for r in rows {
         let s = stations
-            .entry((r.host.as_deref(), r.station.as_str()))
+            .entry((r.line.as_deref(), r.station.as_str()))
             .or_insert_with(|| StationView {
-                host: r.host.clone(),
+                line: r.line.clone(),
                 name: r.station.clone(),
                 state: "idle",
                 unit: None,
@@ -230,15 +230,15 @@ pub fn render(s: &Summary) -> String {
         s.pool.rejected,
         s.pool.revoked
     ));
-    out.push_str("<h2>Stations</h2><table id=\"stations\"><tr><th>PC</th><th>station</th><th>state</th><th>unit</th><th>passed</th><th>failed</th></tr>");
+    out.push_str("<h2>Stations</h2><table id=\"stations\"><tr><th>line</th><th>station</th><th>state</th><th>unit</th><th>passed</th><th>failed</th></tr>");
     for st in &s.stations {
-        let host = st.host.as_deref().unwrap_or("");
+        let line = st.line.as_deref().unwrap_or("");
         out.push_str(&format!(
-            "<tr class=\"station {}\" data-station=\"{}\" data-pc=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"station {}\" data-station=\"{}\" data-line=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             st.state,
             escape(&st.name),
-            escape(host),
-            escape(host),
+            escape(line),
+            escape(line),
             escape(&st.name),
             st.state,
             escape(st.unit.as_deref().unwrap_or("")),
@@ -317,7 +317,7 @@ mod tests {
     fn row(station: &str, unit: &str, result: &str, code: Option<u8>, finished: &str) -> ReportRow {
         ReportRow {
             attempt: 0,
-            host: Some("pc-1".into()),
+            line: Some("pc-1".into()),
             station: station.into(),
             port: "/dev/x".into(),
             unit: Some(unit.into()),
@@ -370,10 +370,10 @@ mod tests {
         assert_eq!(s.last_units[0].unit, "u4");
         // The same station name on another PC is another station.
         let mut other = row("s1", "u9", "pass", None, "2026-12-03T10:05:00.000Z");
-        other.host = Some("pc-2".into());
+        other.line = Some("pc-2".into());
         let two = summarize(&[rows[0].clone(), other], pool, "2026-12-03T10:30:00.000Z");
         assert_eq!(two.stations.len(), 2);
-        assert_eq!(two.stations[1].host.as_deref(), Some("pc-2"));
+        assert_eq!(two.stations[1].line.as_deref(), Some("pc-2"));
         let html = page(&s, "/events");
         assert!(html.contains("id=\"yield\">25.0 %<"), "{html}");
         assert!(html.contains("data-cause=\"13 connect\""));

@@ -89,6 +89,17 @@ pub enum Event {
     UnitPassed(Verdict),
     /// A unit failed.
     UnitFailed(Verdict),
+    /// The journal's database went out of reach: every station waits at its next journal
+    /// step until it is back.
+    JournalUnreachable {
+        /// The one line the operator reads.
+        message: String,
+    },
+    /// The journal's database is back; the stations go on.
+    JournalReachable {
+        /// The one line the operator reads.
+        message: String,
+    },
     /// The line stopped.
     FactoryStopped {
         /// Units finished in this run.

@@ -4,8 +4,8 @@
 //!
 //! - [`config`]: `factory.toml` (stations, profile, job, pool, journal, logs, policy).
 //! - [`pool`]: the credential pool (manifest or generated per unit), checked before use.
-//! - [`journal`]: the [`journal::Journal`] interface and its SQLite implementation; the only
-//!   place that decides which credential a unit gets.
+//! - [`journal`]: the [`journal::Journal`] interface and its backends (a SQLite file for one
+//!   PC, PostgreSQL for several); the only place that decides which credential a unit gets.
 //! - [`station`]: one task per station: wait for a unit, provision, record, wait for removal.
 //! - [`events`]: JSON-lines events for the MES and the operator's per-station lines.
 //! - [`report`]: `atprov factory report` from a journal.
@@ -28,7 +28,7 @@ use crate::profile::{Profile, Template};
 use crate::provision::job::{Job, JobSettings};
 use config::{FactoryConfig, PoolSource};
 use events::{Event, Observer};
-use journal::{Journal, SqliteJournal};
+use journal::Journal;
 use station::{Line, Source};
 
 /// How a run of the line is asked to behave beyond its config.
@@ -92,10 +92,30 @@ pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, 
             })?,
         )),
     };
-    let journal: Arc<dyn Journal> = Arc::new(
-        SqliteJournal::open(&config.journal)
-            .map_err(|e| Failure::new(Code::Journal, e.to_string()))?,
-    );
+    let location = config.journal.clone();
+    let process = journal::Process::this(config.line.as_deref());
+    let journal: Arc<dyn Journal> =
+        tokio::task::spawn_blocking(move || journal::open(&location, process))
+            .await
+            .map_err(|e| Failure::new(Code::Internal, format!("opening the journal: {e}")))?
+            .map_err(|e| Failure::new(Code::Journal, e.to_string()))?;
+    {
+        // A shared database that goes away is waited for; the operator and the MES hear it
+        // (not through the journal's own events table, which is what went away).
+        let observer = options.observer.clone();
+        journal.on_notice(Arc::new(move |reachable: bool, line: &str| {
+            let message = line.to_string();
+            observer.event(
+                "",
+                &if reachable {
+                    Event::JournalReachable { message }
+                } else {
+                    Event::JournalUnreachable { message }
+                },
+            );
+            observer.say("", line);
+        }));
+    }
     let interrupted = journal
         .recover()
         .map_err(|e| Failure::new(Code::Journal, e.to_string()))?;
@@ -207,7 +227,9 @@ pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, 
             let mut every = tokio::time::interval(journal::LEASE / 3);
             loop {
                 every.tick().await;
-                if let Err(e) = journal.heartbeat() {
+                let j = journal.clone();
+                let renewed = tokio::task::spawn_blocking(move || j.heartbeat()).await;
+                if let Ok(Err(e)) = renewed {
                     observer.say(
                         "",
                         &format!("journal: cannot renew the attempts' leases: {e}"),

@@ -210,6 +210,24 @@ pub fn write_config(dir: &Path, conveyor: &Conveyor, policy: &str) -> PathBuf {
     path
 }
 
+/// Points a config written by [`write_config`] at a journal shared by several PCs
+/// (`journal_lines` replaces its `journal = ...` line) and at the pool in `pool`, by absolute
+/// paths.
+pub fn share_pool(config: &Path, journal_lines: &str, pool: &Path) {
+    let text = std::fs::read_to_string(config)
+        .unwrap()
+        .replace("journal = \"journal.db\"", journal_lines)
+        .replace(
+            "manifest = \"pool/manifest.csv\"",
+            &format!("manifest = \"{}\"", pool.join("manifest.csv").display()),
+        )
+        .replace(
+            "ca = \"pool/ca.pem\"",
+            &format!("ca = \"{}\"", pool.join("ca.pem").display()),
+        );
+    std::fs::write(config, text).unwrap();
+}
+
 /// A running `atprov factory` whose events arrive on a channel.
 pub struct Factory {
     pub child: Child,
@@ -219,7 +237,13 @@ pub struct Factory {
 
 impl Factory {
     pub fn start(config: &Path, extra: &[&str]) -> Factory {
+        Factory::start_with(config, extra, &[])
+    }
+
+    /// Starts a factory with more environment (a journal password).
+    pub fn start_with(config: &Path, extra: &[&str], env: &[(&str, &str)]) -> Factory {
         let mut child = Command::new(env!("CARGO_BIN_EXE_atprov"))
+            .envs(env.iter().copied())
             .args(["factory", "--config"])
             .arg(config)
             .args(["--events", "-"])
@@ -330,9 +354,11 @@ pub fn react(conveyor: &mut Conveyor, ev: &serde_json::Value, retry_failed: bool
     }
 }
 
-/// `atprov factory report --journal F --json`.
-pub fn report(journal: &Path) -> Vec<serde_json::Value> {
+/// `atprov factory report --journal F --json` (a file, or a PostgreSQL URL whose password is
+/// the test server's).
+pub fn report(journal: impl AsRef<std::ffi::OsStr>) -> Vec<serde_json::Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_atprov"))
+        .env("ATPROV_JOURNAL_PASSWORD", super::postgres::PASSWORD)
         .args(["factory", "report", "--json", "--journal"])
         .arg(journal)
         .output()

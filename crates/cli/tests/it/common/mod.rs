@@ -5,6 +5,7 @@
 pub mod line;
 pub mod mosquitto;
 pub mod openssl;
+pub mod postgres;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -59,4 +60,34 @@ pub fn atprov(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A small deterministic generator (xorshift) for tests that act at random moments; the seed
+/// is printed so that a failing run can be repeated with `ATPROV_CRASH_SEED`.
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded from `ATPROV_CRASH_SEED`, else the clock.
+    pub fn seeded() -> Rng {
+        let seed = std::env::var("ATPROV_CRASH_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("ATPROV_CRASH_SEED={seed}");
+        Rng(seed)
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
 }

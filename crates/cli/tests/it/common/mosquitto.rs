@@ -27,7 +27,7 @@ pub struct Setup<'a> {
     pub passwords: &'a [(&'a str, &'a str)],
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -1,273 +1,17 @@
-//! The factory journal: which credential went to which unit, every attempt and how it ended.
-//! It is the factory's memory across crashes, so allocation is one transaction, committed to
-//! disk (WAL, `synchronous=FULL`) before a single byte of the credential reaches a module.
-//!
-//! Stations see only the [`Journal`] trait; [`SqliteJournal`] is the one implementation today
-//! (a local file shared by every station of one PC, and by several factory processes on it).
-//! An attempt belongs to the process that opened it: a lease its owner renews with heartbeats.
-//! At start a process recovers (marks interrupted) only attempts whose owner is gone: its
-//! lease expired, or its process no longer exists on this machine. Schema changes are
-//! versioned migrations (`PRAGMA user_version`). A database server for several PCs would be a
-//! second implementation of the same trait. Nothing secret is stored: key *paths*, never key
-//! bytes.
+//! The journal in a local SQLite file (WAL, `synchronous=FULL`): every station of one PC, and
+//! several factory processes on that PC, share it. Allocation is an `IMMEDIATE` transaction
+//! (SQLite's one writer at a time is the lock). Schema versions are `PRAGMA user_version`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use serde::Serialize;
 
-/// A journal failure: the factory cannot keep its promises without the journal, so every one
-/// of these stops the station that met it.
-#[derive(Debug, thiserror::Error)]
-#[error("journal {path}: {message}")]
-pub struct JournalError {
-    /// The journal as named.
-    pub path: String,
-    /// What went wrong.
-    pub message: String,
-}
-
-/// A credential in the pool, as registered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PoolRecord {
-    /// The thing name (AWS) or device name the credential belongs to.
-    pub thing_name: String,
-    /// The certificate file.
-    pub cert: PathBuf,
-    /// The key file (its path only: no key bytes are stored).
-    pub key: PathBuf,
-    /// SHA-256 of the certificate file, lower-case hex.
-    pub cert_sha256: String,
-}
-
-/// How a unit is known: `mac:...` or `imei:...`, plus what identify saw.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct UnitIdentity {
-    /// `mac:...` or `imei:...`: what the journal knows the unit by.
-    pub key: String,
-    /// The job's unit id.
-    pub unit_id: String,
-    /// The MAC address, when identify captured one.
-    pub mac: Option<String>,
-    /// The IMEI, when identify captured one.
-    pub imei: Option<String>,
-    /// The SIM's ICCID, when identify captured one.
-    pub iccid: Option<String>,
-    /// The firmware version.
-    pub firmware: Option<String>,
-    /// The chip.
-    pub chip: Option<String>,
-}
-
-/// A credential given to a unit.
-#[derive(Debug, Clone)]
-pub struct Allocation {
-    /// The credential's row.
-    pub credential: i64,
-    /// What it is.
-    pub record: PoolRecord,
-    /// The unit held this credential before (it came back).
-    pub again: bool,
-}
-
-/// Why no credential was given.
-#[derive(Debug)]
-pub enum AllocateError {
-    /// Every credential is taken or rejected.
-    Exhausted {
-        /// Credentials held by units.
-        assigned: u64,
-        /// Credentials that failed their check.
-        rejected: u64,
-    },
-    /// The unit holds a credential that was revoked: it must not be written again.
-    Revoked {
-        /// The credential's thing name.
-        thing_name: String,
-    },
-    /// The journal failed.
-    Journal(JournalError),
-}
-
-impl From<JournalError> for AllocateError {
-    fn from(e: JournalError) -> Self {
-        AllocateError::Journal(e)
-    }
-}
-
-/// How an attempt ended.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    /// Whether the unit passed.
-    pub passed: bool,
-    /// The exit code of its failure (0 for a pass).
-    pub exit_code: u8,
-    /// The one line saying why it failed.
-    pub reason: Option<String>,
-    /// Stage name and milliseconds, in order.
-    pub stages: Vec<(String, u64)>,
-    /// What becomes of the unit's credential.
-    pub fate: Fate,
-}
-
-/// What becomes of the credential of an attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fate {
-    /// It stays with the unit (a pass, or policy `keep`): no other unit ever gets it.
-    Keep,
-    /// Policy `release`, and the unit's store was erased and read back empty (or the
-    /// credential never reached it): back to the pool.
-    Release,
-    /// Policy `release`, but the unit could not be wiped: it keeps the credential, marked
-    /// burnt with the reason, so it never goes to a second unit.
-    Burnt(String),
-}
-
-/// Pool counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct PoolStatus {
-    /// Credentials no unit holds.
-    pub free: u64,
-    /// Credentials held by units.
-    pub assigned: u64,
-    /// Credentials that failed their check.
-    pub rejected: u64,
-    /// Credentials revoked (leaked): never issued again; a unit holding one is flagged.
-    pub revoked: u64,
-}
-
-/// One credential of the pool as the journal knows it (`atprov factory pool status`).
-#[derive(Debug, Clone, Serialize)]
-pub struct PoolEntry {
-    /// The thing name.
-    pub thing_name: String,
-    /// `free`, `assigned` or `rejected`.
-    pub state: String,
-    /// The unit holding it, when assigned.
-    pub unit: Option<String>,
-    /// Why it was rejected or revoked.
-    pub note: Option<String>,
-    /// When it was revoked, if it was.
-    pub revoked_at: Option<String>,
-    /// The certificate file.
-    pub cert: String,
-}
-
-/// A change made to the pool by hand (`atprov factory pool add|release|revoke`): who, when,
-/// what.
-#[derive(Debug, Clone, Serialize)]
-pub struct PoolChange {
-    /// When (UTC).
-    pub at: String,
-    /// Who (user@host).
-    pub who: String,
-    /// `added`, `released` or `revoked`.
-    pub action: String,
-    /// The credential, or how many were added.
-    pub what: String,
-    /// Why.
-    pub reason: String,
-}
-
-/// One attempt, joined with its unit and credential: a row of `atprov factory report`.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReportRow {
-    /// The attempt's number.
-    pub attempt: i64,
-    /// The PC (host name) whose factory process ran it, when recorded.
-    pub host: Option<String>,
-    /// The station.
-    pub station: String,
-    /// The port the unit was on.
-    pub port: String,
-    /// The unit's identity key.
-    pub unit: Option<String>,
-    /// The unit id.
-    pub unit_id: Option<String>,
-    /// The MAC address.
-    pub mac: Option<String>,
-    /// The IMEI.
-    pub imei: Option<String>,
-    /// The ICCID.
-    pub iccid: Option<String>,
-    /// The firmware version.
-    pub firmware: Option<String>,
-    /// The credential's thing name.
-    pub thing_name: Option<String>,
-    /// SHA-256 of its certificate.
-    pub cert_sha256: Option<String>,
-    /// When the attempt began (UTC).
-    pub started_at: String,
-    /// When it ended (UTC).
-    pub finished_at: Option<String>,
-    /// `running`, `pass`, `fail` or `interrupted`.
-    pub result: String,
-    /// The exit code of a failure.
-    pub exit_code: Option<u8>,
-    /// Why it failed.
-    pub reason: Option<String>,
-    /// `stage=ms` pairs, e.g. `init=12 identify=40 flash=310`.
-    pub stages: String,
-    /// The atprov version that ran it.
-    pub tool: String,
-    /// The device profile.
-    pub profile: String,
-}
-
-/// What stations need from a journal.
-pub trait Journal: Send + Sync {
-    /// Adds pool entries not yet known; an entry whose certificate changed since it was
-    /// registered is an error (its history would no longer be true).
-    fn register_pool(&self, entries: &[PoolRecord]) -> Result<PoolStatus, JournalError>;
-    /// Marks attempts a crash left running as interrupted; returns how many.
-    fn recover(&self) -> Result<u64, JournalError>;
-    /// Renews the lease of this process's running attempts (call at least every
-    /// [`LEASE`] / 3): attempts whose lease expired belong to a process that died, and only
-    /// those are recovered by another process sharing the journal.
-    fn heartbeat(&self) -> Result<(), JournalError>;
-    /// An attempt begins on a station (the unit is not known yet).
-    fn begin_attempt(&self, station: &str, port: &str, profile: &str) -> Result<i64, JournalError>;
-    /// Names the unit of an attempt and gives it its credential: the one it already holds,
-    /// else the first free one. Atomic: committed before it returns.
-    fn allocate(&self, attempt: i64, unit: &UnitIdentity) -> Result<Allocation, AllocateError>;
-    /// Adds a credential made for this unit and assigns it, atomically.
-    fn add_assigned(
-        &self,
-        attempt: i64,
-        unit: &UnitIdentity,
-        record: &PoolRecord,
-    ) -> Result<Allocation, JournalError>;
-    /// Takes a credential out of the pool for good (it failed its check).
-    fn reject(&self, credential: i64, reason: &str) -> Result<(), JournalError>;
-    /// Ends an attempt.
-    fn finish_attempt(&self, attempt: i64, outcome: &Outcome) -> Result<(), JournalError>;
-    /// How many distinct units passed.
-    fn units_passed(&self) -> Result<u64, JournalError>;
-    /// Counts of free, assigned and rejected credentials.
-    fn pool_status(&self) -> Result<PoolStatus, JournalError>;
-    /// Every credential of the pool with its state.
-    fn pool_entries(&self) -> Result<Vec<PoolEntry>, JournalError>;
-    /// Puts a `rejected` credential back into the pool (its cause was fixed); recorded.
-    fn release(&self, thing_name: &str, who: &str, reason: &str) -> Result<(), JournalError>;
-    /// Revokes a credential (leaked): never issued again; recorded.
-    fn revoke(&self, thing_name: &str, who: &str, reason: &str) -> Result<(), JournalError>;
-    /// Records a change made to the pool by hand.
-    fn record_change(
-        &self,
-        who: &str,
-        action: &str,
-        what: &str,
-        reason: &str,
-    ) -> Result<(), JournalError>;
-    /// Every recorded change to the pool, oldest first.
-    fn pool_changes(&self) -> Result<Vec<PoolChange>, JournalError>;
-    /// Appends one factory event to the `events` table (for an MES reading the journal with
-    /// SQL): when, which station, the event's name and its JSON.
-    fn record_event(&self, station: &str, event: &str, json: &str) -> Result<(), JournalError>;
-    /// Every attempt, oldest first.
-    fn report(&self) -> Result<Vec<ReportRow>, JournalError>;
-}
+use super::{
+    AllocateError, Allocation, Fate, Got, Journal, JournalError, LEASE, Outcome, PoolChange,
+    PoolEntry, PoolRecord, PoolStatus, Process, ReportRow, UnitIdentity, already_revoked, line_of,
+    owner_gone, refuse_release, unknown_credential,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS credentials (
@@ -317,10 +61,6 @@ CREATE TABLE IF NOT EXISTS assignments (
 );
 ";
 
-/// How long an attempt's owner may stay silent before the attempt counts as interrupted: a
-/// factory process renews its attempts' leases every [`LEASE`] / 3.
-pub const LEASE: std::time::Duration = std::time::Duration::from_secs(15);
-
 /// Schema changes after the first version, in order; `PRAGMA user_version` says how many a
 /// journal has. Each is applied once, in one transaction with the version bump.
 const MIGRATIONS: &[&str] = &[
@@ -346,21 +86,28 @@ const MIGRATIONS: &[&str] = &[
          event   TEXT NOT NULL,
          data    TEXT NOT NULL
      );",
+    // 4: the line (factory process) that ran an attempt, as it names itself.
+    "ALTER TABLE attempts ADD COLUMN line TEXT;",
 ];
 
 /// The journal in a local SQLite file.
 pub struct SqliteJournal {
     path: String,
     conn: Mutex<Connection>,
-    /// This process, as attempts name their owner: host, process id and start time.
-    owner: String,
+    /// This process, as attempts name their owner and line.
+    process: Process,
 }
 
 use crate::factory::utc_millis as now;
 
 impl SqliteJournal {
-    /// Opens (creating if needed) the journal at `path`.
+    /// Opens (creating if needed) the journal at `path`, for this process under its host name.
     pub fn open(path: &Path) -> Result<SqliteJournal, JournalError> {
+        Self::open_as(path, Process::this(None))
+    }
+
+    /// Opens (creating if needed) the journal at `path` for `process`.
+    pub fn open_as(path: &Path, process: Process) -> Result<SqliteJournal, JournalError> {
         let shown = path.display().to_string();
         let err = |e: rusqlite::Error| JournalError {
             path: shown.clone(),
@@ -388,14 +135,25 @@ impl SqliteJournal {
         }
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
             .map_err(err)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(err)?;
+        if version as usize > MIGRATIONS.len() {
+            return Err(JournalError {
+                path: shown,
+                message: format!(
+                    "its schema is version {version}, newer than this atprov knows ({}); upgrade atprov",
+                    MIGRATIONS.len()
+                ),
+            });
+        }
         conn.execute_batch(SCHEMA).map_err(err)?;
         let mut conn = conn;
         migrate(&mut conn).map_err(err)?;
-        let host = crate::factory::hostname();
         Ok(SqliteJournal {
             path: shown,
             conn: Mutex::new(conn),
-            owner: format!("{host}:{}:{}", std::process::id(), now()),
+            process,
         })
     }
 
@@ -411,9 +169,7 @@ impl SqliteJournal {
         })?;
         found.ok_or_else(|| JournalError {
             path: self.path.clone(),
-            message: format!(
-                "no credential `{thing_name}` in the pool (atprov factory pool status lists them)"
-            ),
+            message: unknown_credential(thing_name),
         })
     }
 
@@ -442,28 +198,6 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
     }
     tx.commit()
-}
-
-/// Whether an attempt's owner (`host:pid:started`, not this journal) ran on this host and is
-/// gone: its process no longer exists, or it is this process's earlier journal.
-fn owner_gone(owner: &str, this_host: &str) -> bool {
-    let mut parts = owner.splitn(3, ':');
-    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
-        return false;
-    };
-    let Ok(pid) = pid.parse::<i32>() else {
-        return false;
-    };
-    if host != this_host || pid <= 0 {
-        return false;
-    }
-    if pid as u32 == std::process::id() {
-        return true;
-    }
-    // SAFETY: signal 0 only asks whether the process exists.
-    let alive = unsafe { libc::kill(pid, 0) } == 0
-        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-    !alive
 }
 
 /// `utc_millis` of `ago` before now: timestamps compare as text.
@@ -612,7 +346,8 @@ impl Journal for SqliteJournal {
         // Only attempts whose owner is gone: its lease expired, or it ran on this machine and
         // its process no longer exists. Another live process's attempts are its own business.
         let expired = millis_ago(LEASE);
-        let host = self.owner.split(':').next().unwrap_or_default().to_string();
+        let host = self.process.host().to_string();
+        let this_owner = self.process.owner.as_str();
         self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let running: Vec<(i64, Option<String>, Option<String>)> = {
@@ -626,7 +361,7 @@ impl Journal for SqliteJournal {
                 let lease_over = heartbeat.as_deref().is_none_or(|h| h < expired.as_str());
                 let gone_here = owner
                     .as_deref()
-                    .is_some_and(|o| o != self.owner && owner_gone(o, &host));
+                    .is_some_and(|o| o != this_owner && owner_gone(o, &host));
                 if lease_over || gone_here {
                     n += tx.execute(
                         "UPDATE attempts SET result = 'interrupted', finished_at = ?1,
@@ -645,7 +380,7 @@ impl Journal for SqliteJournal {
         self.with(|conn| {
             conn.execute(
                 "UPDATE attempts SET heartbeat = ?1 WHERE owner = ?2 AND result = 'running'",
-                params![now(), self.owner],
+                params![now(), self.process.owner],
             )?;
             Ok(())
         })
@@ -655,15 +390,16 @@ impl Journal for SqliteJournal {
         self.with(|conn| {
             let at = now();
             conn.execute(
-                "INSERT INTO attempts (station, port, started_at, tool, profile, owner, heartbeat)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?3)",
+                "INSERT INTO attempts (station, port, started_at, tool, profile, owner, heartbeat, line)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?3, ?7)",
                 params![
                     station,
                     port,
                     at,
                     format!("atprov {}", env!("CARGO_PKG_VERSION")),
                     profile,
-                    self.owner
+                    self.process.owner,
+                    self.process.line
                 ],
             )?;
             Ok(conn.last_insert_rowid())
@@ -671,11 +407,6 @@ impl Journal for SqliteJournal {
     }
 
     fn allocate(&self, attempt: i64, unit: &UnitIdentity) -> Result<Allocation, AllocateError> {
-        enum Got {
-            Some(Allocation),
-            Exhausted(PoolStatus),
-            Revoked(String),
-        }
         let got = self.with(|conn| {
             let at = now();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -746,14 +477,7 @@ impl Journal for SqliteJournal {
                 again,
             }))
         })?;
-        match got {
-            Got::Some(a) => Ok(a),
-            Got::Exhausted(s) => Err(AllocateError::Exhausted {
-                assigned: s.assigned,
-                rejected: s.rejected,
-            }),
-            Got::Revoked(thing_name) => Err(AllocateError::Revoked { thing_name }),
-        }
+        got.into_result()
     }
 
     fn add_assigned(
@@ -806,12 +530,7 @@ impl Journal for SqliteJournal {
     }
 
     fn finish_attempt(&self, attempt: i64, outcome: &Outcome) -> Result<(), JournalError> {
-        let stages = outcome
-            .stages
-            .iter()
-            .map(|(s, ms)| format!("{s}={ms}"))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let stages = outcome.stages_text();
         self.with(|conn| {
             let at = now();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -893,18 +612,11 @@ impl Journal for SqliteJournal {
     }
 
     fn release(&self, thing_name: &str, who: &str, reason: &str) -> Result<(), JournalError> {
-        let state = self.credential_state(thing_name)?;
-        if state.0 != "rejected" || state.1.is_some() {
+        let (state, revoked_at) = self.credential_state(thing_name)?;
+        if let Some(message) = refuse_release(thing_name, &state, revoked_at.is_some()) {
             return Err(JournalError {
                 path: self.path.clone(),
-                message: format!(
-                    "`{thing_name}` is {}: only a rejected credential goes back to the pool",
-                    if state.1.is_some() {
-                        "revoked".to_string()
-                    } else {
-                        state.0
-                    }
-                ),
+                message,
             });
         }
         self.with(|conn| {
@@ -919,11 +631,10 @@ impl Journal for SqliteJournal {
     }
 
     fn revoke(&self, thing_name: &str, who: &str, reason: &str) -> Result<(), JournalError> {
-        let state = self.credential_state(thing_name)?;
-        if state.1.is_some() {
+        if self.credential_state(thing_name)?.1.is_some() {
             return Err(JournalError {
                 path: self.path.clone(),
-                message: format!("`{thing_name}` is already revoked"),
+                message: already_revoked(thing_name),
             });
         }
         self.with(|conn| {
@@ -980,7 +691,7 @@ impl Journal for SqliteJournal {
             let mut stmt = conn.prepare(
                 "SELECT a.id, a.station, a.port, u.identity, u.unit_id, u.mac, u.imei, u.iccid,
                         u.firmware, c.thing_name, c.cert_sha256, a.started_at, a.finished_at,
-                        a.result, a.exit_code, a.reason, a.stages, a.tool, a.profile, a.owner
+                        a.result, a.exit_code, a.reason, a.stages, a.tool, a.profile, a.owner, a.line
                  FROM attempts a
                  LEFT JOIN units u ON u.id = a.unit
                  LEFT JOIN credentials c ON c.id = a.credential
@@ -1007,10 +718,7 @@ impl Journal for SqliteJournal {
                     stages: r.get(16)?,
                     tool: r.get(17)?,
                     profile: r.get(18)?,
-                    // The owner is `host:pid:start`.
-                    host: r
-                        .get::<_, Option<String>>(19)?
-                        .and_then(|o| o.split(':').next().map(str::to_string)),
+                    line: line_of(r.get(20)?, r.get(19)?),
                 })
             })?;
             rows.collect()
@@ -1018,16 +726,60 @@ impl Journal for SqliteJournal {
     }
 }
 
-/// Opens an existing journal for reading (`factory report`): a missing file is an error, not
-/// a new empty journal.
-pub fn open_existing(path: &Path) -> Result<SqliteJournal, JournalError> {
-    if !path.exists() {
-        return Err(JournalError {
-            path: path.display().to_string(),
-            message: "no such file (the factory creates it at its first run)".into(),
-        });
+impl SqliteJournal {
+    /// Every row of `table`, `columns` as [`super::copy`] names them, in id order.
+    pub(super) fn rows(
+        &self,
+        table: &str,
+        columns: &[&str],
+    ) -> Result<Vec<Vec<super::copy::Cell>>, JournalError> {
+        use super::copy::Cell;
+        let names: Vec<&str> = columns
+            .iter()
+            .map(|c| match c.trim_end_matches('#') {
+                "id" => "rowid",
+                name => name,
+            })
+            .collect();
+        self.with(|conn| {
+            let mut q = conn.prepare(&format!(
+                "SELECT {} FROM {table} ORDER BY rowid",
+                names.join(", ")
+            ))?;
+            q.query_map([], |r| {
+                columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        Ok(if c.ends_with('#') {
+                            Cell::Int(r.get(i)?)
+                        } else {
+                            Cell::Text(r.get(i)?)
+                        })
+                    })
+                    .collect()
+            })?
+            .collect()
+        })
     }
-    SqliteJournal::open(path)
+
+    /// An attempt still running under a lease that has not expired, whose owner is not
+    /// known to be gone (a factory is using the journal), if any.
+    pub(super) fn live_attempt(&self) -> Result<Option<i64>, JournalError> {
+        let fresh = millis_ago(LEASE);
+        let running: Vec<(i64, Option<String>)> = self.with(|conn| {
+            let mut q = conn.prepare(
+                "SELECT id, owner FROM attempts WHERE result = 'running' AND heartbeat >= ?1",
+            )?;
+            q.query_map([fresh], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })?;
+        let host = self.process.host();
+        Ok(running
+            .into_iter()
+            .find(|(_, owner)| !owner.as_deref().is_some_and(|o| owner_gone(o, host)))
+            .map(|(id, _)| id))
+    }
 }
 
 #[cfg(test)]
@@ -1054,61 +806,6 @@ mod tests {
 
     fn journal(dir: &tempfile::TempDir) -> SqliteJournal {
         SqliteJournal::open(&dir.path().join("j.db")).unwrap()
-    }
-
-    #[test]
-    fn each_unit_gets_its_own_credential_and_keeps_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = journal(&dir);
-        j.register_pool(&[record(1), record(2)]).unwrap();
-        let a = j.begin_attempt("s1", "p", "esp32-at").unwrap();
-        let first = j.allocate(a, &unit("aa:01")).unwrap();
-        let b = j.begin_attempt("s2", "p", "esp32-at").unwrap();
-        let second = j.allocate(b, &unit("aa:02")).unwrap();
-        assert_ne!(first.credential, second.credential);
-        assert!(!first.again && !second.again);
-        // The first unit comes back: the same credential, marked as again.
-        let c = j.begin_attempt("s1", "p", "esp32-at").unwrap();
-        let back = j.allocate(c, &unit("aa:01")).unwrap();
-        assert_eq!(back.credential, first.credential);
-        assert!(back.again);
-        // A third unit: the pool is exhausted.
-        let d = j.begin_attempt("s1", "p", "esp32-at").unwrap();
-        match j.allocate(d, &unit("aa:03")) {
-            Err(AllocateError::Exhausted { assigned, rejected }) => {
-                assert_eq!((assigned, rejected), (2, 0))
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_failed_units_credential_is_kept_unless_released() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = journal(&dir);
-        j.register_pool(&[record(1)]).unwrap();
-        let fail = |release: bool| Outcome {
-            passed: false,
-            exit_code: 14,
-            reason: Some("smoke".into()),
-            stages: vec![("init".into(), 3)],
-            fate: if release { Fate::Release } else { Fate::Keep },
-        };
-        let a = j.begin_attempt("s1", "p", "x").unwrap();
-        j.allocate(a, &unit("aa:01")).unwrap();
-        j.finish_attempt(a, &fail(false)).unwrap();
-        let b = j.begin_attempt("s1", "p", "x").unwrap();
-        assert!(matches!(
-            j.allocate(b, &unit("aa:02")),
-            Err(AllocateError::Exhausted { .. })
-        ));
-        let c = j.begin_attempt("s1", "p", "x").unwrap();
-        j.allocate(c, &unit("aa:01")).unwrap();
-        j.finish_attempt(c, &fail(true)).unwrap();
-        let d = j.begin_attempt("s1", "p", "x").unwrap();
-        let given = j.allocate(d, &unit("aa:02")).unwrap();
-        assert!(!given.again);
-        assert_eq!(j.pool_status().unwrap().assigned, 1);
     }
 
     #[test]

@@ -1,0 +1,224 @@
+//! A PostgreSQL server of its own for a test: Debian's `postgresql-15` binaries
+//! (`/usr/lib/postgresql/15/bin`, not on PATH), a cluster made by `initdb` in a temporary
+//! directory, listening on a free loopback port, password (SCRAM) authentication over TCP.
+//! `initdb` and the server refuse to run as root, so as root they run as `postgres`.
+//! Stopped (fast shutdown) when dropped; [`Postgres::stop`] and [`Postgres::start_again`]
+//! let a test take the server away mid-batch.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+const BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// The journal user's password: tests pass it in `ATPROV_JOURNAL_PASSWORD` and check that it
+/// never shows.
+pub const PASSWORD: &str = "pg-journal-Secret-7c1e";
+
+pub struct Postgres {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+fn as_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `cmd` run as the `postgres` user when we are root.
+fn as_postgres(program: &str) -> Command {
+    if as_root() {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=postgres",
+            "--regid=postgres",
+            "--init-groups",
+            "--",
+            program,
+        ]);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+impl Postgres {
+    /// A new cluster with the role `atprov` (password [`PASSWORD`]) owning the database
+    /// `journal`.
+    pub fn start() -> Postgres {
+        let initdb = Path::new(BIN).join("initdb");
+        assert!(
+            initdb.exists(),
+            "{} is missing (apt-get install postgresql-15)",
+            initdb.display()
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("atprov-pg")
+            .tempdir_in("/tmp")
+            .unwrap();
+        if as_root() {
+            let ok = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+        let pwfile = dir.path().join("superuser-password");
+        std::fs::write(&pwfile, "superuser-secret\n").unwrap();
+        if as_root() {
+            Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&pwfile)
+                .status()
+                .unwrap();
+        }
+        let out = as_postgres(initdb.to_str().unwrap())
+            .arg("-D")
+            .arg(dir.path().join("data"))
+            .args([
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-N",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut pg = Postgres {
+            child: None,
+            port: 0,
+            dir,
+        };
+        for _ in 0..5 {
+            pg.port = super::mosquitto::free_port();
+            if pg.launch() {
+                pg.psql(
+                    "postgres",
+                    &[
+                        &format!("CREATE ROLE atprov LOGIN PASSWORD '{PASSWORD}'"),
+                        "CREATE DATABASE journal OWNER atprov",
+                    ],
+                );
+                return pg;
+            }
+        }
+        panic!("postgres: no free port after 5 tries");
+    }
+
+    /// Starts the server on `self.port`; false when the port was taken.
+    fn launch(&mut self) -> bool {
+        let mut child = as_postgres(&format!("{BIN}/postgres"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-c", "listen_addresses=127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .arg("-k")
+            .arg(self.dir.path())
+            .args(["-c", "fsync=off"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start postgres");
+        let mut reader = BufReader::new(child.stderr.take().unwrap());
+        let mut log = String::new();
+        let mut line = String::new();
+        let up = loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                break false;
+            }
+            log.push_str(&line);
+            if line.contains("database system is ready to accept connections") {
+                break true;
+            }
+        };
+        if up {
+            let path = self.dir.path().join("server.log");
+            std::thread::spawn(move || {
+                let mut out = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap();
+                let _ = std::io::copy(&mut reader, &mut out);
+            });
+            self.child = Some(child);
+            return true;
+        }
+        let _ = child.wait();
+        if log.contains("Address already in use") || log.contains("could not bind") {
+            return false;
+        }
+        panic!("postgres did not start:\n{log}");
+    }
+
+    /// Runs SQL as the superuser over the server's socket, in database `db`.
+    pub fn psql(&self, db: &str, statements: &[&str]) -> String {
+        let mut c = Command::new("psql");
+        c.arg("-h")
+            .arg(self.dir.path())
+            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d"])
+            .arg(db)
+            .args(["-v", "ON_ERROR_STOP=1", "-q", "-A", "-t"]);
+        for s in statements {
+            c.args(["-c", s]);
+        }
+        let out = c
+            .output()
+            .expect("psql (apt-get install postgresql-client)");
+        assert!(
+            out.status.success(),
+            "psql {statements:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The journal's URL (no password: that comes from the environment).
+    pub fn url(&self) -> String {
+        format!("postgresql://atprov@127.0.0.1:{}/journal", self.port)
+    }
+
+    /// Stops the server (fast shutdown: clients are disconnected).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: signalling our own child.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGINT);
+            }
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the stopped server again on the same port.
+    pub fn start_again(&mut self) {
+        assert!(self.launch(), "port {} was taken meanwhile", self.port);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

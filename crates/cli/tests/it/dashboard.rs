@@ -11,14 +11,16 @@ use std::time::Duration;
 use crate::common::line::Unit;
 
 /// A dashboard process on a free loopback port; killed on drop.
-struct Dashboard {
+pub(crate) struct Dashboard {
     child: Child,
     base: String,
 }
 
 impl Dashboard {
-    fn start(journal: &Path, extra: &[&str]) -> Dashboard {
+    /// On `journal` (a file, or a URL of the test PostgreSQL server).
+    pub(crate) fn start(journal: impl AsRef<std::ffi::OsStr>, extra: &[&str]) -> Dashboard {
         let mut child = Command::new(env!("CARGO_BIN_EXE_atprov"))
+            .env("ATPROV_JOURNAL_PASSWORD", crate::common::postgres::PASSWORD)
             .args(["factory", "dashboard", "--journal"])
             .arg(journal)
             .args(["--listen", "127.0.0.1:0", "--every", "100ms"])
@@ -41,7 +43,7 @@ impl Dashboard {
     }
 
     /// `GET path`: the status code and the body.
-    fn get(&self, path: &str) -> (u16, String) {
+    pub(crate) fn get(&self, path: &str) -> (u16, String) {
         let host = self.base.trim_start_matches("http://");
         let mut s = std::net::TcpStream::connect(host).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();

@@ -10,7 +10,7 @@
 //! - `atprov factory journal migrate` from SQLite keeps every attempt and assignment.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,8 +19,12 @@ use atprov_core::factory::journal::{
     postgres::Target,
 };
 
-use crate::common::line::{Conveyor, Factory, make_pool, react, report, share_pool, write_config};
+use crate::common::line::{Pc, make_pool, pump_all, report};
 use crate::common::postgres::{PASSWORD, Postgres};
+
+/// The emulated units: a little firmware time per command, so that kills and the server's
+/// stop land inside units, not only between them.
+const SIM: &[&str] = &["--latency", "5ms"];
 
 fn record(i: usize) -> PoolRecord {
     PoolRecord {
@@ -186,17 +190,6 @@ fn two_pcs_allocating_at_once_never_share_a_credential() {
     assert_eq!(doubled.trim(), "0");
 }
 
-/// A factory config on a PostgreSQL journal, the pool shared by both PCs.
-fn pg_config(dir: &Path, conveyor: &Conveyor, pool: &Path, url: &str, line: &str) -> PathBuf {
-    let config = write_config(dir, conveyor, "answer_within = \"2s\"");
-    share_pool(
-        &config,
-        &format!("journal = \"{url}\"\nline = \"{line}\""),
-        pool,
-    );
-    config
-}
-
 /// Every unit plugged in holds exactly the certificate the journal gave it, no certificate
 /// went to two units, and each passed.
 fn assert_units_hold_the_journals_credentials(url: &str, units: &[crate::common::line::Unit]) {
@@ -232,87 +225,18 @@ fn assert_units_hold_the_journals_credentials(url: &str, units: &[crate::common:
     }
 }
 
-/// One PC of the line: its conveyor, its factory process, the units that passed.
-struct Pc {
-    name: String,
-    config: PathBuf,
-    conveyor: Conveyor,
-    factory: Option<Factory>,
-    passed: BTreeSet<String>,
-    units: usize,
-    stopping: bool,
-    stderr: String,
-    events: Vec<serde_json::Value>,
-}
-
-impl Pc {
-    fn new(root: &Path, n: usize, pool: &Path, url: &str, stations: usize, each: usize) -> Pc {
-        let d = root.join(format!("pc{n}"));
-        std::fs::create_dir_all(&d).unwrap();
-        let mut conveyor = Conveyor::numbered(
-            &d,
-            1 + stations * each * (n - 1),
-            stations,
-            each,
-            &["--latency", "5ms"],
-        );
-        let config = pg_config(&d, &conveyor, pool, url, &format!("PC{n}"));
-        conveyor.fill();
-        Pc {
-            name: format!("PC{n}"),
-            config,
-            conveyor,
-            factory: None,
-            passed: BTreeSet::new(),
-            units: stations * each,
-            stopping: false,
-            stderr: String::new(),
-            events: Vec::new(),
-        }
+/// The line of the issue: two PCs of three stations, three units each (18), sharing a pool
+/// of 24 on the journal `url`; both factories started.
+fn two_pcs_started(dir: &std::path::Path, url: &str) -> [Pc; 2] {
+    let pool = make_pool(dir, 24);
+    let mut pcs = [
+        Pc::new(dir, 1, &pool, url, 3, 3, SIM),
+        Pc::new(dir, 2, &pool, url, 3, 3, SIM),
+    ];
+    for pc in &mut pcs {
+        pc.start();
     }
-
-    fn start(&mut self) {
-        self.factory = Some(Factory::start_with(
-            &self.config,
-            &[],
-            &[("ATPROV_JOURNAL_PASSWORD", PASSWORD)],
-        ));
-    }
-
-    /// Handles what the factory said within `within`; false once it has exited.
-    fn pump(&mut self, within: Duration) -> bool {
-        let Some(f) = self.factory.as_mut() else {
-            return false;
-        };
-        match f.events.recv_timeout(within) {
-            Ok(ev) => {
-                react(&mut self.conveyor, &ev, true);
-                if ev["event"] == "unit_passed" {
-                    self.passed
-                        .insert(ev["unit"].as_str().unwrap_or_default().to_string());
-                    if self.passed.len() == self.units && !self.stopping {
-                        f.terminate();
-                        self.stopping = true;
-                    }
-                }
-                self.events.push(ev);
-                true
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => true,
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                let (code, stderr) = self.factory.take().unwrap().wait();
-                assert_eq!(code, 0, "{} exited {code}: {stderr}", self.name);
-                self.stderr.push_str(&stderr);
-                false
-            }
-        }
-    }
-
-    fn kill(&mut self) {
-        let mut f = self.factory.take().unwrap();
-        f.child.kill().unwrap();
-        let _ = f.child.wait();
-    }
+    pcs
 }
 
 #[test]
@@ -321,27 +245,11 @@ fn two_pcs_on_one_postgres_pool_survive_random_sigkills() {
     let pg = Postgres::start();
     let url = pg.url();
     let dir = tempfile::tempdir().unwrap();
-    let pool = make_pool(dir.path(), 24);
-    let mut pcs = [
-        Pc::new(dir.path(), 1, &pool, &url, 3, 3),
-        Pc::new(dir.path(), 2, &pool, &url, 3, 3),
-    ];
-    for pc in &mut pcs {
-        pc.start();
-    }
+    let mut pcs = two_pcs_started(dir.path(), &url);
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut kills = 0;
     let mut kill_at = Instant::now() + Duration::from_millis(50 + rng.below(500));
-    loop {
-        let mut running = 0;
-        for pc in &mut pcs {
-            if pc.pump(Duration::from_millis(10)) {
-                running += 1;
-            }
-        }
-        if running == 0 {
-            break;
-        }
+    while pump_all(&mut pcs) > 0 {
         assert!(Instant::now() < deadline, "the batch did not finish");
         if kills < 6 && Instant::now() >= kill_at {
             let victim = rng.below(2) as usize;
@@ -374,6 +282,20 @@ fn two_pcs_on_one_postgres_pool_survive_random_sigkills() {
         "{kills} kills, {interrupted} interrupted attempts, {} attempts",
         rows.len()
     );
+    // The dashboard reads the shared journal: both lines' stations, every unit.
+    let dashboard = crate::dashboard::Dashboard::start(&url, &[]);
+    let (status, body) = dashboard.get("/api/summary");
+    assert_eq!(status, 200, "{body}");
+    let summary: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(summary["units_passed"], 18, "{summary}");
+    let stations: BTreeSet<(String, String)> = summary["stations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["line"].to_string(), s["name"].to_string()))
+        .collect();
+    assert_eq!(stations.len(), 6, "{summary}");
+    assert_eq!(summary["pool"]["free"], 6, "{summary}");
     // 18 of the 24 credentials went out; six are left.
     let free = pg.psql(
         "journal",
@@ -394,63 +316,73 @@ fn a_database_restart_mid_batch_pauses_the_stations_and_loses_nothing() {
     let mut pg = Postgres::start();
     let url = pg.url();
     let dir = tempfile::tempdir().unwrap();
-    let pool = make_pool(dir.path(), 8);
-    let mut pc = Pc::new(dir.path(), 1, &pool, &url, 2, 3);
-    pc.start();
+    let mut pcs = two_pcs_started(dir.path(), &url);
+    let said = |pcs: &[Pc], event: &str| -> Vec<String> {
+        pcs.iter()
+            .flat_map(|pc| &pc.events)
+            .filter(|e| e["event"] == event)
+            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
     // Take the server away once a credential is committed and its unit is being written.
-    loop {
-        assert!(pc.pump(Duration::from_secs(60)), "the line stopped early");
-        if pc
-            .events
-            .last()
-            .is_some_and(|e| e["event"] == "credential_allocated")
-        {
-            break;
+    while pcs
+        .iter()
+        .flat_map(|pc| &pc.events)
+        .all(|e| e["event"] != "credential_allocated")
+    {
+        for pc in &mut pcs {
+            assert!(
+                pc.pump(Duration::from_millis(10)),
+                "{} stopped early",
+                pc.name
+            );
         }
     }
     pg.stop();
-    // The line says it waits, once.
-    loop {
-        assert!(pc.pump(Duration::from_secs(60)), "the line stopped");
-        if pc
-            .events
-            .last()
-            .is_some_and(|e| e["event"] == "journal_unreachable")
-        {
-            break;
+    // The line says it waits.
+    while said(&pcs, "journal_unreachable").is_empty() {
+        for pc in &mut pcs {
+            assert!(pc.pump(Duration::from_millis(10)), "{} stopped", pc.name);
         }
     }
-    let said = pc.events.last().unwrap()["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let line = &said(&pcs, "journal_unreachable")[0];
     assert!(
-        said.starts_with("journal unreachable, retrying: postgresql://"),
-        "{said}"
+        line.starts_with("journal unreachable, retrying: postgresql://"),
+        "{line}"
     );
-    assert!(!said.contains(PASSWORD));
+    assert!(!line.contains(PASSWORD));
     pg.start_again();
-    while pc.pump(Duration::from_secs(60)) {}
-    let names: Vec<&str> = pc
-        .events
-        .iter()
-        .filter_map(|e| e["event"].as_str())
-        .collect();
-    assert_eq!(
-        names
+    while pump_all(&mut pcs) > 0 {}
+    for pc in &pcs {
+        let names: Vec<&str> = pc
+            .events
+            .iter()
+            .filter_map(|e| e["event"].as_str())
+            .collect();
+        let lost = names
             .iter()
             .filter(|n| **n == "journal_unreachable")
-            .count(),
-        1,
-        "said once per outage: {names:?}"
-    );
-    assert!(names.contains(&"journal_reachable"), "{names:?}");
-    assert!(names.iter().all(|n| *n != "unit_failed"), "{names:?}");
-    assert_units_hold_the_journals_credentials(&url, &pc.conveyor.plugged);
+            .count();
+        let back = names.iter().filter(|n| **n == "journal_reachable").count();
+        assert!(lost <= 1, "{}: said once per outage: {names:?}", pc.name);
+        assert_eq!(lost, back, "{}: {names:?}", pc.name);
+        assert!(
+            names.iter().all(|n| *n != "unit_failed"),
+            "{}: {names:?}",
+            pc.name
+        );
+    }
+    let mut units: Vec<_> = pcs
+        .iter()
+        .flat_map(|pc| pc.conveyor.plugged.clone())
+        .collect();
+    units.dedup_by(|a, b| a.mac == b.mac);
+    assert_eq!(units.len(), 18);
+    assert_units_hold_the_journals_credentials(&url, &units);
     let rows = report(&url);
     assert_eq!(
         rows.len(),
-        6,
+        18,
         "one attempt per unit, none doubled: {rows:?}"
     );
 }
@@ -522,4 +454,62 @@ fn a_sqlite_journal_migrates_to_postgres_with_every_attempt() {
     assert_eq!(with_pw.status.code(), Some(2), "{err}");
     assert!(err.contains("must not hold the password"), "{err}");
     assert!(!err.contains(PASSWORD), "{err}");
+}
+
+#[test]
+fn the_journal_speaks_tls_to_a_server_it_can_verify_and_to_no_other() {
+    let pki = tempfile::tempdir().unwrap();
+    crate::common::openssl::aws_shaped(pki.path(), crate::common::openssl::Keys::P256);
+    let pg = Postgres::start_tls(pki.path());
+    let open = |root: &str| {
+        let url = format!(
+            "{}?sslmode=require&sslrootcert={}",
+            pg.url(),
+            pki.path().join(root).display()
+        );
+        let target = Target::parse(&url).unwrap().with_password(PASSWORD);
+        journal::open(
+            &Location::Postgres(Box::new(target)),
+            Process::this(Some("L1")),
+        )
+    };
+    let j = open("ca.pem").unwrap_or_else(|e| panic!("{e}"));
+    j.register_pool(&[record(1)]).unwrap();
+    // The server says the journal's connection is encrypted.
+    let encrypted = pg.psql(
+        "journal",
+        &["SELECT COUNT(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE s.ssl AND a.application_name = 'atprov'"],
+    );
+    assert_eq!(encrypted.trim(), "1");
+    // A root that did not sign the server's certificate: refused, in one line.
+    let Err(e) = open("other-root.pem") else {
+        panic!("a server this root did not sign was trusted")
+    };
+    let line = e.to_string();
+    assert!(line.contains("cannot reach it"), "{line}");
+    assert!(line.to_lowercase().contains("certificate"), "{line}");
+    assert!(line.contains("sslrootcert= must name the CA"), "{line}");
+    assert!(!line.contains('\n'), "{line}");
+    assert!(!line.contains(PASSWORD), "{line}");
+    // A wrong password and none at all: each says what to check.
+    let with = |password: Option<&str>| {
+        let mut target = Target::parse(&pg.url()).unwrap();
+        if let Some(p) = password {
+            target = target.with_password(p);
+        }
+        match journal::open(&Location::Postgres(Box::new(target)), Process::this(None)) {
+            Ok(_) => panic!("opened with password {password:?}"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let wrong = with(Some("not-the-password"));
+    assert!(wrong.contains("password authentication failed"), "{wrong}");
+    assert!(wrong.contains("ATPROV_JOURNAL_PASSWORD"), "{wrong}");
+    assert!(!wrong.contains("not-the-password"), "{wrong}");
+    if std::env::var_os("ATPROV_JOURNAL_PASSWORD").is_none()
+        && std::env::var_os("ATPROV_JOURNAL_PASSWORD_FILE").is_none()
+    {
+        let none = with(None);
+        assert!(none.contains("ATPROV_JOURNAL_PASSWORD"), "{none}");
+    }
 }

@@ -36,15 +36,19 @@ pub(super) fn unit_identity(
 }
 
 /// The unit's credential, checked: the one it holds, else a new one. A credential that fails
-/// its check is rejected in the journal and the next is taken.
+/// its check is rejected in the journal and the next is taken. Also returns how long the
+/// station waited for the journal's allocations (the figure a shared database is judged by).
 pub(super) async fn credential_for(
     line: &Line,
     attempt: i64,
     unit: &UnitIdentity,
-) -> Result<(Allocation, Credentials), Failure> {
+) -> Result<(Allocation, Credentials, std::time::Duration), Failure> {
+    let mut waited = std::time::Duration::ZERO;
     loop {
         let who = unit.clone();
+        let asked = std::time::Instant::now();
         let got = line.journal(move |j| j.allocate(attempt, &who)).await;
+        waited += asked.elapsed();
         let allocation = match got {
             Ok(a) => a,
             Err(AllocateError::Journal(e)) => return Err(journal_failure(e)),
@@ -114,7 +118,7 @@ pub(super) async fn credential_for(
             line.device_ca.as_ref(),
             line.target,
         ) {
-            Ok(creds) => return Ok((allocation, creds)),
+            Ok(creds) => return Ok((allocation, creds, waited)),
             Err(problem) => {
                 let reason = format!("pki check: {problem}");
                 tracing::warn!(

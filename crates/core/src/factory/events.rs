@@ -64,6 +64,8 @@ pub enum Event {
         cert_sha256: String,
         /// The unit held this credential before.
         again: bool,
+        /// How long the station waited for the journal's allocation, in microseconds.
+        allocate_us: u64,
     },
     /// A stage of a unit began.
     StageStarted {

@@ -324,13 +324,14 @@ async fn unit(
                     identity: id.clone(),
                 });
                 match credential_for(line, attempt, &id).await {
-                    Ok((a, creds)) => {
+                    Ok((a, creds, waited)) => {
                         ui.event(&Event::CredentialAllocated {
                             attempt,
                             unit: progress.unit.clone(),
                             thing_name: a.record.thing_name.clone(),
                             cert_sha256: a.record.cert_sha256.clone(),
                             again: a.again,
+                            allocate_us: waited.as_micros() as u64,
                         });
                         job.set_var("thing_name", &a.record.thing_name);
                         for &stage in line.config.policy.steps.after_identify() {

@@ -374,3 +374,117 @@ pub fn report(journal: impl AsRef<std::ffi::OsStr>) -> Vec<serde_json::Value> {
         .unwrap()
         .clone()
 }
+
+/// A factory config on a PostgreSQL journal, the pool shared by both PCs.
+pub fn pg_config(dir: &Path, conveyor: &Conveyor, pool: &Path, url: &str, line: &str) -> PathBuf {
+    let config = write_config(dir, conveyor, "");
+    share_pool(
+        &config,
+        &format!("journal = \"{url}\"\nline = \"{line}\""),
+        pool,
+    );
+    config
+}
+
+/// One PC of a line of several on one PostgreSQL journal: its conveyor, its factory process
+/// (restarted by the test when killed), the units that passed. Its operator swaps units after
+/// each verdict (a failed unit goes back in) and stops the factory once all its own units
+/// passed.
+pub struct Pc {
+    pub name: String,
+    pub config: PathBuf,
+    pub conveyor: Conveyor,
+    pub factory: Option<Factory>,
+    /// The units that passed.
+    pub passed: std::collections::BTreeSet<String>,
+    /// Its units in all.
+    pub units: usize,
+    /// Asked to stop (every unit of its own passed).
+    pub stopping: bool,
+    pub stderr: String,
+    pub events: Vec<serde_json::Value>,
+}
+
+impl Pc {
+    /// PC number `n` (line `PCn`) with `stations` stations of `each` units in `root/pcN`, on
+    /// the journal `url` and the shared `pool`.
+    pub fn new(
+        root: &Path,
+        n: usize,
+        pool: &Path,
+        url: &str,
+        stations: usize,
+        each: usize,
+        sim_args: &[&str],
+    ) -> Pc {
+        let d = root.join(format!("pc{n}"));
+        std::fs::create_dir_all(&d).unwrap();
+        let mut conveyor = Conveyor::numbered(&d, 1 + stations * (n - 1), stations, each, sim_args);
+        let config = pg_config(&d, &conveyor, pool, url, &format!("PC{n}"));
+        conveyor.fill();
+        Pc {
+            name: format!("PC{n}"),
+            config,
+            conveyor,
+            factory: None,
+            passed: Default::default(),
+            units: stations * each,
+            stopping: false,
+            stderr: String::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Starts (or starts again) its factory process.
+    pub fn start(&mut self) {
+        self.factory = Some(Factory::start_with(
+            &self.config,
+            &[],
+            &[("ATPROV_JOURNAL_PASSWORD", super::postgres::PASSWORD)],
+        ));
+    }
+
+    /// Handles what the factory said within `within`; false once it has exited.
+    pub fn pump(&mut self, within: Duration) -> bool {
+        let Some(f) = self.factory.as_mut() else {
+            return false;
+        };
+        match f.events.recv_timeout(within) {
+            Ok(ev) => {
+                react(&mut self.conveyor, &ev, true);
+                if ev["event"] == "unit_passed" {
+                    self.passed
+                        .insert(ev["unit"].as_str().unwrap_or_default().to_string());
+                    if self.passed.len() == self.units && !self.stopping {
+                        f.terminate();
+                        self.stopping = true;
+                    }
+                }
+                self.events.push(ev);
+                true
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => true,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let (code, stderr) = self.factory.take().unwrap().wait();
+                assert_eq!(code, 0, "{} exited {code}: {stderr}", self.name);
+                self.stderr.push_str(&stderr);
+                false
+            }
+        }
+    }
+
+    /// SIGKILLs its factory process: no chance to clean up.
+    pub fn kill(&mut self) {
+        let mut f = self.factory.take().unwrap();
+        f.child.kill().unwrap();
+        let _ = f.child.wait();
+    }
+}
+
+/// Lets every PC handle what its factory said in the next few milliseconds; returns how many
+/// are still running.
+pub fn pump_all(pcs: &mut [Pc]) -> usize {
+    pcs.iter_mut()
+        .filter_map(|pc| pc.pump(Duration::from_millis(10)).then_some(()))
+        .count()
+}

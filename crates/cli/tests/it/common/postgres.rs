@@ -21,6 +21,8 @@ pub struct Postgres {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// More `-c name=value` settings for the server.
+    settings: Vec<String>,
 }
 
 fn as_root() -> bool {
@@ -49,6 +51,16 @@ impl Postgres {
     /// A new cluster with the role `atprov` (password [`PASSWORD`]) owning the database
     /// `journal`.
     pub fn start() -> Postgres {
+        Postgres::start_with(None)
+    }
+
+    /// [`Postgres::start`] with TLS on: the server presents `server-chain.pem` and
+    /// `server.key` from `pki` (made by `openssl::aws_shaped`), whose root is `ca.pem`.
+    pub fn start_tls(pki: &Path) -> Postgres {
+        Postgres::start_with(Some(pki))
+    }
+
+    fn start_with(pki: Option<&Path>) -> Postgres {
         let initdb = Path::new(BIN).join("initdb");
         assert!(
             initdb.exists(),
@@ -97,10 +109,38 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut settings = Vec::new();
+        if let Some(pki) = pki {
+            // The server reads its key as itself, and refuses a key others may read.
+            for (from, to) in [("server-chain.pem", "tls.crt"), ("server.key", "tls.key")] {
+                let target = dir.path().join(to);
+                std::fs::copy(pki.join(from), &target).unwrap();
+                if as_root() {
+                    Command::new("chown")
+                        .args(["postgres:postgres"])
+                        .arg(&target)
+                        .status()
+                        .unwrap();
+                }
+                Command::new("chmod")
+                    .arg("600")
+                    .arg(&target)
+                    .status()
+                    .unwrap();
+                let name = if to == "tls.crt" {
+                    "ssl_cert_file"
+                } else {
+                    "ssl_key_file"
+                };
+                settings.push(format!("{name}={}", target.display()));
+            }
+            settings.push("ssl=on".into());
+        }
         let mut pg = Postgres {
             child: None,
             port: 0,
             dir,
+            settings,
         };
         for _ in 0..5 {
             pg.port = super::mosquitto::free_port();
@@ -128,6 +168,7 @@ impl Postgres {
             .arg("-k")
             .arg(self.dir.path())
             .args(["-c", "fsync=off"])
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -185,6 +226,15 @@ impl Postgres {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A new empty database owned by `atprov`; its URL.
+    pub fn database(&self, name: &str) -> String {
+        self.psql(
+            "postgres",
+            &[&format!("CREATE DATABASE {name} OWNER atprov")],
+        );
+        format!("postgresql://atprov@127.0.0.1:{}/{name}", self.port)
     }
 
     /// The journal's URL (no password: that comes from the environment).

@@ -388,9 +388,10 @@ impl PostgresJournal {
         };
         journal.block(async {
             let mut client = journal.connect().await.map_err(|e| {
+                let why = describe(&e);
                 fail(format!(
-                    "cannot reach it: {} (is the server running, and the user, database and password right?)",
-                    describe(&e)
+                    "cannot reach it: {why} ({})",
+                    first_contact_hint(&e, &why)
                 ))
             })?;
             migrate(&mut client).await.map_err(|e| match e {
@@ -580,6 +581,25 @@ fn describe(e: &tokio_postgres::Error) -> String {
             Some(s) => format!("{e}: {s}"),
             None => e.to_string(),
         },
+    }
+}
+
+/// What to check when the first connection fails, by what failed.
+fn first_contact_hint(e: &tokio_postgres::Error, why: &str) -> &'static str {
+    let code = e.as_db_error().map(|d| d.code().code().to_string());
+    match code.as_deref() {
+        Some("28P01" | "28000") => {
+            "check the user and its password: ATPROV_JOURNAL_PASSWORD, ATPROV_JOURNAL_PASSWORD_FILE or ~/.pgpass"
+        }
+        Some("3D000") => "create the database first, owned by the journal's user",
+        Some(_) => "the server refused the connection",
+        None if why.contains("TLS") || why.contains("certificate") => {
+            "sslrootcert= must name the CA that signed the server's certificate, issued for the host in the URL"
+        }
+        None if why.contains("password") => {
+            "the server asks for a password: set ATPROV_JOURNAL_PASSWORD, ATPROV_JOURNAL_PASSWORD_FILE or ~/.pgpass"
+        }
+        None => "is the server running and listening at that host and port?",
     }
 }
 

@@ -420,6 +420,16 @@ fn a_sqlite_journal_migrates_to_postgres_with_every_attempt() {
             .output()
             .unwrap()
     };
+    // Before the migration the database holds no journal: a report says so and creates
+    // nothing.
+    let empty = std::process::Command::new(env!("CARGO_BIN_EXE_atprov"))
+        .env("ATPROV_JOURNAL_PASSWORD", PASSWORD)
+        .args(["factory", "report", "--journal", &url])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&empty.stderr);
+    assert_eq!(empty.status.code(), Some(15), "{err}");
+    assert!(err.contains("no atprov journal in this database"), "{err}");
     let out = migrate(&url);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -467,4 +467,37 @@ port = "usb:10c4:ea60"
             .to_string();
         assert!(e.contains("field `pool.ca`"), "{e}");
     }
+
+    #[test]
+    fn a_line_names_itself_and_its_journal_may_be_a_database() {
+        let text = GOOD.replace(
+            "journal = \"line.db\"",
+            "journal = \"postgresql://atprov@db.lan:5432/line\"\nline = \"L2\"",
+        );
+        let c = FactoryConfig::parse(&text, Path::new("/line/factory.toml")).unwrap();
+        assert_eq!(c.line.as_deref(), Some("L2"));
+        assert!(matches!(
+            &c.journal,
+            crate::factory::journal::Location::Postgres(t) if t.shown() == "postgresql://atprov@db.lan:5432/line"
+        ));
+        let bad = |journal: &str, line: &str| {
+            let text = GOOD.replace(
+                "journal = \"line.db\"",
+                &format!("journal = \"{journal}\"\nline = \"{line}\""),
+            );
+            FactoryConfig::parse(&text, Path::new("/line/factory.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = bad("line.db", "L 2");
+        assert!(e.contains("line") && e.contains("without spaces"), "{e}");
+        let e = bad("postgresql://atprov:hunter2@db/line", "L2");
+        assert!(
+            e.contains("journal") && e.contains("ATPROV_JOURNAL_PASSWORD"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = bad("mysql://db/line", "L2");
+        assert!(e.contains("a SQLite file or a postgresql:// URL"), "{e}");
+    }
 }

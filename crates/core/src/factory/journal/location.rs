@@ -63,13 +63,12 @@ pub fn open(location: &Location, process: Process) -> Result<Arc<dyn Journal>, J
 /// Opens an existing journal for reading and for pool changes (`factory report`, `pool`,
 /// `dashboard`): a missing file is an error, not a new empty journal.
 pub fn open_existing(location: &Location) -> Result<Arc<dyn Journal>, JournalError> {
-    if let Location::Sqlite(path) = location
-        && !path.exists()
-    {
-        return Err(JournalError {
+    match location {
+        Location::Sqlite(path) if !path.exists() => Err(JournalError {
             path: path.display().to_string(),
             message: "no such file (the factory creates it at its first run)".into(),
-        });
+        }),
+        Location::Sqlite(_) => open(location, Process::this(None)),
+        Location::Postgres(target) => Ok(Arc::new(PostgresJournal::open_existing(target)?)),
     }
-    open(location, Process::this(None))
 }

@@ -357,6 +357,20 @@ impl PostgresJournal {
     /// Connects to the journal (once: a server that is not there is an error here, not a
     /// wait), migrates its schema, and opens it for `process`.
     pub fn open(target: &Target, process: Process) -> Result<PostgresJournal, JournalError> {
+        Self::open_with(target, process, true)
+    }
+
+    /// Opens a journal the factory already made (`report`, `pool`, `dashboard`): a database
+    /// without the journal's schema is an error, not a new empty journal.
+    pub fn open_existing(target: &Target) -> Result<PostgresJournal, JournalError> {
+        Self::open_with(target, Process::this(None), false)
+    }
+
+    fn open_with(
+        target: &Target,
+        process: Process,
+        create: bool,
+    ) -> Result<PostgresJournal, JournalError> {
         let fail = |message: String| JournalError {
             path: target.shown.clone(),
             message,
@@ -394,6 +408,19 @@ impl PostgresJournal {
                     first_contact_hint(&e, &why)
                 ))
             })?;
+            if !create {
+                let made: bool = client
+                    .query_one("SELECT to_regclass('atprov_schema') IS NOT NULL", &[])
+                    .await
+                    .map_err(|e| journal.err(e))?
+                    .get(0);
+                if !made {
+                    return Err(fail(
+                        "no atprov journal in this database (the factory creates it at its first run)"
+                            .into(),
+                    ));
+                }
+            }
             migrate(&mut client).await.map_err(|e| match e {
                 Migrate::Newer(v) => fail(format!(
                     "its schema is version {v}, newer than this atprov knows ({}); upgrade atprov",

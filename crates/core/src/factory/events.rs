@@ -149,21 +149,86 @@ pub trait Observer: Send + Sync {
 }
 
 /// An observer that also writes every event into the journal's `events` table (the MES
-/// hand-off), then passes everything on to `inner`.
+/// hand-off), then passes everything on to `inner`. The table is written by a thread of its
+/// own, in order: a station never waits for it, and a journal server that went away holds up
+/// the events, not the line.
 pub struct JournalEvents {
-    /// The application's observer.
-    pub inner: std::sync::Arc<dyn Observer>,
-    /// The journal the events go to.
-    pub journal: std::sync::Arc<dyn crate::factory::journal::Journal>,
+    inner: std::sync::Arc<dyn Observer>,
+    queue: Mutex<std::sync::mpsc::Sender<Queued>>,
+}
+
+/// What the writer thread is given: an event to write, or a request to say when every event
+/// before it is written.
+enum Queued {
+    Event {
+        station: String,
+        name: String,
+        json: String,
+    },
+    Flushed(std::sync::mpsc::Sender<()>),
+}
+
+impl JournalEvents {
+    /// Passes events on to `inner` and writes them into `journal`'s events table.
+    pub fn new(
+        inner: std::sync::Arc<dyn Observer>,
+        journal: std::sync::Arc<dyn crate::factory::journal::Journal>,
+    ) -> JournalEvents {
+        let (queue, queued) = std::sync::mpsc::channel::<Queued>();
+        std::thread::Builder::new()
+            .name("events-table".into())
+            .spawn(move || {
+                for q in queued {
+                    match q {
+                        Queued::Event {
+                            station,
+                            name,
+                            json,
+                        } => {
+                            if let Err(e) = journal.record_event(&station, &name, &json) {
+                                tracing::error!("events table: {e}");
+                            }
+                        }
+                        Queued::Flushed(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            })
+            .expect("start the events-table writer");
+        JournalEvents {
+            inner,
+            queue: Mutex::new(queue),
+        }
+    }
+
+    /// Waits until every event so far is in the table (blocking).
+    pub fn flush(&self) {
+        let (done, wait) = std::sync::mpsc::channel();
+        let sent = self
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Queued::Flushed(done));
+        if sent.is_ok() {
+            let _ = wait.recv();
+        }
+    }
 }
 
 impl Observer for JournalEvents {
     fn event(&self, station: &str, event: &Event) {
         let json = serde_json::to_value(event).unwrap_or_default();
         let name = json["event"].as_str().unwrap_or("event").to_string();
-        if let Err(e) = self.journal.record_event(station, &name, &json.to_string()) {
-            tracing::error!("events table: {e}");
-        }
+        let _ = self
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Queued::Event {
+                station: station.to_string(),
+                name,
+                json: json.to_string(),
+            });
         self.inner.event(station, event);
     }
     fn status(&self, station: &str, text: &str) {

@@ -165,13 +165,15 @@ pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, 
         .units_passed()
         .map_err(|e| Failure::new(Code::Journal, e.to_string()))?;
     // With `events_table`, every event also goes into the journal (the MES hand-off).
-    let observer: Arc<dyn Observer> = if config.events_table {
-        Arc::new(events::JournalEvents {
-            inner: options.observer.clone(),
-            journal: journal.clone(),
-        })
-    } else {
-        options.observer.clone()
+    let events_table = config.events_table.then(|| {
+        Arc::new(events::JournalEvents::new(
+            options.observer.clone(),
+            journal.clone(),
+        ))
+    });
+    let observer: Arc<dyn Observer> = match &events_table {
+        Some(table) => table.clone(),
+        None => options.observer.clone(),
     };
     observer.event(
         "",
@@ -288,6 +290,10 @@ pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, 
             pool: status,
         },
     );
+    if let Some(table) = events_table {
+        // The MES reads the table after the line stopped: every event is in it by then.
+        let _ = tokio::task::spawn_blocking(move || table.flush()).await;
+    }
     match error {
         Some(f) => Err(f),
         None => Ok(summary),

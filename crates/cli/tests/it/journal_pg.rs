@@ -20,7 +20,7 @@ use atprov_core::factory::journal::{
 };
 
 use crate::common::line::{Pc, make_pool, pump_all, report};
-use crate::common::postgres::{PASSWORD, Postgres};
+use crate::common::postgres::{CuttingProxy, PASSWORD, Postgres};
 
 /// The emulated units: a little firmware time per command, so that kills and the server's
 /// stop land inside units, not only between them.
@@ -152,14 +152,16 @@ fn both_backends_keep_the_same_promises() {
 }
 
 #[test]
-fn two_pcs_allocating_at_once_never_share_a_credential() {
+fn eight_journals_allocating_at_once_never_share_a_credential() {
     let pg = Postgres::start();
-    let (a, b) = (open_pg(&pg, "PC1"), open_pg(&pg, "PC2"));
+    // Eight journals (eight processes' connections), two stations on each.
+    let journals: Vec<_> = (1..=8).map(|n| open_pg(&pg, &format!("PC{n}"))).collect();
+    let a = journals[0].clone();
     a.register_pool(&(1..=100).map(record).collect::<Vec<_>>())
         .unwrap();
     let threads: Vec<_> = (0..16)
         .map(|t| {
-            let j = if t % 2 == 0 { a.clone() } else { b.clone() };
+            let j = journals[t % 8].clone();
             std::thread::spawn(move || {
                 let mut got = Vec::new();
                 for n in 0..6 {
@@ -325,11 +327,13 @@ fn a_database_restart_mid_batch_pauses_the_stations_and_loses_nothing() {
             .collect()
     };
     // Take the server away once a credential is committed and its unit is being written.
+    let deadline = Instant::now() + Duration::from_secs(300);
     while pcs
         .iter()
         .flat_map(|pc| &pc.events)
         .all(|e| e["event"] != "credential_allocated")
     {
+        assert!(Instant::now() < deadline, "no credential was allocated");
         for pc in &mut pcs {
             assert!(
                 pc.pump(Duration::from_millis(10)),
@@ -341,6 +345,10 @@ fn a_database_restart_mid_batch_pauses_the_stations_and_loses_nothing() {
     pg.stop();
     // The line says it waits.
     while said(&pcs, "journal_unreachable").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "nobody noticed the server went away"
+        );
         for pc in &mut pcs {
             assert!(pc.pump(Duration::from_millis(10)), "{} stopped", pc.name);
         }
@@ -352,7 +360,9 @@ fn a_database_restart_mid_batch_pauses_the_stations_and_loses_nothing() {
     );
     assert!(!line.contains(PASSWORD));
     pg.start_again();
-    while pump_all(&mut pcs) > 0 {}
+    while pump_all(&mut pcs) > 0 {
+        assert!(Instant::now() < deadline, "the line did not finish");
+    }
     for pc in &pcs {
         let names: Vec<&str> = pc
             .events
@@ -376,6 +386,7 @@ fn a_database_restart_mid_batch_pauses_the_stations_and_loses_nothing() {
         .iter()
         .flat_map(|pc| pc.conveyor.plugged.clone())
         .collect();
+    units.sort_by(|a, b| a.mac.cmp(&b.mac));
     units.dedup_by(|a, b| a.mac == b.mac);
     assert_eq!(units.len(), 18);
     assert_units_hold_the_journals_credentials(&url, &units);
@@ -522,4 +533,119 @@ fn the_journal_speaks_tls_to_a_server_it_can_verify_and_to_no_other() {
         let none = with(None);
         assert!(none.contains("ATPROV_JOURNAL_PASSWORD"), "{none}");
     }
+}
+
+/// Each operation whose answer is lost after the server did the work (the connection cut
+/// just after `COMMIT` or `INSERT 0 1`) is run again and gives the same result: one attempt,
+/// one credential not marked "again", one release, one event, one revocation.
+#[test]
+fn an_answer_lost_with_its_connection_is_not_done_twice() {
+    let pg = Postgres::start();
+    let proxy = CuttingProxy::start(pg.port);
+    let target = Target::parse(&format!(
+        "postgresql://atprov@127.0.0.1:{}/journal",
+        proxy.port
+    ))
+    .unwrap()
+    .with_password(PASSWORD);
+    let j = journal::open(
+        &Location::Postgres(Box::new(target)),
+        Process::this(Some("L1")),
+    )
+    .unwrap();
+    j.register_pool(&[record(1), record(2), record(3)]).unwrap();
+    let mut cuts = 0;
+    let mut cut = |tag: &'static [u8]| {
+        proxy.arm(tag);
+        cuts += 1;
+        cuts
+    };
+    const COMMIT: &[u8] = b"COMMIT\0";
+    const INSERTED: &[u8] = b"INSERT 0 1\0";
+
+    let n = cut(INSERTED);
+    let a = j.begin_attempt("s1", "p", "x").unwrap();
+    assert_eq!(proxy.cuts(), n);
+    let n = cut(COMMIT);
+    let first = j.allocate(a, &unit(1)).unwrap();
+    assert_eq!(proxy.cuts(), n);
+    assert!(
+        !first.again,
+        "the same attempt's allocation, run again, is not \"again\""
+    );
+    let n = cut(COMMIT);
+    j.finish_attempt(a, &failed(true)).unwrap();
+    assert_eq!(proxy.cuts(), n);
+    let n = cut(INSERTED);
+    j.record_event("s1", "unit_failed", "{}").unwrap();
+    assert_eq!(proxy.cuts(), n);
+    let n = cut(COMMIT);
+    j.revoke("thing-3", "qa@pc", "leaked").unwrap();
+    assert_eq!(proxy.cuts(), n);
+    let b = j.begin_attempt("s1", "p", "x").unwrap();
+    let n = cut(COMMIT);
+    j.add_assigned(b, &unit(9), &record(9)).unwrap();
+    assert_eq!(proxy.cuts(), n);
+
+    let count = |sql: &str| pg.psql("journal", &[sql]).trim().to_string();
+    assert_eq!(count("SELECT COUNT(*) FROM attempts"), "2");
+    assert_eq!(
+        count("SELECT string_agg(event, ',' ORDER BY id) FROM assignments"),
+        "assigned,released,assigned"
+    );
+    assert_eq!(count("SELECT COUNT(*) FROM events"), "1");
+    assert_eq!(count("SELECT COUNT(*) FROM pool_changes"), "1");
+    assert_eq!(
+        count(
+            "SELECT state || ' ' || (revoked_at IS NOT NULL) FROM credentials WHERE thing_name = 'thing-3'"
+        ),
+        "free true"
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM credentials WHERE thing_name = 'thing-9'"),
+        "1"
+    );
+    let rows = j.report().unwrap();
+    assert_eq!(rows[0].result, "fail");
+    assert_eq!(rows[1].thing_name.as_deref(), Some("thing-9"));
+}
+
+/// Attempts are recovered by their lease as the server's clock tells it: another PC's live
+/// attempt is left alone, one whose lease expired is marked interrupted.
+#[test]
+fn another_pcs_attempt_is_recovered_only_when_its_lease_expired() {
+    let pg = Postgres::start();
+    let j = open_pg(&pg, "L1");
+    let a = j.begin_attempt("s1", "p", "x").unwrap();
+    // The attempt as a process on another PC owns it (a pid that may well exist here).
+    pg.psql(
+        "journal",
+        &[&format!(
+            "UPDATE attempts SET owner = 'other-pc@0123456789ab:1:t', heartbeat = now() WHERE id = {a}"
+        )],
+    );
+    assert_eq!(j.recover().unwrap(), 0, "a live lease is left alone");
+    pg.psql(
+        "journal",
+        &[&format!(
+            "UPDATE attempts SET heartbeat = now() - interval '16 seconds' WHERE id = {a}"
+        )],
+    );
+    assert_eq!(j.recover().unwrap(), 1, "an expired lease is recovered");
+    assert_eq!(j.report().unwrap()[0].result, "interrupted");
+    // A PC cloned from the same image (same host name, another machine id) is another PC.
+    let b = j.begin_attempt("s1", "p", "x").unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    pg.psql(
+        "journal",
+        &[&format!(
+            "UPDATE attempts SET owner = '{}@ffffffffffff:1:t', heartbeat = now() WHERE id = {b}",
+            host.trim()
+        )],
+    );
+    assert_eq!(
+        j.recover().unwrap(),
+        0,
+        "its pid means nothing on this machine"
+    );
 }

@@ -475,9 +475,13 @@ impl Pc {
 
     /// SIGKILLs its factory process: no chance to clean up.
     pub fn kill(&mut self) {
-        let mut f = self.factory.take().unwrap();
-        f.child.kill().unwrap();
-        let _ = f.child.wait();
+        let f = self.factory.take().unwrap();
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc::kill(f.child.id() as i32, libc::SIGKILL);
+        }
+        let (_, stderr) = f.wait();
+        self.stderr.push_str(&stderr);
     }
 }
 

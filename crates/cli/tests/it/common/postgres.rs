@@ -272,3 +272,97 @@ impl Drop for Postgres {
         self.stop();
     }
 }
+
+/// A TCP proxy in front of the server that can cut a connection just after the server
+/// answered a chosen command (`COMMIT`, `INSERT 0 1`), before the client hears the answer:
+/// the work is done on the server, the client only knows its connection went away. That is
+/// the case a journal must survive without doing the work twice.
+pub struct CuttingProxy {
+    pub port: u16,
+    armed: std::sync::Arc<std::sync::Mutex<Option<&'static [u8]>>>,
+    cuts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CuttingProxy {
+    /// Listens on a free loopback port and forwards to the server's `port`.
+    pub fn start(port: u16) -> CuttingProxy {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let armed: std::sync::Arc<std::sync::Mutex<Option<&'static [u8]>>> = Default::default();
+        let cuts: std::sync::Arc<std::sync::atomic::AtomicUsize> = Default::default();
+        let proxy = CuttingProxy {
+            port: listener.local_addr().unwrap().port(),
+            armed: armed.clone(),
+            cuts: cuts.clone(),
+        };
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", port)) else {
+                    continue;
+                };
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = c_in.read(&mut buf) {
+                        if n == 0 || s_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = s_out.shutdown(Shutdown::Both);
+                });
+                let (armed, cuts) = (armed.clone(), cuts.clone());
+                let (mut s_in, mut c_out) = (server, client);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    // The end of the previous read, so that an answer split across two reads
+                    // is still seen.
+                    let mut tail: Vec<u8> = Vec::new();
+                    while let Ok(n) = s_in.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let mut seen = std::mem::take(&mut tail);
+                        let old = seen.len();
+                        seen.extend_from_slice(&buf[..n]);
+                        {
+                            let mut armed = armed.lock().unwrap();
+                            // Only an answer that ends in what was just read counts: the
+                            // tail was forwarded already.
+                            if let Some(needle) = *armed
+                                && seen[old.saturating_sub(needle.len() - 1)..]
+                                    .windows(needle.len())
+                                    .any(|w| w == needle)
+                            {
+                                *armed = None;
+                                cuts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                let _ = c_out.shutdown(Shutdown::Both);
+                                let _ = s_in.shutdown(Shutdown::Both);
+                                return;
+                            }
+                        }
+                        if c_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        tail = seen[seen.len().saturating_sub(16)..].to_vec();
+                    }
+                    let _ = c_out.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        proxy
+    }
+
+    /// Cuts the connection that next carries the server's answer `tag` (e.g. `b"COMMIT\0"`,
+    /// the command-complete tag as the protocol sends it).
+    pub fn arm(&self, tag: &'static [u8]) {
+        *self.armed.lock().unwrap() = Some(tag);
+    }
+
+    /// How many connections were cut.
+    pub fn cuts(&self) -> usize {
+        self.cuts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

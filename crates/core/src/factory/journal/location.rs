@@ -25,7 +25,8 @@ impl Location {
         }
         if text.contains("://") {
             return Err(format!(
-                "`{text}`: a journal is a SQLite file or a postgresql:// URL"
+                "`{}`: a journal is a SQLite file or a postgresql:// URL",
+                super::postgres::redact_url(text)
             ));
         }
         let path = Path::new(text);

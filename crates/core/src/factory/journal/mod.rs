@@ -320,8 +320,9 @@ pub(crate) fn owner_gone(owner: &str, this_host: &str) -> bool {
 /// line it says it is.
 #[derive(Debug, Clone)]
 pub struct Process {
-    /// `host:pid:started`: unique per process, and enough to tell on this host whether it
-    /// is still alive.
+    /// `host@machine:pid:started`: unique per process, and enough to tell on this machine
+    /// whether it is still alive. The machine (from `/etc/machine-id`) tells apart PCs
+    /// cloned from one image, which share a host name.
     pub owner: String,
     /// The line's name (`line = "L2"` in `factory.toml`), else the host name.
     pub line: String,
@@ -331,9 +332,17 @@ impl Process {
     /// This process, on the line `line` (default: the host name).
     pub fn this(line: Option<&str>) -> Process {
         let host = crate::factory::hostname();
+        let machine = std::fs::read_to_string("/etc/machine-id")
+            .map(|id| id.trim().chars().take(12).collect::<String>())
+            .unwrap_or_default();
+        let here = if machine.is_empty() {
+            host.clone()
+        } else {
+            format!("{host}@{machine}")
+        };
         Process {
             owner: format!(
-                "{host}:{}:{}",
+                "{here}:{}:{}",
                 std::process::id(),
                 crate::factory::utc_millis()
             ),
@@ -341,16 +350,21 @@ impl Process {
         }
     }
 
-    /// The host part of the owner.
+    /// The machine part of the owner (`host@machine`).
     pub fn host(&self) -> &str {
         self.owner.split(':').next().unwrap_or_default()
     }
 }
 
-/// The line of an attempt: as recorded, else the host of its owner (`host:pid:start`), for
-/// attempts recorded before lines had names.
+/// The line of an attempt: as recorded, else the host of its owner (`host[@machine]:pid:start`),
+/// for attempts recorded before lines had names.
 pub(crate) fn line_of(line: Option<String>, owner: Option<String>) -> Option<String> {
-    line.or_else(|| owner.and_then(|o| o.split(':').next().map(str::to_string)))
+    line.or_else(|| {
+        owner.and_then(|o| {
+            let here = o.split(':').next()?;
+            Some(here.split('@').next().unwrap_or(here).to_string())
+        })
+    })
 }
 
 impl Outcome {

@@ -32,13 +32,13 @@ use super::{
     PoolChange, PoolEntry, PoolRecord, PoolStatus, Process, ReportRow, UnitIdentity,
     already_revoked, line_of, owner_gone, refuse_release, unknown_credential,
 };
-use crate::factory::utc_millis as now;
 
 /// Schema changes in order; `atprov_schema.version` says how many a database has. Each is
 /// applied once, in one transaction with the version bump. The first is the whole schema as
 /// SQLite has it after its own migrations (plus the attempt token that makes
 /// `begin_attempt` safe to repeat).
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE units (
     id         BIGSERIAL PRIMARY KEY,
     identity   TEXT NOT NULL UNIQUE,
@@ -107,7 +107,14 @@ CREATE TABLE events (
     event   TEXT NOT NULL,
     data    TEXT NOT NULL
 );
-"];
+",
+    // 2: a pool change or an event written again after its answer was lost is found by its
+    // token instead of being recorded twice.
+    "
+ALTER TABLE pool_changes ADD COLUMN token TEXT UNIQUE;
+ALTER TABLE events ADD COLUMN token TEXT UNIQUE;
+",
+];
 
 /// The advisory lock key under which a process migrates the schema.
 const MIGRATION_LOCK: i64 = 0x6174_7072_6f76; // "atprov"
@@ -117,6 +124,15 @@ const REGISTER_LOCK: i64 = MIGRATION_LOCK + 1;
 
 /// The longest pause between two tries while the server is unreachable.
 const MAX_PAUSE: Duration = Duration::from_secs(2);
+
+/// How long one journal operation may go unanswered before its connection counts as lost
+/// (a server that froze; a cable pulled mid-answer is found sooner by the TCP settings).
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The server's time as the journal stamps it (`2026-11-22T23:17:31.565Z`, like
+/// [`crate::factory::utc_millis`]): every PC of a line stamps by one clock.
+const SERVER_NOW: &str =
+    "to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
 
 /// A PostgreSQL journal as `factory.toml` or `--journal` names it, checked but not connected.
 #[derive(Debug, Clone)]
@@ -142,7 +158,9 @@ impl Target {
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
                 Some(("sslrootcert", file)) => root = Some(PathBuf::from(file)),
-                Some(("password", _)) => return Err(no_password_here()),
+                Some((key, _)) if key.to_ascii_lowercase().contains("password") => {
+                    return Err(no_password_here());
+                }
                 _ => kept.push(pair),
             }
         }
@@ -158,7 +176,8 @@ impl Target {
         }
         if config.get_user().is_none() {
             return Err(format!(
-                "`{url}`: name the database user (postgresql://USER@HOST:PORT/DB)"
+                "`{}`: name the database user (postgresql://USER@HOST:PORT/DB)",
+                redact_url(url)
             ));
         }
         if config.get_ssl_mode() == SslMode::Require && root.is_none() {
@@ -175,7 +194,12 @@ impl Target {
             config.ssl_mode(SslMode::Require);
         }
         config.connect_timeout(Duration::from_secs(5));
+        // A peer that stopped answering is found within about 10 s (unacknowledged data) or
+        // 25 s (an idle connection), not the system's default of minutes.
+        config.tcp_user_timeout(Duration::from_secs(10));
         config.keepalives_idle(Duration::from_secs(10));
+        config.keepalives_interval(Duration::from_secs(5));
+        config.keepalives_retries(3);
         config.application_name("atprov");
         Ok(Target {
             config,
@@ -201,18 +225,49 @@ fn no_password_here() -> String {
     "a journal URL must not hold the password (it would end up in logs): put it in ATPROV_JOURNAL_PASSWORD, a file named by ATPROV_JOURNAL_PASSWORD_FILE, or ~/.pgpass".into()
 }
 
-/// A URL with any password masked, for an error about a URL that was refused.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let user = &url[s + 3..at];
-            match user.split_once(':') {
-                Some((name, _)) => format!("{}{name}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_string(),
+/// `url` with anything that may be a password masked: the password of its user part, and
+/// the value of every query option whose name mentions one. Errors about a URL that was
+/// refused show it this way.
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match base.find("://") {
+        Some(s) => {
+            let rest = &base[s + 3..];
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            let authority = &rest[..authority_end];
+            match authority.rfind('@') {
+                Some(at) => {
+                    let user = &authority[..at];
+                    let user = match user.split_once(':') {
+                        Some((name, _)) => format!("{name}:***"),
+                        None => user.to_string(),
+                    };
+                    format!(
+                        "{}{user}{}{}",
+                        &base[..s + 3],
+                        &authority[at..],
+                        &rest[authority_end..]
+                    )
+                }
+                None => base.to_string(),
             }
         }
-        _ => url.to_string(),
+        None => base.to_string(),
+    };
+    if let Some(q) = query {
+        let pairs: Vec<String> = q
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if k.to_ascii_lowercase().contains("pass") => format!("{k}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out = format!("{out}?{}", pairs.join("&"));
     }
+    out
 }
 
 /// The password for `target`: the one given with [`Target::with_password`], else
@@ -292,13 +347,16 @@ fn lost(e: &tokio_postgres::Error) -> bool {
         let code = db.code().code();
         // Connection exceptions, shutdown in progress, too many connections, and the
         // conflicts PostgreSQL asks a client to retry.
-        return code.starts_with("08")
-            || matches!(
-                code,
-                "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
-            );
+        return code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300");
     }
     std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+}
+
+/// Whether PostgreSQL rolled the transaction back and asks for it to be run again
+/// (serialization failure, deadlock): the connection is fine.
+fn conflict(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error()
+        .is_some_and(|db| matches!(db.code().code(), "40001" | "40P01"))
 }
 
 /// The journal in a PostgreSQL database.
@@ -309,8 +367,8 @@ pub struct PostgresJournal {
     runtime: OwnRuntime,
     client: tokio::sync::Mutex<Option<Client>>,
     process: Process,
-    /// Numbers this process's attempts, for their tokens.
-    attempts: AtomicU64,
+    /// Numbers this process's attempts, pool changes and events, for their tokens.
+    tokens: AtomicU64,
     /// Whether the server is out of reach (said once per outage).
     unreachable: std::sync::atomic::AtomicBool,
     notice: std::sync::Mutex<Option<Notice>>,
@@ -326,28 +384,33 @@ macro_rules! retrying {
             let mut pause = Duration::from_millis(100);
             loop {
                 let mut slot = journal.client.lock().await;
-                let tried: Result<_, tokio_postgres::Error> = async {
+                let tried = tokio::time::timeout(OPERATION_TIMEOUT, async {
                     if slot.is_none() {
                         *slot = Some(journal.connect().await?);
                     }
                     let $client: &mut Client = slot.as_mut().expect("connected above");
                     $body.await
-                }
+                })
                 .await;
-                match tried {
-                    Ok(v) => {
+                let why = match tried {
+                    Ok(Ok(v)) => {
+                        drop(slot);
                         journal.reachable();
                         break Ok(v);
                     }
-                    Err(e) if lost(&e) => {
-                        *slot = None;
-                        drop(slot);
-                        journal.out_of_reach(&e);
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(MAX_PAUSE);
-                    }
-                    Err(e) => break Err(journal.err(e)),
-                }
+                    // Rolled back by the server: run it again at once.
+                    Ok(Err(e)) if conflict(&e) => continue,
+                    Ok(Err(e)) if lost(&e) => describe(&e),
+                    Ok(Err(e)) => break Err(journal.err(e)),
+                    Err(_) => format!("no answer within {} s", OPERATION_TIMEOUT.as_secs()),
+                };
+                // The connection is dropped with whatever it was doing (the server rolls back
+                // an open transaction); the operation is run again on a new one.
+                *slot = None;
+                drop(slot);
+                journal.out_of_reach(&why);
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_PAUSE);
             }
         })
     }};
@@ -396,7 +459,7 @@ impl PostgresJournal {
             runtime: OwnRuntime(Some(runtime)),
             client: tokio::sync::Mutex::new(None),
             process,
-            attempts: AtomicU64::new(0),
+            tokens: AtomicU64::new(0),
             unreachable: Default::default(),
             notice: Default::default(),
         };
@@ -470,13 +533,9 @@ impl PostgresJournal {
         Ok(client)
     }
 
-    fn out_of_reach(&self, e: &tokio_postgres::Error) {
+    fn out_of_reach(&self, why: &str) {
         if !self.unreachable.swap(true, Ordering::SeqCst) {
-            let line = format!(
-                "journal unreachable, retrying: {}: {}",
-                self.shown,
-                describe(e)
-            );
+            let line = format!("journal unreachable, retrying: {}: {why}", self.shown);
             tracing::warn!("{line}");
             self.tell(false, &line);
         }
@@ -499,6 +558,16 @@ impl PostgresJournal {
         if let Some(n) = notice {
             n(reachable, line);
         }
+    }
+
+    /// A token unique to this call (this process's owner and a counter): an insert run again
+    /// after its answer was lost finds its row by it.
+    fn token(&self) -> String {
+        format!(
+            "{}#{}",
+            self.process.owner,
+            self.tokens.fetch_add(1, Ordering::SeqCst)
+        )
     }
 
     fn err(&self, e: tokio_postgres::Error) -> JournalError {
@@ -539,7 +608,15 @@ async fn load_in(
 ) -> Result<Result<Vec<(String, u64)>, String>, tokio_postgres::Error> {
     use super::copy::Cell;
     let tx = client.transaction().await?;
-    for table in ["units", "credentials", "attempts"] {
+    // No factory may start writing while the copy runs, and the copy goes only into an
+    // empty journal.
+    let names: Vec<&str> = tables.iter().map(|(t, _, _)| *t).collect();
+    tx.batch_execute(&format!(
+        "LOCK TABLE {} IN EXCLUSIVE MODE",
+        names.join(", ")
+    ))
+    .await?;
+    for table in &names {
         let n: i64 = tx
             .query_one(&format!("SELECT COUNT(*) FROM {table}"), &[])
             .await?
@@ -578,10 +655,45 @@ async fn load_in(
             &[],
         )
         .await?;
+        // Read back in the same transaction: a copy that differs is never committed.
+        let back = rows_in(&tx, table, columns).await?;
+        if &back != rows {
+            return Ok(Err(format!(
+                "table {table} read back differently after the copy; nothing was committed"
+            )));
+        }
         counts.push((table.to_string(), rows.len() as u64));
     }
     tx.commit().await?;
     Ok(Ok(counts))
+}
+
+/// Every row of `table`, `columns` as [`super::copy`] names them, in id order.
+async fn rows_in(
+    c: &impl tokio_postgres::GenericClient,
+    table: &str,
+    columns: &[&str],
+) -> Result<Vec<Vec<super::copy::Cell>>, tokio_postgres::Error> {
+    use super::copy::Cell;
+    let names: Vec<&str> = columns.iter().map(|c| c.trim_end_matches('#')).collect();
+    let query = format!("SELECT {} FROM {table} ORDER BY id", names.join(", "));
+    c.query(&query, &[])
+        .await?
+        .iter()
+        .map(|r| {
+            columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    Ok(if c.ends_with('#') {
+                        Cell::Int(r.try_get(i)?)
+                    } else {
+                        Cell::Text(r.try_get(i)?)
+                    })
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// The journal's own runtime, shut down without waiting when the journal is dropped (which
@@ -670,6 +782,20 @@ impl From<tokio_postgres::Error> for Migrate {
 
 /// Applies the migrations the database lacks, under an advisory lock.
 async fn migrate(client: &mut Client) -> Result<(), Migrate> {
+    // Up to date: nothing is written (a read-only role may read the journal).
+    let made: bool = client
+        .query_one("SELECT to_regclass('atprov_schema') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if made {
+        let current: Option<i32> = client
+            .query_one("SELECT MAX(version) FROM atprov_schema", &[])
+            .await?
+            .get(0);
+        if current == Some(MIGRATIONS.len() as i32) {
+            return Ok(());
+        }
+    }
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
@@ -706,6 +832,15 @@ fn record_of(r: &Row) -> (i64, PoolRecord) {
             cert_sha256: r.get(4),
         },
     )
+}
+
+/// The server's time, for the stamps of one transaction.
+async fn server_now(
+    c: &impl tokio_postgres::GenericClient,
+) -> Result<String, tokio_postgres::Error> {
+    Ok(c.query_one(&format!("SELECT {SERVER_NOW}"), &[])
+        .await?
+        .get(0))
 }
 
 async fn upsert_unit(
@@ -763,8 +898,8 @@ async fn allocate_in(
     attempt: i64,
     unit: &UnitIdentity,
 ) -> Result<Got, tokio_postgres::Error> {
-    let at = now();
     let tx = client.transaction().await?;
+    let at = server_now(&tx).await?;
     let unit_row = upsert_unit(&tx, unit, &at).await?;
     // The unit's own credential, if it holds one (locked: a release cannot race us).
     let held = tx
@@ -789,20 +924,28 @@ async fn allocate_in(
     let (credential, record, again) = match held {
         Some(row) => {
             let (id, record) = record_of(&row);
-            (id, record, true)
+            // Run again after a lost answer, this attempt already has it: not "again".
+            let this_attempts: Option<i64> = tx
+                .query_opt("SELECT credential FROM attempts WHERE id = $1", &[&attempt])
+                .await?
+                .and_then(|r| r.get(0));
+            (id, record, this_attempts != Some(id))
         }
         None => {
             // The first free credential no other transaction holds: PCs do not queue here.
-            let free = tx
-                .query_opt(
-                    &format!(
-                        "SELECT {RECORD_COLUMNS} FROM credentials
-                         WHERE state = 'free' AND revoked_at IS NULL
-                         ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
-                    ),
-                    &[],
+            // When every free one is locked (another transaction may yet roll back, or a
+            // release is under way), wait for the first instead of calling the pool empty.
+            let pick = |lock: &str| {
+                format!(
+                    "SELECT {RECORD_COLUMNS} FROM credentials
+                     WHERE state = 'free' AND revoked_at IS NULL
+                     ORDER BY id LIMIT 1 FOR UPDATE {lock}"
                 )
-                .await?;
+            };
+            let mut free = tx.query_opt(&pick("SKIP LOCKED"), &[]).await?;
+            if free.is_none() && status_of(&tx).await?.free > 0 {
+                free = tx.query_opt(&pick(""), &[]).await?;
+            }
             let Some(row) = free else {
                 let s = status_of(&tx).await?;
                 tx.execute(
@@ -814,11 +957,13 @@ async fn allocate_in(
                 return Ok(Got::Exhausted(s));
             };
             let (id, record) = record_of(&row);
-            tx.execute(
-                "UPDATE credentials SET state = 'assigned', unit = $1 WHERE id = $2 AND state = 'free'",
-                &[&unit_row, &id],
-            )
-            .await?;
+            let taken = tx
+                .execute(
+                    "UPDATE credentials SET state = 'assigned', unit = $1 WHERE id = $2 AND state = 'free'",
+                    &[&unit_row, &id],
+                )
+                .await?;
+            debug_assert_eq!(taken, 1, "a locked free credential is ours to take");
             tx.execute(
                 "INSERT INTO assignments (credential, unit, event, at) VALUES ($1, $2, 'assigned', $3)",
                 &[&id, &unit_row, &at],
@@ -905,10 +1050,12 @@ async fn recover_in(client: &mut Client, process: &Process) -> Result<u64, tokio
         if lease_over || gone_here {
             n += tx
                 .execute(
-                    "UPDATE attempts SET result = 'interrupted', finished_at = $1,
-                         reason = 'atprov stopped during this attempt (crash, kill or power loss)'
-                     WHERE id = $2",
-                    &[&now(), &id],
+                    &format!(
+                        "UPDATE attempts SET result = 'interrupted', finished_at = {SERVER_NOW},
+                             reason = 'atprov stopped during this attempt (crash, kill or power loss)'
+                         WHERE id = $1"
+                    ),
+                    &[&id],
                 )
                 .await?;
         }
@@ -923,8 +1070,8 @@ async fn finish_in(
     outcome: &Outcome,
     stages: &str,
 ) -> Result<(), tokio_postgres::Error> {
-    let at = now();
     let tx = client.transaction().await?;
+    let at = server_now(&tx).await?;
     tx.execute(
         "UPDATE attempts SET result = $1, exit_code = $2, reason = $3, stages = $4, finished_at = $5
          WHERE id = $6",
@@ -977,8 +1124,8 @@ async fn add_assigned_in(
     unit: &UnitIdentity,
     record: &PoolRecord,
 ) -> Result<i64, tokio_postgres::Error> {
-    let at = now();
     let tx = client.transaction().await?;
+    let at = server_now(&tx).await?;
     let unit_row = upsert_unit(&tx, unit, &at).await?;
     // Run again after a lost answer: the credential is already there, held by this unit.
     let credential = match tx
@@ -1021,20 +1168,75 @@ async fn add_assigned_in(
     Ok(credential)
 }
 
+/// A change made to the pool by hand.
+#[derive(Clone, Copy)]
+enum ByHand {
+    Release,
+    Revoke,
+}
+
+/// Releases or revokes `thing_name` and records who did it, in one transaction: the state is
+/// checked under a row lock, and a change run again after its answer was lost finds its
+/// record by `token` instead of being refused or recorded twice. The inner error is the
+/// refusal.
 async fn change_in(
     client: &mut Client,
-    update: &str,
-    params: &[&(dyn ToSql + Sync)],
-    change: [&str; 4],
-) -> Result<(), tokio_postgres::Error> {
+    change: ByHand,
+    thing_name: &str,
+    who: &str,
+    reason: &str,
+    token: &str,
+) -> Result<Result<(), String>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    tx.execute(update, params).await?;
+    if tx
+        .query_opt("SELECT 1 FROM pool_changes WHERE token = $1", &[&token])
+        .await?
+        .is_some()
+    {
+        return Ok(Ok(()));
+    }
+    let at = server_now(&tx).await?;
+    let Some(row) = tx
+        .query_opt(
+            "SELECT state, revoked_at FROM credentials WHERE thing_name = $1 FOR UPDATE",
+            &[&thing_name],
+        )
+        .await?
+    else {
+        return Ok(Err(unknown_credential(thing_name)));
+    };
+    let (state, revoked): (String, bool) = (row.get(0), row.get::<_, Option<String>>(1).is_some());
+    let action = match change {
+        ByHand::Release => {
+            if let Some(refused) = refuse_release(thing_name, &state, revoked) {
+                return Ok(Err(refused));
+            }
+            tx.execute(
+                "UPDATE credentials SET state = 'free', note = NULL WHERE thing_name = $1",
+                &[&thing_name],
+            )
+            .await?;
+            "released"
+        }
+        ByHand::Revoke => {
+            if revoked {
+                return Ok(Err(already_revoked(thing_name)));
+            }
+            tx.execute(
+                "UPDATE credentials SET revoked_at = $1, note = $2 WHERE thing_name = $3",
+                &[&at, &format!("revoked: {reason}"), &thing_name],
+            )
+            .await?;
+            "revoked"
+        }
+    };
     tx.execute(
-        "INSERT INTO pool_changes (at, who, action, what, reason) VALUES ($1, $2, $3, $4, $5)",
-        &[&now(), &change[0], &change[1], &change[2], &change[3]],
+        "INSERT INTO pool_changes (at, who, action, what, reason, token) VALUES ($1, $2, $3, $4, $5, $6)",
+        &[&at, &who, &action, &thing_name, &reason, &token],
     )
     .await?;
-    tx.commit().await
+    tx.commit().await?;
+    Ok(Ok(()))
 }
 
 fn report_row(r: &Row) -> ReportRow {
@@ -1089,21 +1291,18 @@ impl Journal for PostgresJournal {
     fn begin_attempt(&self, station: &str, port: &str, profile: &str) -> Result<i64, JournalError> {
         // The token makes a repeat (after an answer lost with the connection) find the row
         // the first try inserted instead of opening a second attempt.
-        let token = format!(
-            "{}#{}",
-            self.process.owner,
-            self.attempts.fetch_add(1, Ordering::SeqCst)
-        );
-        let at = now();
+        let token = self.token();
         let tool = format!("atprov {}", env!("CARGO_PKG_VERSION"));
+        let insert = format!(
+            "INSERT INTO attempts (station, port, started_at, tool, profile, owner, heartbeat, line, token)
+             VALUES ($1, $2, {SERVER_NOW}, $3, $4, $5, now(), $6, $7) ON CONFLICT (token) DO NOTHING"
+        );
         retrying!(self, |c| async {
             c.execute(
-                "INSERT INTO attempts (station, port, started_at, tool, profile, owner, heartbeat, line, token)
-                 VALUES ($1, $2, $3, $4, $5, $6, now(), $7, $8) ON CONFLICT (token) DO NOTHING",
+                &insert,
                 &[
                     &station,
                     &port,
-                    &at,
                     &tool,
                     &profile,
                     &self.process.owner,
@@ -1182,30 +1381,11 @@ impl Journal for PostgresJournal {
     }
 
     fn release(&self, thing_name: &str, who: &str, reason: &str) -> Result<(), JournalError> {
-        let (state, revoked_at) = self.credential_state(thing_name)?;
-        if let Some(message) = refuse_release(thing_name, &state, revoked_at.is_some()) {
-            return Err(self.refused(message));
-        }
-        retrying!(self, |c| change_in(
-            c,
-            "UPDATE credentials SET state = 'free', note = NULL WHERE thing_name = $1 AND state = 'rejected'",
-            &[&thing_name],
-            [who, "released", thing_name, reason],
-        ))
+        self.by_hand(ByHand::Release, thing_name, who, reason)
     }
 
     fn revoke(&self, thing_name: &str, who: &str, reason: &str) -> Result<(), JournalError> {
-        if self.credential_state(thing_name)?.1.is_some() {
-            return Err(self.refused(already_revoked(thing_name)));
-        }
-        let note = format!("revoked: {reason}");
-        let at = now();
-        retrying!(self, |c| change_in(
-            c,
-            "UPDATE credentials SET revoked_at = $1, note = $2 WHERE thing_name = $3",
-            &[&at, &note, &thing_name],
-            [who, "revoked", thing_name, reason],
-        ))
+        self.by_hand(ByHand::Revoke, thing_name, who, reason)
     }
 
     fn record_change(
@@ -1215,10 +1395,13 @@ impl Journal for PostgresJournal {
         what: &str,
         reason: &str,
     ) -> Result<(), JournalError> {
-        retrying!(self, |c| c.execute(
-            "INSERT INTO pool_changes (at, who, action, what, reason) VALUES ($1, $2, $3, $4, $5)",
-            &[&now(), &who, &action, &what, &reason],
-        ))
+        let token = self.token();
+        let insert = format!(
+            "INSERT INTO pool_changes (at, who, action, what, reason, token)
+             VALUES ({SERVER_NOW}, $1, $2, $3, $4, $5) ON CONFLICT (token) DO NOTHING"
+        );
+        retrying!(self, |c| c
+            .execute(&insert, &[&who, &action, &what, &reason, &token]))
         .map(drop)
     }
 
@@ -1240,10 +1423,13 @@ impl Journal for PostgresJournal {
     }
 
     fn record_event(&self, station: &str, event: &str, json: &str) -> Result<(), JournalError> {
-        retrying!(self, |c| c.execute(
-            "INSERT INTO events (at, station, event, data) VALUES ($1, $2, $3, $4)",
-            &[&now(), &station, &event, &json],
-        ))
+        let token = self.token();
+        let insert = format!(
+            "INSERT INTO events (at, station, event, data, token)
+             VALUES ({SERVER_NOW}, $1, $2, $3, $4) ON CONFLICT (token) DO NOTHING"
+        );
+        retrying!(self, |c| c
+            .execute(&insert, &[&station, &event, &json, &token]))
         .map(drop)
     }
 
@@ -1263,44 +1449,28 @@ impl Journal for PostgresJournal {
 }
 
 impl PostgresJournal {
-    /// A credential's state and revocation time, or an error naming the unknown thing name.
-    fn credential_state(&self, thing_name: &str) -> Result<(String, Option<String>), JournalError> {
-        let row = retrying!(self, |c| c.query_opt(
-            "SELECT state, revoked_at FROM credentials WHERE thing_name = $1",
-            &[&thing_name],
-        ))?;
-        row.map(|r| (r.get(0), r.get(1)))
-            .ok_or_else(|| self.refused(unknown_credential(thing_name)))
+    /// A release or revocation, recorded with who and why (see [`change_in`]).
+    fn by_hand(
+        &self,
+        change: ByHand,
+        thing_name: &str,
+        who: &str,
+        reason: &str,
+    ) -> Result<(), JournalError> {
+        let token = self.token();
+        retrying!(self, |c| change_in(
+            c, change, thing_name, who, reason, &token
+        ))?
+        .map_err(|m| self.refused(m))
     }
-}
 
-impl PostgresJournal {
     /// Every row of `table`, `columns` as [`super::copy`] names them, in id order.
     pub(super) fn rows(
         &self,
         table: &str,
         columns: &[&str],
     ) -> Result<Vec<Vec<super::copy::Cell>>, JournalError> {
-        use super::copy::Cell;
-        let names: Vec<&str> = columns.iter().map(|c| c.trim_end_matches('#')).collect();
-        let query = format!("SELECT {} FROM {table} ORDER BY id", names.join(", "));
-        let rows = retrying!(self, |c| c.query(&query, &[]))?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                columns
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| {
-                        if c.ends_with('#') {
-                            Cell::Int(r.get(i))
-                        } else {
-                            Cell::Text(r.get(i))
-                        }
-                    })
-                    .collect()
-            })
-            .collect())
+        retrying!(self, |c| rows_in(&*c, table, columns))
     }
 }
 
@@ -1328,6 +1498,20 @@ mod tests {
         let t = Target::parse("postgresql://u@h/j?sslrootcert=/ca.pem").unwrap();
         assert_eq!(t.config.get_ssl_mode(), SslMode::Require);
         assert_eq!(t.root.as_deref(), Some(Path::new("/ca.pem")));
+    }
+
+    #[test]
+    fn a_refused_url_never_shows_a_password() {
+        assert_eq!(
+            redact_url("pg://u:hunter2@h:5432/db?sslmode=require&Password=x&passfile=y"),
+            "pg://u:***@h:5432/db?sslmode=require&Password=***&passfile=***"
+        );
+        assert_eq!(redact_url("postgresql://u@h/db"), "postgresql://u@h/db");
+        let e = Target::parse("postgresql://u@h/db?Password=hunter2").unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = crate::factory::journal::Location::parse("pg://u:hunter2@h/db", None).unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("postgresql://"), "{e}");
     }
 
     #[test]

@@ -154,7 +154,7 @@ fn both_backends_keep_the_same_promises() {
 #[test]
 fn eight_journals_allocating_at_once_never_share_a_credential() {
     let pg = Postgres::start();
-    // Eight journals (eight processes' connections), two stations on each.
+    // Eight journals (eight processes, up to four connections each), two stations on each.
     let journals: Vec<_> = (1..=8).map(|n| open_pg(&pg, &format!("PC{n}"))).collect();
     let a = journals[0].clone();
     a.register_pool(&(1..=100).map(record).collect::<Vec<_>>())

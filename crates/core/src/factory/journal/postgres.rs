@@ -7,12 +7,13 @@
 //! other, and the `UNIQUE` unit column makes a second credential for one unit impossible.
 //!
 //! The [`Journal`] trait is blocking (stations call it from `spawn_blocking`), so the journal
-//! runs `tokio-postgres` on a small runtime of its own. One connection per process, held by
-//! one caller at a time, as SQLite's one writer. When the connection is lost (server restart,
-//! network), every call waits and retries: the line hears "journal unreachable, retrying"
-//! once, then "journal reachable again". A call whose commit was sent but whose answer was
-//! lost is run again, so every operation is written to give the same result twice: the unit
-//! finds the credential it was just given, an attempt is found by its token.
+//! runs `tokio-postgres` on a small runtime of its own, with a few connections per process
+//! (each used by one caller at a time). When a connection is lost (server restart, network,
+//! no answer within a minute), the call waits and retries: the line hears "journal
+//! unreachable, retrying" once, then "journal reachable again". A call whose commit was sent
+//! but whose answer was lost is run again, so every operation is written to give the same
+//! result twice: the unit finds the credential it was just given, an attempt, a pool change
+//! or an event is found by its token.
 //!
 //! The password never appears in the journal's name: a URL with one is refused, and it comes
 //! from `ATPROV_JOURNAL_PASSWORD`, a file, or `~/.pgpass`.
@@ -121,6 +122,9 @@ const MIGRATION_LOCK: i64 = 0x6174_7072_6f76; // "atprov"
 
 /// The advisory lock key under which a process registers pool entries.
 const REGISTER_LOCK: i64 = MIGRATION_LOCK + 1;
+
+/// Connections per process (per factory, per dashboard).
+const CONNECTIONS: usize = 4;
 
 /// The longest pause between two tries while the server is unreachable.
 const MAX_PAUSE: Duration = Duration::from_secs(2);
@@ -365,7 +369,11 @@ pub struct PostgresJournal {
     config: Config,
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     runtime: OwnRuntime,
-    client: tokio::sync::Mutex<Option<Client>>,
+    /// A few connections, each used by one caller at a time and opened when first needed:
+    /// the stations of one PC allocate side by side, not one after another.
+    clients: Vec<tokio::sync::Mutex<Option<Client>>>,
+    /// Where a caller that finds every connection busy queues next.
+    next: std::sync::atomic::AtomicUsize,
     process: Process,
     /// Numbers this process's attempts, pool changes and events, for their tokens.
     tokens: AtomicU64,
@@ -383,7 +391,7 @@ macro_rules! retrying {
         journal.block(async {
             let mut pause = Duration::from_millis(100);
             loop {
-                let mut slot = journal.client.lock().await;
+                let mut slot = journal.slot().await;
                 let tried = tokio::time::timeout(OPERATION_TIMEOUT, async {
                     if slot.is_none() {
                         *slot = Some(journal.connect().await?);
@@ -457,7 +465,10 @@ impl PostgresJournal {
             config,
             tls,
             runtime: OwnRuntime(Some(runtime)),
-            client: tokio::sync::Mutex::new(None),
+            clients: (0..CONNECTIONS)
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+            next: Default::default(),
             process,
             tokens: AtomicU64::new(0),
             unreachable: Default::default(),
@@ -491,7 +502,7 @@ impl PostgresJournal {
                 )),
                 Migrate::Sql(e) => journal.err(e),
             })?;
-            *journal.client.lock().await = Some(client);
+            *journal.clients[0].lock().await = Some(client);
             Ok(())
         })?;
         Ok(journal)
@@ -560,6 +571,18 @@ impl PostgresJournal {
         }
     }
 
+    /// A connection of this process to use: a free one, else the next in turn (waiting for
+    /// it). It may be closed (`None`): the caller connects it.
+    async fn slot(&self) -> tokio::sync::MutexGuard<'_, Option<Client>> {
+        for c in &self.clients {
+            if let Ok(free) = c.try_lock() {
+                return free;
+            }
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
+        self.clients[i].lock().await
+    }
+
     /// A token unique to this call (this process's owner and a counter): an insert run again
     /// after its answer was lost finds its row by it.
     fn token(&self) -> String {
@@ -592,7 +615,7 @@ impl PostgresJournal {
         tables: &[super::copy::Table<'_>],
     ) -> Result<Result<Vec<(String, u64)>, String>, JournalError> {
         self.block(async {
-            let mut slot = self.client.lock().await;
+            let mut slot = self.slot().await;
             let client = match slot.as_mut() {
                 Some(c) => c,
                 None => slot.insert(self.connect().await.map_err(|e| self.err(e))?),

@@ -271,10 +271,19 @@ fn pool(args: PoolArgs) -> Result<(), Failure> {
         }
         PoolAction::Add { manifest } => {
             let records = crate::factory::pool::load_manifest(&manifest)?;
-            let before = journal.pool_status().map_err(journal_failure)?;
+            // Counted from the manifest, not from the pool's size: other PCs may be adding
+            // or using credentials at the same time.
+            let known: std::collections::HashSet<String> = journal
+                .pool_entries()
+                .map_err(journal_failure)?
+                .into_iter()
+                .map(|e| e.thing_name)
+                .collect();
+            let added = records
+                .iter()
+                .filter(|r| !known.contains(&r.thing_name))
+                .count();
             let after = journal.register_pool(&records).map_err(journal_failure)?;
-            let added = (after.free + after.assigned + after.rejected + after.revoked)
-                .saturating_sub(before.free + before.assigned + before.rejected + before.revoked);
             journal
                 .record_change(
                     &who(),

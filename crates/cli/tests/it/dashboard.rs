@@ -13,7 +13,7 @@ use crate::common::line::Unit;
 /// A dashboard process on a free loopback port; killed on drop.
 pub(crate) struct Dashboard {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Dashboard {
@@ -68,7 +68,7 @@ impl Drop for Dashboard {
 }
 
 /// Runs headless Chromium with `args` on `url`; returns its stdout.
-fn chromium(args: &[&str], url: &str) -> String {
+pub(crate) fn chromium(args: &[&str], url: &str) -> String {
     let out = Command::new("chromium")
         .args([
             "--headless",

@@ -10,6 +10,7 @@
 //! - `atprov factory journal migrate` from SQLite keeps every attempt and assignment.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -298,6 +299,22 @@ fn two_pcs_on_one_postgres_pool_survive_random_sigkills() {
         .collect();
     assert_eq!(stations.len(), 6, "{summary}");
     assert_eq!(summary["pool"]["free"], 6, "{summary}");
+    // And in a browser: both lines' stations on the page (the README's screenshot).
+    let page = format!("{}/?limit=1", dashboard.base);
+    let dom = crate::dashboard::chromium(&["--dump-dom"], &page);
+    for line in ["PC1", "PC2"] {
+        assert!(dom.contains(&format!("data-line=\"{line}\"")), "{dom}");
+    }
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-two-lines.png");
+    let _ = std::fs::remove_file(&shot);
+    crate::dashboard::chromium(
+        &[
+            "--window-size=1000,900",
+            &format!("--screenshot={}", shot.display()),
+        ],
+        &page,
+    );
+    assert!(std::fs::read(&shot).unwrap().starts_with(b"\x89PNG"));
     // 18 of the 24 credentials went out; six are left.
     let free = pg.psql(
         "journal",
@@ -648,4 +665,31 @@ fn another_pcs_attempt_is_recovered_only_when_its_lease_expired() {
         0,
         "its pid means nothing on this machine"
     );
+}
+
+/// `journal_password_file` (or `ATPROV_JOURNAL_PASSWORD_FILE`): the password's first line,
+/// from a file only its owner may read.
+#[test]
+fn a_password_file_is_read_only_when_it_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("journal.pass");
+    std::fs::write(&file, format!("{PASSWORD}\n")).unwrap();
+    let open = || {
+        let target = Target::parse(&pg.url())
+            .unwrap()
+            .with_password_file(file.clone());
+        journal::open(&Location::Postgres(Box::new(target)), Process::this(None))
+    };
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let Err(e) = open() else {
+        panic!("a password file others may read was used")
+    };
+    let line = e.to_string();
+    assert!(line.contains("chmod 600"), "{line}");
+    assert!(!line.contains(PASSWORD), "{line}");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let j = open().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(j.pool_status().unwrap().free, 0);
 }

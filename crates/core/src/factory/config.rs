@@ -17,6 +17,7 @@ struct ConfigFile {
     profile: Option<String>,
     job: Option<PathBuf>,
     journal: String,
+    journal_password_file: Option<PathBuf>,
     line: Option<String>,
     #[serde(default)]
     events_table: bool,
@@ -362,8 +363,23 @@ impl FactoryConfig {
                 port: s.port.clone(),
             });
         }
-        let journal = crate::factory::journal::Location::parse(&file.journal, Some(base))
+        let mut journal = crate::factory::journal::Location::parse(&file.journal, Some(base))
             .map_err(|e| bad("journal", e))?;
+        if let Some(password_file) = &file.journal_password_file {
+            match journal {
+                crate::factory::journal::Location::Postgres(target) => {
+                    journal = crate::factory::journal::Location::Postgres(Box::new(
+                        target.with_password_file(abs(password_file)),
+                    ));
+                }
+                crate::factory::journal::Location::Sqlite(_) => {
+                    return Err(bad(
+                        "journal_password_file",
+                        "is for a postgresql:// journal; a SQLite file has no password".into(),
+                    ));
+                }
+            }
+        }
         if let Some(line) = &file.line
             && (line.is_empty() || line.contains([' ', ':']) || line.len() > 64)
         {

@@ -146,6 +146,8 @@ pub struct Target {
     shown: String,
     /// The CA that signed the server's certificate (`sslrootcert=`), for `sslmode=require`.
     root: Option<PathBuf>,
+    /// A file holding the password (`journal_password_file` in `factory.toml`).
+    password_file: Option<PathBuf>,
 }
 
 impl Target {
@@ -209,7 +211,15 @@ impl Target {
             config,
             shown: url.to_string(),
             root,
+            password_file: None,
         })
+    }
+
+    /// The same journal with its password read from `file` (only its owner may read it),
+    /// after `ATPROV_JOURNAL_PASSWORD` and `ATPROV_JOURNAL_PASSWORD_FILE`.
+    pub fn with_password_file(mut self, file: PathBuf) -> Target {
+        self.password_file = Some(file);
+        self
     }
 
     /// The same journal with its password given here (a library caller that has it), ahead
@@ -275,8 +285,9 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// The password for `target`: the one given with [`Target::with_password`], else
-/// `ATPROV_JOURNAL_PASSWORD`, else the file named by
-/// `ATPROV_JOURNAL_PASSWORD_FILE`, else the matching line of `PGPASSFILE` or `~/.pgpass`.
+/// `ATPROV_JOURNAL_PASSWORD`, else the file named by `ATPROV_JOURNAL_PASSWORD_FILE`, else
+/// the config's `journal_password_file`, else the matching line of `PGPASSFILE` or
+/// `~/.pgpass`.
 fn password(target: &Target) -> Result<Option<String>, String> {
     if let Some(p) = target.config.get_password() {
         return Ok(Some(String::from_utf8_lossy(p).into_owned()));
@@ -285,9 +296,10 @@ fn password(target: &Target) -> Result<Option<String>, String> {
         return Ok(Some(p));
     }
     if let Ok(file) = std::env::var("ATPROV_JOURNAL_PASSWORD_FILE") {
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| format!("ATPROV_JOURNAL_PASSWORD_FILE: {file}: cannot read it: {e}"))?;
-        return Ok(Some(text.trim_end_matches(['\r', '\n']).to_string()));
+        return read_password_file("ATPROV_JOURNAL_PASSWORD_FILE", Path::new(&file)).map(Some);
+    }
+    if let Some(file) = &target.password_file {
+        return read_password_file("journal_password_file", file).map(Some);
     }
     let file = std::env::var_os("PGPASSFILE")
         .map(PathBuf::from)
@@ -309,6 +321,24 @@ fn password(target: &Target) -> Result<Option<String>, String> {
     let user = target.config.get_user().unwrap_or_default();
     let db = target.config.get_dbname().unwrap_or(user);
     Ok(pgpass_lookup(&text, [&host, &port, db, user]))
+}
+
+/// The first line of a password file that only its owner may read.
+fn read_password_file(named_by: &str, file: &Path) -> Result<String, String> {
+    use std::os::unix::fs::MetadataExt;
+    let shown = file.display();
+    let mode = std::fs::metadata(file)
+        .map_err(|e| format!("{named_by}: {shown}: cannot read it: {e}"))?
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{named_by}: {shown}: others may read it (mode {:o}): chmod 600 it",
+            mode & 0o777
+        ));
+    }
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("{named_by}: {shown}: cannot read it: {e}"))?;
+    Ok(text.lines().next().unwrap_or_default().to_string())
 }
 
 /// The password of the first `~/.pgpass` line matching `host:port:db:user` (`*` matches

@@ -75,16 +75,6 @@ const TABLES: &[(&str, &[&str])] = &[
     ("events", &["id#", "at", "station", "event", "data"]),
 ];
 
-/// One value of a row.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum Cell {
-    Int(Option<i64>),
-    Text(Option<String>),
-}
-
-/// A table's name, its columns (as in [`TABLES`]) and its rows.
-pub(super) type Table<'a> = (&'a str, &'a [&'a str], Vec<Vec<Cell>>);
-
 /// What a copy moved: rows per table.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Copied {

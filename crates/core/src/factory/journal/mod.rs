@@ -421,3 +421,13 @@ impl Got {
         }
     }
 }
+
+/// One value of a row, as both backends store it (for moving a journal between them).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Cell {
+    Int(Option<i64>),
+    Text(Option<String>),
+}
+
+/// A table's name, its columns (`#` marking an integer column) and its rows.
+pub(crate) type Table<'a> = (&'a str, &'a [&'a str], Vec<Vec<Cell>>);

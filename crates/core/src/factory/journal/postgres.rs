@@ -642,7 +642,7 @@ impl PostgresJournal {
     /// inner error) unless the journal is empty. No retry: a copy is started again by hand.
     pub(super) fn load(
         &self,
-        tables: &[super::copy::Table<'_>],
+        tables: &[super::Table<'_>],
     ) -> Result<Result<Vec<(String, u64)>, String>, JournalError> {
         self.block(async {
             let mut slot = self.slot().await;
@@ -657,9 +657,9 @@ impl PostgresJournal {
 
 async fn load_in(
     client: &mut Client,
-    tables: &[super::copy::Table<'_>],
+    tables: &[super::Table<'_>],
 ) -> Result<Result<Vec<(String, u64)>, String>, tokio_postgres::Error> {
-    use super::copy::Cell;
+    use super::Cell;
     let tx = client.transaction().await?;
     // No factory may start writing while the copy runs, and the copy goes only into an
     // empty journal.
@@ -726,8 +726,8 @@ async fn rows_in(
     c: &impl tokio_postgres::GenericClient,
     table: &str,
     columns: &[&str],
-) -> Result<Vec<Vec<super::copy::Cell>>, tokio_postgres::Error> {
-    use super::copy::Cell;
+) -> Result<Vec<Vec<super::Cell>>, tokio_postgres::Error> {
+    use super::Cell;
     let names: Vec<&str> = columns.iter().map(|c| c.trim_end_matches('#')).collect();
     let query = format!("SELECT {} FROM {table} ORDER BY id", names.join(", "));
     c.query(&query, &[])
@@ -1522,7 +1522,7 @@ impl PostgresJournal {
         &self,
         table: &str,
         columns: &[&str],
-    ) -> Result<Vec<Vec<super::copy::Cell>>, JournalError> {
+    ) -> Result<Vec<Vec<super::Cell>>, JournalError> {
         retrying!(self, |c| rows_in(&*c, table, columns))
     }
 }

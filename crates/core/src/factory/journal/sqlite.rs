@@ -732,8 +732,8 @@ impl SqliteJournal {
         &self,
         table: &str,
         columns: &[&str],
-    ) -> Result<Vec<Vec<super::copy::Cell>>, JournalError> {
-        use super::copy::Cell;
+    ) -> Result<Vec<Vec<super::Cell>>, JournalError> {
+        use super::Cell;
         let names: Vec<&str> = columns
             .iter()
             .map(|c| match c.trim_end_matches('#') {

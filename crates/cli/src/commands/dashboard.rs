@@ -14,13 +14,13 @@ use axum::routing::get;
 
 use crate::error::{Code, Failure};
 use crate::factory::dashboard::{self, Summary};
-use crate::factory::journal::{Journal, Location, open_existing};
+use crate::factory::journal::{Journal, open_existing};
 
 #[derive(Debug, clap::Args)]
 pub struct DashboardArgs {
     /// The journal the line writes: a SQLite file or postgresql://USER@HOST:PORT/DB.
     #[arg(long, value_name = "FILE|URL")]
-    pub journal: Location,
+    pub journal: String,
     /// Address to serve on; anything but loopback needs --token.
     #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -63,8 +63,8 @@ pub async fn run(args: DashboardArgs) -> Result<(), Failure> {
     }
     // The journal is opened once; one that cannot be read is refused before anything is
     // served.
-    let path = args.journal.clone();
-    let journal = tokio::task::spawn_blocking(move || open_existing(&path))
+    let location = super::factory::journal_location(&args.journal)?;
+    let journal = tokio::task::spawn_blocking(move || open_existing(&location))
         .await
         .map_err(|e| Failure::new(Code::Internal, e.to_string()))?
         .map_err(|e| Failure::new(Code::Journal, e.to_string()))?;

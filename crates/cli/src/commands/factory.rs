@@ -71,7 +71,7 @@ pub enum JournalAction {
 pub struct PoolArgs {
     /// The journal: a SQLite file or postgresql://USER@HOST:PORT/DB.
     #[arg(long, value_name = "FILE|URL", global = true)]
-    pub journal: Option<Location>,
+    pub journal: Option<String>,
     #[command(subcommand)]
     pub action: PoolAction,
 }
@@ -113,7 +113,7 @@ pub enum PoolAction {
 pub struct ReportArgs {
     /// The journal: a SQLite file or postgresql://USER@HOST:PORT/DB.
     #[arg(long, value_name = "FILE|URL")]
-    pub journal: Location,
+    pub journal: String,
     /// CSV on stdout.
     #[arg(long, conflicts_with = "json")]
     pub csv: bool,
@@ -202,9 +202,15 @@ fn journal(args: JournalArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Reads `--journal`: a file or a `postgresql://` URL. Parsed here rather than by clap,
+/// whose errors would repeat the value as typed, password and all.
+pub(crate) fn journal_location(text: &str) -> Result<Location, Failure> {
+    Location::parse(text, None).map_err(|e| Failure::usage(format!("--journal: {e}")))
+}
+
 fn print_report(args: ReportArgs) -> Result<(), Failure> {
-    let journal =
-        open_existing(&args.journal).map_err(|e| Failure::new(Code::Journal, e.to_string()))?;
+    let journal = open_existing(&journal_location(&args.journal)?)
+        .map_err(|e| Failure::new(Code::Journal, e.to_string()))?;
     let rows = journal
         .report()
         .map_err(|e| Failure::new(Code::Journal, e.to_string()))?;
@@ -234,7 +240,7 @@ fn pool(args: PoolArgs) -> Result<(), Failure> {
             "atprov factory pool needs --journal FILE|URL (the factory's journal)",
         ));
     };
-    let journal = open_existing(&path).map_err(journal_failure)?;
+    let journal = open_existing(&journal_location(&path)?).map_err(journal_failure)?;
     match args.action {
         PoolAction::Status { json } => {
             let status = journal.pool_status().map_err(journal_failure)?;

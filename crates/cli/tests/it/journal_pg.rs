@@ -126,7 +126,8 @@ fn contract(j: &dyn Journal) {
     let changes = j.pool_changes().unwrap();
     let actions: Vec<&str> = changes.iter().map(|c| c.action.as_str()).collect();
     assert_eq!(actions, ["released", "revoked"]);
-    j.record_event("s1", "unit_passed", "{}").unwrap();
+    j.record_event("2026-12-03T10:00:00.000Z", "s1", "unit_passed", "{}")
+        .unwrap();
     // The report tells every attempt in order, with the line that ran it.
     let rows = j.report().unwrap();
     assert_eq!(rows.len(), 9);
@@ -487,6 +488,22 @@ fn a_sqlite_journal_migrates_to_postgres_with_every_attempt() {
     assert_eq!(again.status.code(), Some(15), "{again:?}");
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(err.contains("not empty"), "{err}");
+    // Nor does any command repeat a password typed into --journal.
+    for command in [
+        &["factory", "report", "--journal"][..],
+        &["factory", "pool", "status", "--journal"][..],
+        &["factory", "dashboard", "--journal"][..],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_atprov"))
+            .args(command)
+            .arg(url.replace("atprov@", &format!("atprov:{PASSWORD}@")))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {err}");
+        assert!(err.contains("must not hold the password"), "{err}");
+        assert!(!err.contains(PASSWORD), "{command:?}: {err}");
+    }
     let with_pw = migrate(&url.replace("atprov@", &format!("atprov:{PASSWORD}@")));
     let err = String::from_utf8_lossy(&with_pw.stderr);
     assert_eq!(with_pw.status.code(), Some(2), "{err}");
@@ -594,7 +611,8 @@ fn an_answer_lost_with_its_connection_is_not_done_twice() {
     j.finish_attempt(a, &failed(true)).unwrap();
     assert_eq!(proxy.cuts(), n);
     let n = cut(INSERTED);
-    j.record_event("s1", "unit_failed", "{}").unwrap();
+    j.record_event("2026-12-03T10:00:01.000Z", "s1", "unit_failed", "{}")
+        .unwrap();
     assert_eq!(proxy.cuts(), n);
     let n = cut(COMMIT);
     j.revoke("thing-3", "qa@pc", "leaked").unwrap();
@@ -604,8 +622,18 @@ fn an_answer_lost_with_its_connection_is_not_done_twice() {
     j.add_assigned(b, &unit(9), &record(9)).unwrap();
     assert_eq!(proxy.cuts(), n);
 
+    // A unit that comes back for its credential, the answer lost: still "again".
+    let c = j.begin_attempt("s1", "p", "x").unwrap();
+    let n = cut(COMMIT);
+    let back = j.allocate(c, &unit(9)).unwrap();
+    assert_eq!(proxy.cuts(), n);
+    assert!(
+        back.again,
+        "a unit's own credential from an earlier attempt is \"again\""
+    );
+
     let count = |sql: &str| pg.psql("journal", &[sql]).trim().to_string();
-    assert_eq!(count("SELECT COUNT(*) FROM attempts"), "2");
+    assert_eq!(count("SELECT COUNT(*) FROM attempts"), "3");
     assert_eq!(
         count("SELECT string_agg(event, ',' ORDER BY id) FROM assignments"),
         "assigned,released,assigned"

@@ -155,12 +155,15 @@ pub trait Observer: Send + Sync {
 pub struct JournalEvents {
     inner: std::sync::Arc<dyn Observer>,
     queue: Mutex<std::sync::mpsc::Sender<Queued>>,
+    /// Events queued and not yet written.
+    pending: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// What the writer thread is given: an event to write, or a request to say when every event
 /// before it is written.
 enum Queued {
     Event {
+        at: String,
         station: String,
         name: String,
         json: String,
@@ -175,43 +178,58 @@ impl JournalEvents {
         journal: std::sync::Arc<dyn crate::factory::journal::Journal>,
     ) -> JournalEvents {
         let (queue, queued) = std::sync::mpsc::channel::<Queued>();
-        std::thread::Builder::new()
+        let pending: std::sync::Arc<std::sync::atomic::AtomicUsize> = Default::default();
+        let written = pending.clone();
+        let writer = std::thread::Builder::new()
             .name("events-table".into())
             .spawn(move || {
                 for q in queued {
                     match q {
                         Queued::Event {
+                            at,
                             station,
                             name,
                             json,
                         } => {
-                            if let Err(e) = journal.record_event(&station, &name, &json) {
+                            if let Err(e) = journal.record_event(&at, &station, &name, &json) {
                                 tracing::error!("events table: {e}");
                             }
+                            written.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                         }
                         Queued::Flushed(done) => {
                             let _ = done.send(());
                         }
                     }
                 }
-            })
-            .expect("start the events-table writer");
+            });
+        if let Err(e) = writer {
+            // Without a writer the queue is dropped: every event is still shown and sent.
+            tracing::error!("events table: cannot start its writer: {e}");
+        }
         JournalEvents {
             inner,
             queue: Mutex::new(queue),
+            pending,
         }
     }
 
-    /// Waits until every event so far is in the table (blocking).
-    pub fn flush(&self) {
+    /// Waits until every event so far is in the table, for `within` at most (blocking);
+    /// says how many were not written when the journal did not take them in time.
+    pub fn flush(&self, within: std::time::Duration) {
         let (done, wait) = std::sync::mpsc::channel();
         let sent = self
             .queue
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .send(Queued::Flushed(done));
-        if sent.is_ok() {
-            let _ = wait.recv();
+        if sent.is_err() || wait.recv_timeout(within).is_err() {
+            let left = self.pending.load(std::sync::atomic::Ordering::SeqCst);
+            if left > 0 {
+                tracing::error!(
+                    "events table: {left} event(s) not written: the journal did not take them within {} s",
+                    within.as_secs()
+                );
+            }
         }
     }
 }
@@ -220,11 +238,14 @@ impl Observer for JournalEvents {
     fn event(&self, station: &str, event: &Event) {
         let json = serde_json::to_value(event).unwrap_or_default();
         let name = json["event"].as_str().unwrap_or("event").to_string();
+        self.pending
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let _ = self
             .queue
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .send(Queued::Event {
+                at: crate::factory::utc_millis(),
                 station: station.to_string(),
                 name,
                 json: json.to_string(),

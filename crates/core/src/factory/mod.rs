@@ -277,22 +277,28 @@ pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, 
     stopper.abort();
     heartbeat.abort();
     tracing::debug!("every station stopped");
-    summary.passed = line
-        .journal
-        .units_passed()
-        .map_err(|e| Failure::new(Code::Journal, e.to_string()))?;
-    let status = line.journal.pool_status().unwrap_or_default();
-    observer.event(
-        "",
-        &Event::FactoryStopped {
-            units_this_run: summary.units,
-            units_passed: summary.passed,
-            pool: status,
-        },
-    );
+    let passed = line.journal.units_passed();
+    if let Ok(n) = passed {
+        summary.passed = n;
+        let status = line.journal.pool_status().unwrap_or_default();
+        observer.event(
+            "",
+            &Event::FactoryStopped {
+                units_this_run: summary.units,
+                units_passed: summary.passed,
+                pool: status,
+            },
+        );
+    }
     if let Some(table) = events_table {
-        // The MES reads the table after the line stopped: every event is in it by then.
-        let _ = tokio::task::spawn_blocking(move || table.flush()).await;
+        // The MES reads the table after the line stopped: every event is in it by then, or
+        // the log says how many are not.
+        let _ =
+            tokio::task::spawn_blocking(move || table.flush(std::time::Duration::from_secs(30)))
+                .await;
+    }
+    if let Err(e) = passed {
+        error.get_or_insert(Failure::new(Code::Journal, e.to_string()));
     }
     match error {
         Some(f) => Err(f),

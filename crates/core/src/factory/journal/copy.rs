@@ -133,11 +133,6 @@ pub fn sqlite_to_postgres(from: &Path, to: &Target) -> Result<Copied, JournalErr
         json(&source.pool_changes()?),
         json(&target.pool_changes()?),
     )?;
-    for (table, columns) in TABLES {
-        let n = target.rows(table, columns)?;
-        let expected = source.rows(table, columns)?;
-        same(table, format!("{expected:?}"), format!("{n:?}"))?;
-    }
     Ok(Copied { tables: counts })
 }
 

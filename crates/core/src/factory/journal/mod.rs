@@ -284,8 +284,14 @@ pub trait Journal: Send + Sync {
     /// Every recorded change to the pool, oldest first.
     fn pool_changes(&self) -> Result<Vec<PoolChange>, JournalError>;
     /// Appends one factory event to the `events` table (for an MES reading the journal with
-    /// SQL): when, which station, the event's name and its JSON.
-    fn record_event(&self, station: &str, event: &str, json: &str) -> Result<(), JournalError>;
+    /// SQL): when it happened (`utc_millis`), which station, the event's name and its JSON.
+    fn record_event(
+        &self,
+        at: &str,
+        station: &str,
+        event: &str,
+        json: &str,
+    ) -> Result<(), JournalError>;
     /// Every attempt, oldest first.
     fn report(&self) -> Result<Vec<ReportRow>, JournalError>;
 }
@@ -320,9 +326,10 @@ pub(crate) fn owner_gone(owner: &str, this_host: &str) -> bool {
 /// line it says it is.
 #[derive(Debug, Clone)]
 pub struct Process {
-    /// `host@machine:pid:started`: unique per process, and enough to tell on this machine
-    /// whether it is still alive. The machine (from `/etc/machine-id`) tells apart PCs
-    /// cloned from one image, which share a host name.
+    /// `host@boot:pid:started`: unique per process, and enough to tell on this machine
+    /// whether it is still alive. The boot (the kernel's random `boot_id`) tells apart PCs
+    /// cloned from one image, which share a host name and often a machine id too; after a
+    /// reboot, the old attempts' leases have long expired anyway.
     pub owner: String,
     /// The line's name (`line = "L2"` in `factory.toml`), else the host name.
     pub line: String,
@@ -332,8 +339,14 @@ impl Process {
     /// This process, on the line `line` (default: the host name).
     pub fn this(line: Option<&str>) -> Process {
         let host = crate::factory::hostname();
-        let machine = std::fs::read_to_string("/etc/machine-id")
-            .map(|id| id.trim().chars().take(12).collect::<String>())
+        let machine = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|id| {
+                id.trim()
+                    .replace('-', "")
+                    .chars()
+                    .take(12)
+                    .collect::<String>()
+            })
             .unwrap_or_default();
         let here = if machine.is_empty() {
             host.clone()
@@ -350,7 +363,7 @@ impl Process {
         }
     }
 
-    /// The machine part of the owner (`host@machine`).
+    /// The machine part of the owner (`host@boot`).
     pub fn host(&self) -> &str {
         self.owner.split(':').next().unwrap_or_default()
     }

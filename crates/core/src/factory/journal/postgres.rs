@@ -133,6 +133,10 @@ const MAX_PAUSE: Duration = Duration::from_secs(2);
 /// (a server that froze; a cable pulled mid-answer is found sooner by the TCP settings).
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a read of a whole table (a report, the pool, a copy) may take: its size, not a
+/// dead server, sets its time.
+const READ_ALL_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// The server's time as the journal stamps it (`2026-11-22T23:17:31.565Z`, like
 /// [`crate::factory::utc_millis`]): every PC of a line stamps by one clock.
 const SERVER_NOW: &str =
@@ -207,6 +211,12 @@ impl Target {
         config.keepalives_interval(Duration::from_secs(5));
         config.keepalives_retries(3);
         config.application_name("atprov");
+        // On the server's side: a PC that dies mid-transaction must not hold its locks (a
+        // credential row, the registration lock) for the hours a dead TCP peer can take.
+        config.options(
+            "-c idle_in_transaction_session_timeout=30s -c tcp_keepalives_idle=10 \
+             -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3",
+        );
         Ok(Target {
             config,
             shown: url.to_string(),
@@ -416,13 +426,17 @@ pub struct PostgresJournal {
 /// server is out of reach. `$body` is an expression using `$client: &mut Client` that returns
 /// a future of `Result<T, tokio_postgres::Error>`.
 macro_rules! retrying {
-    ($journal:expr, |$client:ident| $body:expr) => {{
+    ($journal:expr, |$client:ident| $body:expr) => {
+        retrying!($journal, OPERATION_TIMEOUT, |$client| $body)
+    };
+    ($journal:expr, $timeout:expr, |$client:ident| $body:expr) => {{
         let journal: &PostgresJournal = $journal;
         journal.block(async {
             let mut pause = Duration::from_millis(100);
             loop {
                 let mut slot = journal.slot().await;
-                let tried = tokio::time::timeout(OPERATION_TIMEOUT, async {
+                let timeout: Duration = $timeout;
+                let tried = tokio::time::timeout(timeout, async {
                     if slot.is_none() {
                         *slot = Some(journal.connect().await?);
                     }
@@ -440,7 +454,7 @@ macro_rules! retrying {
                     Ok(Err(e)) if conflict(&e) => continue,
                     Ok(Err(e)) if lost(&e) => describe(&e),
                     Ok(Err(e)) => break Err(journal.err(e)),
-                    Err(_) => format!("no answer within {} s", OPERATION_TIMEOUT.as_secs()),
+                    Err(_) => format!("no answer within {} s", timeout.as_secs()),
                 };
                 // The connection is dropped with whatever it was doing (the server rolls back
                 // an open transaction); the operation is run again on a new one.
@@ -845,8 +859,10 @@ async fn migrate(client: &mut Client) -> Result<(), Migrate> {
             .query_one("SELECT MAX(version) FROM atprov_schema", &[])
             .await?
             .get(0);
-        if current == Some(MIGRATIONS.len() as i32) {
-            return Ok(());
+        match current {
+            Some(v) if v as usize == MIGRATIONS.len() => return Ok(()),
+            Some(v) if v as usize > MIGRATIONS.len() => return Err(Migrate::Newer(v)),
+            _ => {}
         }
     }
     let tx = client.transaction().await?;
@@ -977,12 +993,17 @@ async fn allocate_in(
     let (credential, record, again) = match held {
         Some(row) => {
             let (id, record) = record_of(&row);
-            // Run again after a lost answer, this attempt already has it: not "again".
-            let this_attempts: Option<i64> = tx
-                .query_opt("SELECT credential FROM attempts WHERE id = $1", &[&attempt])
+            // "Again" when an earlier attempt gave it to this unit: not when this attempt,
+            // run again after a lost answer, finds what it took itself.
+            let earlier: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM attempts
+                                    WHERE credential = $1 AND unit = $2 AND id <> $3)",
+                    &[&id, &unit_row, &attempt],
+                )
                 .await?
-                .and_then(|r| r.get(0));
-            (id, record, this_attempts != Some(id))
+                .get(0);
+            (id, record, earlier)
         }
         None => {
             // The first free credential no other transaction holds: PCs do not queue here.
@@ -1047,38 +1068,48 @@ async fn register_in(
     // the first's rows (READ COMMITTED: each statement after the lock sees them).
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&REGISTER_LOCK])
         .await?;
-    for e in entries {
-        let known = tx
-            .query_opt(
-                "SELECT cert_sha256 FROM credentials WHERE thing_name = $1",
-                &[&e.thing_name],
-            )
-            .await?;
-        match known {
-            Some(row) if row.get::<_, String>(0) != e.cert_sha256 => {
-                return Ok(Err(format!(
-                    "pool entry `{}`: its certificate differs from the one registered under that name; a registered credential must not change (give the new one a new thing name)",
-                    e.thing_name
-                )));
-            }
-            Some(_) => {}
-            None => {
-                let inserted = tx
-                    .execute(
-                        "INSERT INTO credentials (thing_name, cert_path, key_path, cert_sha256)
-                         VALUES ($1, $2, $3, $4) ON CONFLICT (cert_sha256) DO NOTHING",
-                        &[
-                            &e.thing_name,
-                            &e.cert.to_string_lossy(),
-                            &e.key.to_string_lossy(),
-                            &e.cert_sha256,
-                        ],
-                    )
-                    .await?;
-                if inserted == 0 {
-                    return Ok(Err("the pool lists one certificate under two thing names (or a certificate the journal knows under another name); fix the manifest".into()));
-                }
-            }
+    // The whole manifest in two statements, however long it is.
+    let names: Vec<&str> = entries.iter().map(|e| e.thing_name.as_str()).collect();
+    let shas: Vec<&str> = entries.iter().map(|e| e.cert_sha256.as_str()).collect();
+    let certs: Vec<String> = entries
+        .iter()
+        .map(|e| e.cert.to_string_lossy().into_owned())
+        .collect();
+    let keys: Vec<String> = entries
+        .iter()
+        .map(|e| e.key.to_string_lossy().into_owned())
+        .collect();
+    if let Some(changed) = tx
+        .query_opt(
+            "SELECT n.thing_name FROM unnest($1::text[], $2::text[]) AS n(thing_name, sha)
+             JOIN credentials c USING (thing_name) WHERE c.cert_sha256 <> n.sha LIMIT 1",
+            &[&names, &shas],
+        )
+        .await?
+    {
+        return Ok(Err(format!(
+            "pool entry `{}`: its certificate differs from the one registered under that name; a registered credential must not change (give the new one a new thing name)",
+            changed.get::<_, String>(0)
+        )));
+    }
+    let inserted = tx
+        .execute(
+            "INSERT INTO credentials (thing_name, cert_path, key_path, cert_sha256)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+             ON CONFLICT (thing_name) DO NOTHING",
+            &[&names, &certs, &keys, &shas],
+        )
+        .await;
+    match inserted {
+        Err(e)
+            if e.as_db_error().is_some_and(|d| {
+                d.code().code() == "23505" && d.constraint() == Some("credentials_cert_sha256_key")
+            }) =>
+        {
+            return Ok(Err("the pool lists one certificate under two thing names (or a certificate the journal knows under another name); fix the manifest".into()));
+        }
+        other => {
+            other?;
         }
     }
     tx.commit().await?;
@@ -1241,13 +1272,6 @@ async fn change_in(
     token: &str,
 ) -> Result<Result<(), String>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    if tx
-        .query_opt("SELECT 1 FROM pool_changes WHERE token = $1", &[&token])
-        .await?
-        .is_some()
-    {
-        return Ok(Ok(()));
-    }
     let at = server_now(&tx).await?;
     let Some(row) = tx
         .query_opt(
@@ -1258,6 +1282,15 @@ async fn change_in(
     else {
         return Ok(Err(unknown_credential(thing_name)));
     };
+    // Under the row lock: a first try whose answer was lost has committed by now, and its
+    // record is what says the change is done.
+    if tx
+        .query_opt("SELECT 1 FROM pool_changes WHERE token = $1", &[&token])
+        .await?
+        .is_some()
+    {
+        return Ok(Ok(()));
+    }
     let (state, revoked): (String, bool) = (row.get(0), row.get::<_, Option<String>>(1).is_some());
     let action = match change {
         ByHand::Release => {
@@ -1415,7 +1448,7 @@ impl Journal for PostgresJournal {
     }
 
     fn pool_entries(&self) -> Result<Vec<PoolEntry>, JournalError> {
-        let rows = retrying!(self, |c| c.query(
+        let rows = retrying!(self, READ_ALL_TIMEOUT, |c| c.query(
             "SELECT c.thing_name, c.state, u.identity, c.note, c.revoked_at, c.cert_path
              FROM credentials c LEFT JOIN units u ON u.id = c.unit ORDER BY c.id",
             &[],
@@ -1459,7 +1492,7 @@ impl Journal for PostgresJournal {
     }
 
     fn pool_changes(&self) -> Result<Vec<PoolChange>, JournalError> {
-        let rows = retrying!(self, |c| c.query(
+        let rows = retrying!(self, READ_ALL_TIMEOUT, |c| c.query(
             "SELECT at, who, action, what, reason FROM pool_changes ORDER BY id",
             &[],
         ))?;
@@ -1475,19 +1508,25 @@ impl Journal for PostgresJournal {
             .collect())
     }
 
-    fn record_event(&self, station: &str, event: &str, json: &str) -> Result<(), JournalError> {
+    fn record_event(
+        &self,
+        at: &str,
+        station: &str,
+        event: &str,
+        json: &str,
+    ) -> Result<(), JournalError> {
+        // Stamped when it happened (by the PC that saw it), not when the writer got to it.
         let token = self.token();
-        let insert = format!(
+        retrying!(self, |c| c.execute(
             "INSERT INTO events (at, station, event, data, token)
-             VALUES ({SERVER_NOW}, $1, $2, $3, $4) ON CONFLICT (token) DO NOTHING"
-        );
-        retrying!(self, |c| c
-            .execute(&insert, &[&station, &event, &json, &token]))
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (token) DO NOTHING",
+            &[&at, &station, &event, &json, &token]
+        ))
         .map(drop)
     }
 
     fn report(&self) -> Result<Vec<ReportRow>, JournalError> {
-        let rows = retrying!(self, |c| c.query(
+        let rows = retrying!(self, READ_ALL_TIMEOUT, |c| c.query(
             "SELECT a.id, a.station, a.port, u.identity, u.unit_id, u.mac, u.imei, u.iccid,
                     u.firmware, c.thing_name, c.cert_sha256, a.started_at, a.finished_at,
                     a.result, a.exit_code, a.reason, a.stages, a.tool, a.profile, a.owner, a.line
@@ -1515,15 +1554,6 @@ impl PostgresJournal {
             c, change, thing_name, who, reason, &token
         ))?
         .map_err(|m| self.refused(m))
-    }
-
-    /// Every row of `table`, `columns` as [`super::copy`] names them, in id order.
-    pub(super) fn rows(
-        &self,
-        table: &str,
-        columns: &[&str],
-    ) -> Result<Vec<Vec<super::Cell>>, JournalError> {
-        retrying!(self, |c| rows_in(&*c, table, columns))
     }
 }
 

@@ -659,11 +659,17 @@ impl Journal for SqliteJournal {
         self.with(|conn| log_change(conn, &now(), who, action, what, reason))
     }
 
-    fn record_event(&self, station: &str, event: &str, json: &str) -> Result<(), JournalError> {
+    fn record_event(
+        &self,
+        at: &str,
+        station: &str,
+        event: &str,
+        json: &str,
+    ) -> Result<(), JournalError> {
         self.with(|conn| {
             conn.execute(
                 "INSERT INTO events (at, station, event, data) VALUES (?1, ?2, ?3, ?4)",
-                params![now(), station, event, json],
+                params![at, station, event, json],
             )?;
             Ok(())
         })

@@ -721,3 +721,50 @@ fn a_password_file_is_read_only_when_it_is_private() {
     let j = open().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(j.pool_status().unwrap().free, 0);
 }
+
+/// A PC that dies while another runs: the running one marks the dead one's attempt
+/// interrupted within a heartbeat (here its process is gone from this machine; another PC's
+/// is found by its expired lease, tested above), and the unit keeps its credential.
+#[test]
+fn a_running_line_marks_a_dead_lines_attempts_interrupted() {
+    let pg = Postgres::start();
+    let url = pg.url();
+    let dir = tempfile::tempdir().unwrap();
+    let pool = make_pool(dir.path(), 2);
+    // PC1 has a station and no unit: it only keeps the line's leases.
+    let mut idle = Pc::new(dir.path(), 1, &pool, &url, 1, 0, SIM);
+    let mut dying = Pc::new(dir.path(), 2, &pool, &url, 1, 1, SIM);
+    idle.start();
+    dying.start();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while dying
+        .events
+        .iter()
+        .all(|e| e["event"] != "credential_allocated")
+    {
+        assert!(Instant::now() < deadline, "PC2 allocated nothing");
+        assert!(dying.pump(Duration::from_millis(10)), "PC2 stopped");
+        idle.pump(Duration::from_millis(1));
+    }
+    dying.kill();
+    while idle
+        .events
+        .iter()
+        .all(|e| e["event"] != "attempts_interrupted")
+    {
+        assert!(Instant::now() < deadline, "PC1 never noticed PC2 died");
+        assert!(idle.pump(Duration::from_millis(50)), "PC1 stopped");
+    }
+    idle.factory.as_ref().unwrap().terminate();
+    while idle.pump(Duration::from_millis(50)) {}
+    let rows = report(&url);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["result"], "interrupted");
+    assert_eq!(rows[0]["line"], "PC2");
+    // The unit keeps its credential: the pool has one assigned.
+    let assigned = pg.psql(
+        "journal",
+        &["SELECT COUNT(*) FROM credentials WHERE state = 'assigned'"],
+    );
+    assert_eq!(assigned.trim(), "1");
+}

@@ -91,6 +91,12 @@ pub enum Event {
     UnitPassed(Verdict),
     /// A unit failed.
     UnitFailed(Verdict),
+    /// Attempts of another line (a PC whose factory stopped renewing its lease: it died)
+    /// were marked interrupted while this line runs.
+    AttemptsInterrupted {
+        /// How many.
+        attempts: u64,
+    },
     /// The journal's database went out of reach: every station waits at its next journal
     /// step until it is back.
     JournalUnreachable {

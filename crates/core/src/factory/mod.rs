@@ -230,12 +230,26 @@ pub async fn run(config: FactoryConfig, options: RunOptions) -> Result<Summary, 
             loop {
                 every.tick().await;
                 let j = journal.clone();
-                let renewed = tokio::task::spawn_blocking(move || j.heartbeat()).await;
-                if let Ok(Err(e)) = renewed {
-                    observer.say(
+                let renewed = tokio::task::spawn_blocking(move || {
+                    j.heartbeat()?;
+                    j.recover()
+                })
+                .await;
+                match renewed {
+                    Ok(Ok(0)) | Err(_) => {}
+                    Ok(Ok(n)) => {
+                        observer.event("", &Event::AttemptsInterrupted { attempts: n });
+                        observer.say(
+                            "",
+                            &format!(
+                                "journal: {n} attempt(s) of a line that stopped renewing its lease marked interrupted; their units keep their credentials"
+                            ),
+                        );
+                    }
+                    Ok(Err(e)) => observer.say(
                         "",
                         &format!("journal: cannot renew the attempts' leases: {e}"),
-                    );
+                    ),
                 }
             }
         })

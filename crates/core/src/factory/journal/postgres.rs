@@ -1117,11 +1117,13 @@ async fn register_in(
 }
 
 async fn recover_in(client: &mut Client, process: &Process) -> Result<u64, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
-    let running = tx
+    // No lock on the running attempts (every PC runs this every few seconds): each update
+    // checks again that the attempt is still running and, for an expired lease, that its
+    // owner did not renew it meanwhile.
+    let running = client
         .query(
             "SELECT id, owner, heartbeat IS NULL OR heartbeat < now() - make_interval(secs => $1)
-             FROM attempts WHERE result = 'running' FOR UPDATE",
+             FROM attempts WHERE result = 'running'",
             &[&LEASE.as_secs_f64()],
         )
         .await?;
@@ -1132,19 +1134,20 @@ async fn recover_in(client: &mut Client, process: &Process) -> Result<u64, tokio
             .as_deref()
             .is_some_and(|o| o != process.owner && owner_gone(o, process.host()));
         if lease_over || gone_here {
-            n += tx
+            n += client
                 .execute(
                     &format!(
                         "UPDATE attempts SET result = 'interrupted', finished_at = {SERVER_NOW},
                              reason = 'atprov stopped during this attempt (crash, kill or power loss)'
-                         WHERE id = $1"
+                         WHERE id = $1 AND result = 'running'
+                           AND ($2 OR heartbeat IS NULL
+                                OR heartbeat < now() - make_interval(secs => $3))"
                     ),
-                    &[&id],
+                    &[&id, &gone_here, &LEASE.as_secs_f64()],
                 )
                 .await?;
         }
     }
-    tx.commit().await?;
     Ok(n)
 }
 

@@ -94,35 +94,40 @@ fn the_dashboard_shows_a_running_line_in_a_real_browser() {
         // Fails smoke (exit 14): its broker never delivers.
         Unit::new(dir.path(), "24:0a:c4:00:00:0a", &["--deny-receive"]),
         Unit::new(dir.path(), "24:0a:c4:00:00:0b", &[]),
-        // Slow enough (250 ms a command, about 10 s a unit) to be still under way while the
-        // browser starts and looks, even on a loaded machine (150 ms was not, once, in CI).
-        Unit::new(dir.path(), "24:0a:c4:00:00:0c", &["--latency", "250ms"]),
+        // Frozen (SIGSTOP) as soon as its attempt begins, and thawed once the browser has
+        // looked: it is under way however long the browser takes.
+        Unit::new(dir.path(), "24:0a:c4:00:00:0c", &[]),
     ];
     let mut dashboard: Option<Dashboard> = None;
     let mut dom = String::new();
     let mut verdicts_seen = 0;
-    let (verdicts, code, stderr) = crate::factory::one_station(dir.path(), 4, units, |ev, _| {
-        if matches!(ev["event"].as_str(), Some("unit_passed" | "unit_failed")) {
-            verdicts_seen += 1;
-        }
-        // The third unit is under way: load the page now, mid-batch.
-        if ev["event"] == "unit_detected" && verdicts_seen == 2 && dashboard.is_none() {
-            let d = Dashboard::start(&journal, &[]);
-            dom = chromium(&["--dump-dom"], &format!("{}/?limit=1", d.base));
-            let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
-            let _ = std::fs::remove_file(&shot);
-            chromium(
-                &[
-                    "--window-size=1000,800",
-                    &format!("--screenshot={}", shot.display()),
-                ],
-                &format!("{}/?limit=1", d.base),
-            );
-            let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
-            assert!(png.starts_with(b"\x89PNG"), "not a PNG");
-            dashboard = Some(d);
-        }
-    });
+    // The frozen unit answers its first AT only when thawed: the station waits for it.
+    let policy = "answer_within = \"120s\"";
+    let (verdicts, code, stderr) =
+        crate::factory::one_station_with(dir.path(), 4, policy, units, |ev, conveyor| {
+            if matches!(ev["event"].as_str(), Some("unit_passed" | "unit_failed")) {
+                verdicts_seen += 1;
+            }
+            // The third unit is under way: load the page now, mid-batch.
+            if ev["event"] == "unit_detected" && verdicts_seen == 2 && dashboard.is_none() {
+                conveyor.freeze("s1", true);
+                let d = Dashboard::start(&journal, &[]);
+                dom = chromium(&["--dump-dom"], &format!("{}/?limit=1", d.base));
+                let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+                let _ = std::fs::remove_file(&shot);
+                chromium(
+                    &[
+                        "--window-size=1000,800",
+                        &format!("--screenshot={}", shot.display()),
+                    ],
+                    &format!("{}/?limit=1", d.base),
+                );
+                let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
+                assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+                dashboard = Some(d);
+                conveyor.freeze("s1", false);
+            }
+        });
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(verdicts.len(), 3);
     // The DOM the browser built: the station, the counts so far, the failure chart.

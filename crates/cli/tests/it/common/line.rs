@@ -153,6 +153,21 @@ impl Conveyor {
         Some(unit)
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the unit in `station`: a module that holds its
+    /// answer, for as long as the test needs, like one still booting.
+    pub fn freeze(&mut self, station: &str, frozen: bool) {
+        let (_, sim) = self
+            .bay(station)
+            .current
+            .as_ref()
+            .expect("a unit is plugged in");
+        let signal = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: signalling our own child process.
+        unsafe {
+            libc::kill(sim.child.id() as i32, signal);
+        }
+    }
+
     /// The unit in `station` now.
     pub fn current(&mut self, station: &str) -> Option<Unit> {
         self.bay(station).current.as_ref().map(|(u, _)| u.clone())

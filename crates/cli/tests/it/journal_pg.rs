@@ -479,6 +479,15 @@ fn a_sqlite_journal_migrates_to_postgres_with_every_attempt() {
             .unwrap()
             .to_string()
     );
+    // A role that may only read can report on the journal (nothing is written to it).
+    pg.psql(
+        "journal",
+        &[
+            &format!("CREATE ROLE reader LOGIN PASSWORD '{PASSWORD}'"),
+            "GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader",
+        ],
+    );
+    assert_eq!(report(url.replace("atprov@", "reader@")), report(&db));
     // New rows continue after the copied ids.
     let j = open_pg(&pg, "L2");
     let next = j.begin_attempt("s9", "p", "x").unwrap();

@@ -444,3 +444,113 @@ pub(crate) enum Cell {
 
 /// A table's name, its columns (`#` marking an integer column) and its rows.
 pub(crate) type Table<'a> = (&'a str, &'a [&'a str], Vec<Vec<Cell>>);
+
+/// The reads both backends answer with the same SQL, mapped to the journal's types by
+/// [`report_row`], [`pool_entry`] and [`pool_change`].
+pub(crate) const REPORT_QUERY: &str =
+    "SELECT a.id, a.station, a.port, u.identity, u.unit_id, u.mac, u.imei, u.iccid,
+            u.firmware, c.thing_name, c.cert_sha256, a.started_at, a.finished_at,
+            a.result, a.exit_code, a.reason, a.stages, a.tool, a.profile, a.owner, a.line
+     FROM attempts a
+     LEFT JOIN units u ON u.id = a.unit
+     LEFT JOIN credentials c ON c.id = a.credential
+     ORDER BY a.id";
+
+/// See [`REPORT_QUERY`].
+pub(crate) const POOL_ENTRIES_QUERY: &str =
+    "SELECT c.thing_name, c.state, u.identity, c.note, c.revoked_at, c.cert_path
+     FROM credentials c LEFT JOIN units u ON u.id = c.unit ORDER BY c.id";
+
+/// See [`REPORT_QUERY`].
+pub(crate) const POOL_CHANGES_QUERY: &str =
+    "SELECT at, who, action, what, reason FROM pool_changes ORDER BY id";
+
+/// A result row of either backend, read by column number: one mapping from a query's
+/// columns to the journal's types serves both.
+pub(crate) trait Columns {
+    type Error;
+    /// A text column (NULL as `None`).
+    fn text(&self, i: usize) -> Result<Option<String>, Self::Error>;
+    /// An integer column (NULL as `None`).
+    fn int(&self, i: usize) -> Result<Option<i64>, Self::Error>;
+    /// A `NOT NULL` text column.
+    fn required(&self, i: usize) -> Result<String, Self::Error> {
+        Ok(self.text(i)?.unwrap_or_default())
+    }
+}
+
+/// A row of [`REPORT_QUERY`].
+pub(crate) fn report_row<R: Columns>(r: &R) -> Result<ReportRow, R::Error> {
+    Ok(ReportRow {
+        attempt: r.int(0)?.unwrap_or_default(),
+        station: r.required(1)?,
+        port: r.required(2)?,
+        unit: r.text(3)?,
+        unit_id: r.text(4)?,
+        mac: r.text(5)?,
+        imei: r.text(6)?,
+        iccid: r.text(7)?,
+        firmware: r.text(8)?,
+        thing_name: r.text(9)?,
+        cert_sha256: r.text(10)?,
+        started_at: r.required(11)?,
+        finished_at: r.text(12)?,
+        result: r.required(13)?,
+        exit_code: r.int(14)?.map(|c| u8::try_from(c).unwrap_or(u8::MAX)),
+        reason: r.text(15)?,
+        stages: r.required(16)?,
+        tool: r.required(17)?,
+        profile: r.required(18)?,
+        line: line_of(r.text(20)?, r.text(19)?),
+    })
+}
+
+/// A row of [`POOL_ENTRIES_QUERY`].
+pub(crate) fn pool_entry<R: Columns>(r: &R) -> Result<PoolEntry, R::Error> {
+    Ok(PoolEntry {
+        thing_name: r.required(0)?,
+        state: r.required(1)?,
+        unit: r.text(2)?,
+        note: r.text(3)?,
+        revoked_at: r.text(4)?,
+        cert: r.required(5)?,
+    })
+}
+
+/// A row of [`POOL_CHANGES_QUERY`].
+pub(crate) fn pool_change<R: Columns>(r: &R) -> Result<PoolChange, R::Error> {
+    Ok(PoolChange {
+        at: r.required(0)?,
+        who: r.required(1)?,
+        action: r.required(2)?,
+        what: r.required(3)?,
+        reason: r.required(4)?,
+    })
+}
+
+/// The column list of a [`Table`]'s columns for SQL, `id` named as the backend names it.
+pub(crate) fn column_list(columns: &[&str], id: &str) -> String {
+    columns
+        .iter()
+        .map(|c| match c.trim_end_matches('#') {
+            "id" => id,
+            name => name,
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A row read with [`column_list`]: an integer where the column is marked `#`.
+pub(crate) fn cells<R: Columns>(r: &R, columns: &[&str]) -> Result<Vec<Cell>, R::Error> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            Ok(if c.ends_with('#') {
+                Cell::Int(r.int(i)?)
+            } else {
+                Cell::Text(r.text(i)?)
+            })
+        })
+        .collect()
+}

@@ -29,9 +29,10 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row};
 
 use super::{
-    AllocateError, Allocation, Fate, Got, Journal, JournalError, LEASE, Notice, Outcome,
-    PoolChange, PoolEntry, PoolRecord, PoolStatus, Process, ReportRow, UnitIdentity,
-    already_revoked, line_of, owner_gone, refuse_release, unknown_credential,
+    AllocateError, Allocation, Cell, Columns, Fate, Got, Journal, JournalError, LEASE, Notice,
+    Outcome, POOL_CHANGES_QUERY, POOL_ENTRIES_QUERY, PoolChange, PoolEntry, PoolRecord, PoolStatus,
+    Process, REPORT_QUERY, ReportRow, UnitIdentity, already_revoked, cells, column_list,
+    owner_gone, pool_change, pool_entry, refuse_release, report_row, unknown_credential,
 };
 
 /// Schema changes in order; `atprov_schema.version` says how many a database has. Each is
@@ -673,7 +674,6 @@ async fn load_in(
     client: &mut Client,
     tables: &[super::Table<'_>],
 ) -> Result<Result<Vec<(String, u64)>, String>, tokio_postgres::Error> {
-    use super::Cell;
     let tx = client.transaction().await?;
     // No factory may start writing while the copy runs, and the copy goes only into an
     // empty journal.
@@ -696,12 +696,11 @@ async fn load_in(
     }
     let mut counts = Vec::new();
     for (table, columns, rows) in tables {
-        let names: Vec<&str> = columns.iter().map(|c| c.trim_end_matches('#')).collect();
-        let marks: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
+        let marks: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
         let insert = tx
             .prepare(&format!(
                 "INSERT INTO {table} ({}) VALUES ({})",
-                names.join(", "),
+                column_list(columns, "id"),
                 marks.join(", ")
             ))
             .await?;
@@ -740,26 +739,15 @@ async fn rows_in(
     c: &impl tokio_postgres::GenericClient,
     table: &str,
     columns: &[&str],
-) -> Result<Vec<Vec<super::Cell>>, tokio_postgres::Error> {
-    use super::Cell;
-    let names: Vec<&str> = columns.iter().map(|c| c.trim_end_matches('#')).collect();
-    let query = format!("SELECT {} FROM {table} ORDER BY id", names.join(", "));
+) -> Result<Vec<Vec<Cell>>, tokio_postgres::Error> {
+    let query = format!(
+        "SELECT {} FROM {table} ORDER BY id",
+        column_list(columns, "id")
+    );
     c.query(&query, &[])
         .await?
         .iter()
-        .map(|r| {
-            columns
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    Ok(if c.ends_with('#') {
-                        Cell::Int(r.try_get(i)?)
-                    } else {
-                        Cell::Text(r.try_get(i)?)
-                    })
-                })
-                .collect()
-        })
+        .map(|r| cells(r, columns))
         .collect()
 }
 
@@ -1328,30 +1316,15 @@ async fn change_in(
     Ok(Ok(()))
 }
 
-fn report_row(r: &Row) -> ReportRow {
-    ReportRow {
-        attempt: r.get(0),
-        station: r.get(1),
-        port: r.get(2),
-        unit: r.get(3),
-        unit_id: r.get(4),
-        mac: r.get(5),
-        imei: r.get(6),
-        iccid: r.get(7),
-        firmware: r.get(8),
-        thing_name: r.get(9),
-        cert_sha256: r.get(10),
-        started_at: r.get(11),
-        finished_at: r.get(12),
-        result: r.get(13),
-        exit_code: r
-            .get::<_, Option<i64>>(14)
-            .map(|c| u8::try_from(c).unwrap_or(u8::MAX)),
-        reason: r.get(15),
-        stages: r.get(16),
-        tool: r.get(17),
-        profile: r.get(18),
-        line: line_of(r.get(20), r.get(19)),
+impl Columns for Row {
+    type Error = tokio_postgres::Error;
+
+    fn text(&self, i: usize) -> Result<Option<String>, tokio_postgres::Error> {
+        self.try_get(i)
+    }
+
+    fn int(&self, i: usize) -> Result<Option<i64>, tokio_postgres::Error> {
+        self.try_get(i)
     }
 }
 
@@ -1451,22 +1424,7 @@ impl Journal for PostgresJournal {
     }
 
     fn pool_entries(&self) -> Result<Vec<PoolEntry>, JournalError> {
-        let rows = retrying!(self, READ_ALL_TIMEOUT, |c| c.query(
-            "SELECT c.thing_name, c.state, u.identity, c.note, c.revoked_at, c.cert_path
-             FROM credentials c LEFT JOIN units u ON u.id = c.unit ORDER BY c.id",
-            &[],
-        ))?;
-        Ok(rows
-            .iter()
-            .map(|r| PoolEntry {
-                thing_name: r.get(0),
-                state: r.get(1),
-                unit: r.get(2),
-                note: r.get(3),
-                revoked_at: r.get(4),
-                cert: r.get(5),
-            })
-            .collect())
+        self.read_all(POOL_ENTRIES_QUERY, pool_entry)
     }
 
     fn release(&self, thing_name: &str, who: &str, reason: &str) -> Result<(), JournalError> {
@@ -1495,20 +1453,7 @@ impl Journal for PostgresJournal {
     }
 
     fn pool_changes(&self) -> Result<Vec<PoolChange>, JournalError> {
-        let rows = retrying!(self, READ_ALL_TIMEOUT, |c| c.query(
-            "SELECT at, who, action, what, reason FROM pool_changes ORDER BY id",
-            &[],
-        ))?;
-        Ok(rows
-            .iter()
-            .map(|r| PoolChange {
-                at: r.get(0),
-                who: r.get(1),
-                action: r.get(2),
-                what: r.get(3),
-                reason: r.get(4),
-            })
-            .collect())
+        self.read_all(POOL_CHANGES_QUERY, pool_change)
     }
 
     fn record_event(
@@ -1529,21 +1474,24 @@ impl Journal for PostgresJournal {
     }
 
     fn report(&self) -> Result<Vec<ReportRow>, JournalError> {
-        let rows = retrying!(self, READ_ALL_TIMEOUT, |c| c.query(
-            "SELECT a.id, a.station, a.port, u.identity, u.unit_id, u.mac, u.imei, u.iccid,
-                    u.firmware, c.thing_name, c.cert_sha256, a.started_at, a.finished_at,
-                    a.result, a.exit_code, a.reason, a.stages, a.tool, a.profile, a.owner, a.line
-             FROM attempts a
-             LEFT JOIN units u ON u.id = a.unit
-             LEFT JOIN credentials c ON c.id = a.credential
-             ORDER BY a.id",
-            &[],
-        ))?;
-        Ok(rows.iter().map(report_row).collect())
+        self.read_all(REPORT_QUERY, report_row)
     }
 }
 
 impl PostgresJournal {
+    /// Every row `query` gives, each mapped by `row`.
+    fn read_all<T>(
+        &self,
+        query: &str,
+        row: fn(&Row) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<Vec<T>, JournalError> {
+        retrying!(self, READ_ALL_TIMEOUT, |c| c.query(query, &[]))?
+            .iter()
+            .map(row)
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
     /// A release or revocation, recorded with who and why (see [`change_in`]).
     fn by_hand(
         &self,

@@ -8,9 +8,10 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    AllocateError, Allocation, Fate, Got, Journal, JournalError, LEASE, Outcome, PoolChange,
-    PoolEntry, PoolRecord, PoolStatus, Process, ReportRow, UnitIdentity, already_revoked, line_of,
-    owner_gone, refuse_release, unknown_credential,
+    AllocateError, Allocation, Cell, Columns, Fate, Got, Journal, JournalError, LEASE, Outcome,
+    POOL_CHANGES_QUERY, POOL_ENTRIES_QUERY, PoolChange, PoolEntry, PoolRecord, PoolStatus, Process,
+    REPORT_QUERY, ReportRow, UnitIdentity, already_revoked, cells, column_list, owner_gone,
+    pool_change, pool_entry, refuse_release, report_row, unknown_credential,
 };
 
 const SCHEMA: &str = "
@@ -593,21 +594,9 @@ impl Journal for SqliteJournal {
 
     fn pool_entries(&self) -> Result<Vec<PoolEntry>, JournalError> {
         self.with(|conn| {
-            let mut q = conn.prepare(
-                "SELECT c.thing_name, c.state, u.identity, c.note, c.revoked_at, c.cert_path
-                 FROM credentials c LEFT JOIN units u ON u.id = c.unit ORDER BY c.id",
-            )?;
-            q.query_map([], |r| {
-                Ok(PoolEntry {
-                    thing_name: r.get(0)?,
-                    state: r.get(1)?,
-                    unit: r.get(2)?,
-                    note: r.get(3)?,
-                    revoked_at: r.get(4)?,
-                    cert: r.get(5)?,
-                })
-            })?
-            .collect()
+            conn.prepare(POOL_ENTRIES_QUERY)?
+                .query_map([], |r| pool_entry(r))?
+                .collect()
         })
     }
 
@@ -677,58 +666,30 @@ impl Journal for SqliteJournal {
 
     fn pool_changes(&self) -> Result<Vec<PoolChange>, JournalError> {
         self.with(|conn| {
-            let mut q =
-                conn.prepare("SELECT at, who, action, what, reason FROM pool_changes ORDER BY id")?;
-            q.query_map([], |r| {
-                Ok(PoolChange {
-                    at: r.get(0)?,
-                    who: r.get(1)?,
-                    action: r.get(2)?,
-                    what: r.get(3)?,
-                    reason: r.get(4)?,
-                })
-            })?
-            .collect()
+            conn.prepare(POOL_CHANGES_QUERY)?
+                .query_map([], |r| pool_change(r))?
+                .collect()
         })
     }
 
     fn report(&self) -> Result<Vec<ReportRow>, JournalError> {
         self.with(|conn| {
-            let mut stmt = conn.prepare(
-                "SELECT a.id, a.station, a.port, u.identity, u.unit_id, u.mac, u.imei, u.iccid,
-                        u.firmware, c.thing_name, c.cert_sha256, a.started_at, a.finished_at,
-                        a.result, a.exit_code, a.reason, a.stages, a.tool, a.profile, a.owner, a.line
-                 FROM attempts a
-                 LEFT JOIN units u ON u.id = a.unit
-                 LEFT JOIN credentials c ON c.id = a.credential
-                 ORDER BY a.id",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(ReportRow {
-                    attempt: r.get(0)?,
-                    station: r.get(1)?,
-                    port: r.get(2)?,
-                    unit: r.get(3)?,
-                    unit_id: r.get(4)?,
-                    mac: r.get(5)?,
-                    imei: r.get(6)?,
-                    iccid: r.get(7)?,
-                    firmware: r.get(8)?,
-                    thing_name: r.get(9)?,
-                    cert_sha256: r.get(10)?,
-                    started_at: r.get(11)?,
-                    finished_at: r.get(12)?,
-                    result: r.get(13)?,
-                    exit_code: r.get(14)?,
-                    reason: r.get(15)?,
-                    stages: r.get(16)?,
-                    tool: r.get(17)?,
-                    profile: r.get(18)?,
-                    line: line_of(r.get(20)?, r.get(19)?),
-                })
-            })?;
-            rows.collect()
+            conn.prepare(REPORT_QUERY)?
+                .query_map([], |r| report_row(r))?
+                .collect()
         })
+    }
+}
+
+impl Columns for rusqlite::Row<'_> {
+    type Error = rusqlite::Error;
+
+    fn text(&self, i: usize) -> rusqlite::Result<Option<String>> {
+        self.get(i)
+    }
+
+    fn int(&self, i: usize) -> rusqlite::Result<Option<i64>> {
+        self.get(i)
     }
 }
 
@@ -738,33 +699,13 @@ impl SqliteJournal {
         &self,
         table: &str,
         columns: &[&str],
-    ) -> Result<Vec<Vec<super::Cell>>, JournalError> {
-        use super::Cell;
-        let names: Vec<&str> = columns
-            .iter()
-            .map(|c| match c.trim_end_matches('#') {
-                "id" => "rowid",
-                name => name,
-            })
-            .collect();
+    ) -> Result<Vec<Vec<Cell>>, JournalError> {
         self.with(|conn| {
-            let mut q = conn.prepare(&format!(
+            conn.prepare(&format!(
                 "SELECT {} FROM {table} ORDER BY rowid",
-                names.join(", ")
-            ))?;
-            q.query_map([], |r| {
-                columns
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| {
-                        Ok(if c.ends_with('#') {
-                            Cell::Int(r.get(i)?)
-                        } else {
-                            Cell::Text(r.get(i)?)
-                        })
-                    })
-                    .collect()
-            })?
+                column_list(columns, "rowid")
+            ))?
+            .query_map([], |r| cells(r, columns))?
             .collect()
         })
     }

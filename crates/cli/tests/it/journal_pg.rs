@@ -229,6 +229,18 @@ fn assert_units_hold_the_journals_credentials(url: &str, units: &[crate::common:
     }
 }
 
+/// Every unit the PCs' operators plugged in, once each (a unit that failed, its station
+/// killed under it, was plugged in again).
+fn distinct_units(pcs: &[Pc]) -> Vec<crate::common::line::Unit> {
+    let mut units: Vec<_> = pcs
+        .iter()
+        .flat_map(|pc| pc.conveyor.plugged.clone())
+        .collect();
+    units.sort_by(|a, b| a.mac.cmp(&b.mac));
+    units.dedup_by(|a, b| a.mac == b.mac);
+    units
+}
+
 /// The line of the issue: two PCs of three stations, three units each (18), sharing a pool
 /// of 24 on the journal `url`; both factories started.
 fn two_pcs_started(dir: &std::path::Path, url: &str) -> [Pc; 2] {
@@ -269,13 +281,7 @@ fn two_pcs_on_one_postgres_pool_survive_random_sigkills() {
         kills >= 2,
         "only {kills} kills happened before the batch was done"
     );
-    // A unit that failed (its station was killed under it) was plugged in again.
-    let mut units: Vec<_> = pcs
-        .iter()
-        .flat_map(|pc| pc.conveyor.plugged.clone())
-        .collect();
-    units.sort_by(|a, b| a.mac.cmp(&b.mac));
-    units.dedup_by(|a, b| a.mac == b.mac);
+    let units = distinct_units(&pcs);
     assert_eq!(units.len(), 18);
     assert_units_hold_the_journals_credentials(&url, &units);
     let rows = report(&url);
@@ -400,12 +406,7 @@ fn a_database_restart_mid_batch_pauses_the_stations_and_loses_nothing() {
             pc.name
         );
     }
-    let mut units: Vec<_> = pcs
-        .iter()
-        .flat_map(|pc| pc.conveyor.plugged.clone())
-        .collect();
-    units.sort_by(|a, b| a.mac.cmp(&b.mac));
-    units.dedup_by(|a, b| a.mac == b.mac);
+    let units = distinct_units(&pcs);
     assert_eq!(units.len(), 18);
     assert_units_hold_the_journals_credentials(&url, &units);
     let rows = report(&url);

@@ -91,3 +91,35 @@ impl Rng {
         self.0 % n
     }
 }
+
+/// Reads a server's log (its stderr) until a line contains `ready`, then keeps draining it,
+/// appended to `keep`, so that the server never blocks on a full pipe. Returns whether the
+/// server came up (false: the log ended, it exited) and what it logged until then.
+pub fn await_ready(
+    stderr: std::process::ChildStderr,
+    ready: &str,
+    keep: std::path::PathBuf,
+) -> (bool, String) {
+    let mut reader = BufReader::new(stderr);
+    let mut log = String::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return (false, log);
+        }
+        log.push_str(&line);
+        if line.contains(ready) {
+            break;
+        }
+    }
+    std::thread::spawn(move || {
+        let mut out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(keep)
+            .unwrap();
+        let _ = std::io::copy(&mut reader, &mut out);
+    });
+    (true, log)
+}

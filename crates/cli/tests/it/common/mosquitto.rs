@@ -3,7 +3,6 @@
 //! module stores, client certificates from the separate device CA, `require_certificate`), an
 //! ACL, and optionally a TLS listener with a password file (the Aliyun-style logins).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -103,26 +102,12 @@ impl Mosquitto {
                 .stderr(Stdio::piped())
                 .spawn()
                 .expect("start mosquitto (apt-get install mosquitto)");
-            let mut log = String::new();
-            let mut reader = BufReader::new(child.stderr.take().unwrap());
-            let mut line = String::new();
-            let up = loop {
-                line.clear();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    break false;
-                }
-                log.push_str(&line);
-                if line.contains(" running") {
-                    break true;
-                }
-            };
+            let (up, log) = super::await_ready(
+                child.stderr.take().unwrap(),
+                " running",
+                dir.join("broker.log"),
+            );
             if up {
-                // Keep draining the log so the broker never blocks on a full pipe.
-                let log_path = dir.join("broker.log");
-                std::thread::spawn(move || {
-                    let mut out = std::fs::File::create(log_path).unwrap();
-                    let _ = std::io::copy(&mut reader, &mut out);
-                });
                 return Mosquitto {
                     child,
                     port,

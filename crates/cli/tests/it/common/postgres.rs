@@ -7,7 +7,6 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -173,29 +172,12 @@ impl Postgres {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start postgres");
-        let mut reader = BufReader::new(child.stderr.take().unwrap());
-        let mut log = String::new();
-        let mut line = String::new();
-        let up = loop {
-            line.clear();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                break false;
-            }
-            log.push_str(&line);
-            if line.contains("database system is ready to accept connections") {
-                break true;
-            }
-        };
+        let (up, log) = super::await_ready(
+            child.stderr.take().unwrap(),
+            "database system is ready to accept connections",
+            self.dir.path().join("server.log"),
+        );
         if up {
-            let path = self.dir.path().join("server.log");
-            std::thread::spawn(move || {
-                let mut out = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .unwrap();
-                let _ = std::io::copy(&mut reader, &mut out);
-            });
             self.child = Some(child);
             return true;
         }

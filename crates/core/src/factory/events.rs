@@ -160,7 +160,7 @@ pub trait Observer: Send + Sync {
 /// the events, not the line.
 pub struct JournalEvents {
     inner: std::sync::Arc<dyn Observer>,
-    queue: Mutex<std::sync::mpsc::Sender<Queued>>,
+    queue: std::sync::mpsc::Sender<Queued>,
     /// Events queued and not yet written.
     pending: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -214,7 +214,7 @@ impl JournalEvents {
         }
         JournalEvents {
             inner,
-            queue: Mutex::new(queue),
+            queue,
             pending,
         }
     }
@@ -223,11 +223,7 @@ impl JournalEvents {
     /// says how many were not written when the journal did not take them in time.
     pub fn flush(&self, within: std::time::Duration) {
         let (done, wait) = std::sync::mpsc::channel();
-        let sent = self
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(Queued::Flushed(done));
+        let sent = self.queue.send(Queued::Flushed(done));
         if sent.is_err() || wait.recv_timeout(within).is_err() {
             let left = self.pending.load(std::sync::atomic::Ordering::SeqCst);
             if left > 0 {
@@ -246,16 +242,12 @@ impl Observer for JournalEvents {
         let name = json["event"].as_str().unwrap_or("event").to_string();
         self.pending
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let _ = self
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(Queued::Event {
-                at: crate::factory::utc_millis(),
-                station: station.to_string(),
-                name,
-                json: json.to_string(),
-            });
+        let _ = self.queue.send(Queued::Event {
+            at: crate::factory::utc_millis(),
+            station: station.to_string(),
+            name,
+            json: json.to_string(),
+        });
         self.inner.event(station, event);
     }
     fn status(&self, station: &str, text: &str) {

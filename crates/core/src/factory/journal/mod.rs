@@ -371,7 +371,7 @@ impl Process {
 
 /// The line of an attempt: as recorded, else the host of its owner (`host[@machine]:pid:start`),
 /// for attempts recorded before lines had names.
-pub(crate) fn line_of(line: Option<String>, owner: Option<String>) -> Option<String> {
+fn line_of(line: Option<String>, owner: Option<String>) -> Option<String> {
     line.or_else(|| {
         owner.and_then(|o| {
             let here = o.split(':').next()?;

@@ -743,7 +743,9 @@ fn a_running_line_marks_a_dead_lines_attempts_interrupted() {
     let pool = make_pool(dir.path(), 2);
     // PC1 has a station and no unit: it only keeps the line's leases.
     let mut idle = Pc::new(dir.path(), 1, &pool, &url, 1, 0, SIM);
-    let mut dying = Pc::new(dir.path(), 2, &pool, &url, 1, 1, SIM);
+    // PC2's unit is slow (300 ms a command) and frozen once its credential is given, so
+    // the kill lands inside its attempt however far behind the test reads the events.
+    let mut dying = Pc::new(dir.path(), 2, &pool, &url, 1, 1, &["--latency", "300ms"]);
     idle.start();
     dying.start();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -756,6 +758,7 @@ fn a_running_line_marks_a_dead_lines_attempts_interrupted() {
         assert!(dying.pump(Duration::from_millis(10)), "PC2 stopped");
         idle.pump(Duration::from_millis(1));
     }
+    dying.conveyor.freeze("s2", true);
     dying.kill();
     while idle
         .events
